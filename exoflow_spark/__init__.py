@@ -1,0 +1,65 @@
+"""exoflow-spark: recoverable, exactly-once DAGs of Spark DataFrame tasks."""
+
+from __future__ import annotations
+
+from ._config import set_default_storage
+from ._spark import create_spark_session
+from .api import WorkflowInfo, get_output, get_status, list_workflows, resume, run
+from .context import TaskContext, current_task, get_spark
+from .errors import (
+    CheckpointError,
+    ConcurrentRunError,
+    DagError,
+    ExoflowError,
+    InvalidIdError,
+    InvalidOptionError,
+    SinkError,
+    SparkSessionError,
+    StorageError,
+    TaskChangedError,
+    TaskFailedError,
+    TaskNotCommittedError,
+    WorkflowNotFoundError,
+)
+from .options import CheckpointMode, TaskOptions
+from .sink import write_delta
+from .status import TaskStatus, WorkflowStatus
+from .task import Node, Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMode",
+    "ConcurrentRunError",
+    "DagError",
+    "ExoflowError",
+    "InvalidIdError",
+    "InvalidOptionError",
+    "Node",
+    "SinkError",
+    "SparkSessionError",
+    "StorageError",
+    "Task",
+    "TaskChangedError",
+    "TaskContext",
+    "TaskFailedError",
+    "TaskNotCommittedError",
+    "TaskOptions",
+    "TaskStatus",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+    "__version__",
+    "create_spark_session",
+    "current_task",
+    "get_output",
+    "get_spark",
+    "get_status",
+    "list_workflows",
+    "resume",
+    "run",
+    "set_default_storage",
+    "task",
+    "write_delta",
+]

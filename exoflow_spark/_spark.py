@@ -1,0 +1,213 @@
+"""Everything that touches SparkSession and Delta APIs directly lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CheckpointError, SparkSessionError
+
+logger = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+#: Settings that make small local runs fast; a cluster profile overrides them.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def create_spark_session(
+    master: str | None = "local[*]",
+    app_name: str = "exoflow-spark",
+    conf: Mapping[str, str] | None = None,
+) -> Any:
+    """Build (or get) a SparkSession with Delta Lake configured.
+
+    The Delta jars matching the installed ``delta-spark`` are added with
+    ``configure_spark_with_delta_pip`` and fetched from Maven Central on first use.
+
+    Args:
+        master: Spark master URL; ``None`` leaves it to ``spark-submit``.
+        app_name: the application name shown in the Spark UI.
+        conf: extra Spark settings (they win over the defaults).
+
+    Example:
+        >>> spark = create_spark_session("local[2]", conf={"spark.ui.enabled": "false"})
+    """
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PIN_THREAD", "true")
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    settings = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        **(LOCAL_DEFAULTS if (master or "").startswith("local") else {}),
+        **dict(conf or {}),
+    }
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    extra = [p for p in settings.get("spark.jars.packages", "").split(",") if p]
+    return configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+
+
+def resolve_spark(spark: Any | None) -> Any:
+    """``spark`` if given, else the active session; checks that Delta is configured."""
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        if spark is None:
+            raise SparkSessionError(
+                "no active SparkSession: pass spark=... or create one with "
+                "xf.create_spark_session() (it configures Delta Lake)"
+            )
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    except Exception:  # pragma: no cover - some managed runtimes hide the conf
+        extensions = DELTA_EXTENSION
+    if DELTA_EXTENSION not in extensions and not _is_databricks(spark):
+        raise SparkSessionError(
+            "this SparkSession has no Delta Lake extension, which exoflow-spark's checkpoints "
+            "and sinks need: build it with xf.create_spark_session(), or set "
+            f"spark.sql.extensions={DELTA_EXTENSION} and spark.sql.catalog.spark_catalog="
+            f"{DELTA_CATALOG} with the delta-spark jars on the classpath"
+        )
+    return spark
+
+
+def _is_databricks(spark: Any) -> bool:
+    try:
+        return bool(spark.conf.get("spark.databricks.clusterUsageTags.clusterId", None))
+    except Exception:  # pragma: no cover
+        return False
+
+
+def is_dataframe(value: Any) -> bool:
+    """True for classic and Spark Connect DataFrames."""
+    try:
+        from pyspark.sql import DataFrame
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(value, DataFrame):
+        return True
+    try:
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+    except Exception:
+        return False
+    return isinstance(value, ConnectDataFrame)
+
+
+@dataclass(frozen=True)
+class DeltaVersion:
+    """A committed version of a checkpoint table, with what it cost to write."""
+
+    path: str
+    version: int
+    num_bytes: int
+    num_rows: int
+    write_seconds: float
+
+
+def write_checkpoint(df: Any, path: str) -> DeltaVersion:
+    """Overwrite the Delta table at ``path`` with ``df``; return the version written.
+
+    The caller owns the table: exactly one driver writes a workflow's ref tables (the run
+    claim guarantees it), so the latest history entry is this write.
+    """
+    import time
+
+    spark = df.sparkSession
+    start = time.perf_counter()
+    try:
+        (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
+        row = (
+            spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1")
+            .select("version", "operationMetrics")
+            .first()
+        )
+    except Exception as exc:
+        raise CheckpointError(f"writing checkpoint table {path} failed: {exc}") from exc
+    metrics = row.operationMetrics or {}
+    return DeltaVersion(
+        path=path,
+        version=int(row.version),
+        num_bytes=int(metrics.get("numOutputBytes", 0) or 0),
+        num_rows=int(metrics.get("numOutputRows", 0) or 0),
+        write_seconds=time.perf_counter() - start,
+    )
+
+
+def read_checkpoint(spark: Any, path: str, version: int) -> Any:
+    """The DataFrame of one committed checkpoint version (lazy: nothing is read yet)."""
+    return spark.read.format("delta").option("versionAsOf", int(version)).load(path)
+
+
+@contextlib.contextmanager
+def job_context(spark: Any, workflow_id: str, label: str) -> Iterator[None]:
+    """Name the Spark jobs started in this thread after the workflow and task (Spark UI)."""
+    description = f"[{workflow_id}] {label}"
+    sc = None
+    try:
+        sc = spark.sparkContext
+    except Exception:  # Spark Connect: no SparkContext
+        sc = None
+    tag = f"exoflow:{workflow_id}"
+    if sc is not None:
+        previous = sc.getLocalProperty("spark.job.description")
+        sc.setLocalProperty("spark.job.description", description)
+        sc.setLocalProperty("spark.jobGroup.id", tag)
+        try:
+            yield
+        finally:
+            sc.setLocalProperty("spark.job.description", previous)
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        return
+    added = False
+    with contextlib.suppress(Exception):
+        spark.addTag(tag)
+        added = True
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(Exception):
+                spark.removeTag(tag)
+
+
+_SYSTEM_ERROR_MARKERS = (
+    "ExecutorLostFailure",
+    "executor lost",
+    "Executor heartbeat timed out",
+    "SparkContext was shut down",
+    "FetchFailed",
+    "Connection reset",
+    "Connection refused",
+    "Py4JNetworkError",
+    "Answer from Java side is empty",
+    "BlockMissingException",
+)
+
+
+def is_system_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the platform (lost executor, JVM link) rather than user code.
+
+    System errors are always retried within ``max_retries``; user errors only when the task
+    says ``retry_exceptions=True``.
+    """
+    from py4j.protocol import Py4JNetworkError
+
+    if isinstance(exc, (Py4JNetworkError, ConnectionError)):
+        return True
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _SYSTEM_ERROR_MARKERS)

@@ -1,0 +1,271 @@
+"""The public verbs: run, resume, get_status, get_output, list_workflows."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import resolve_storage
+from ._spark import resolve_spark
+from .dag import Dag
+from .errors import DagError, TaskChangedError, TaskNotCommittedError, WorkflowNotFoundError
+from .ref import Ref
+from .runtime import RunOptions, WorkflowRun, finish_status
+from .status import WorkflowStatus
+from .store import Heartbeat, WorkflowState, WorkflowStore, list_workflow_ids
+from .task import Node
+
+logger = logging.getLogger(__name__)
+
+
+def run(
+    dag: Node,
+    *,
+    workflow_id: str | None = None,
+    storage: str | None = None,
+    spark: Any | None = None,
+    invalidate: Sequence[str] = (),
+    max_parallel: int = 4,
+) -> Any:
+    """Run a DAG exactly once under ``workflow_id``, resuming it if it ran before.
+
+    Tasks already committed under this id are not executed again: their outputs are restored
+    from their checkpoints. Everything else that the output needs runs.
+
+    Args:
+        dag: the output node (``task.bind(...)``); the DAG is it and all it depends on.
+        workflow_id: the id to run (and resume) under; a new id is generated if omitted.
+        storage: storage root (local path or any URI Spark reaches); default:
+            :func:`exoflow_spark.set_default_storage` / ``$EXOFLOW_STORAGE`` / ``./exoflow-data``.
+        spark: the SparkSession; defaults to the active one.
+        invalidate: task ids to re-run, with everything downstream of them, even though they
+            committed (for when their code or inputs changed on purpose).
+        max_parallel: how many independent tasks may run at once.
+
+    Returns:
+        The output task's result: a DataFrame (read from its committed Delta version), a
+        JSON value, or None.
+
+    Raises:
+        TaskChangedError: a committed task's code or inputs changed.
+        TaskFailedError: a task failed after its retries (the cause is attached).
+        ConcurrentRunError: another live driver runs this workflow id.
+
+    Example:
+        >>> out = xf.run(gold.bind(silver.bind(bronze.bind("/raw"))),
+        ...              workflow_id="sales-2026-11-24", storage="/data/exo")
+    """
+    return _run(
+        dag,
+        workflow_id=workflow_id,
+        storage=storage,
+        spark=spark,
+        invalidate=invalidate,
+        max_parallel=max_parallel,
+        must_exist=False,
+    )
+
+
+def resume(
+    dag: Node,
+    *,
+    workflow_id: str,
+    storage: str | None = None,
+    spark: Any | None = None,
+    max_parallel: int = 4,
+) -> Any:
+    """Continue a workflow that already ran (crashed, failed or canceled).
+
+    Same as :func:`run`, but refuses an unknown id instead of starting a new workflow, and
+    does so before writing anything. Functions are never unpickled from storage: pass the
+    same DAG that the workflow was started with.
+
+    Example:
+        >>> xf.resume(dag, workflow_id="sales-2026-11-24", storage="/data/exo")
+    """
+    return _run(
+        dag,
+        workflow_id=workflow_id,
+        storage=storage,
+        spark=spark,
+        invalidate=(),
+        max_parallel=max_parallel,
+        must_exist=True,
+    )
+
+
+def _run(
+    dag: Node,
+    *,
+    workflow_id: str | None,
+    storage: str | None,
+    spark: Any | None,
+    invalidate: Sequence[str],
+    max_parallel: int,
+    must_exist: bool,
+) -> Any:
+    graph = Dag(dag)
+    if isinstance(invalidate, str):
+        invalidate = [invalidate]
+    for t in invalidate:
+        graph.node(t)  # unknown task ids fail here, before anything is written
+    if not isinstance(max_parallel, int) or max_parallel < 1:
+        raise DagError(f"max_parallel={max_parallel!r} must be an integer >= 1")
+    spark = resolve_spark(spark)
+    storage = resolve_storage(storage)
+    if workflow_id is None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        workflow_id = f"{graph.id_of(graph.output)}-{stamp}-{uuid.uuid4().hex[:6]}"
+    store = WorkflowStore(storage, workflow_id, spark)
+    state = store.require_exists() if must_exist else store.read_state()
+
+    to_invalidate = graph.descendants(list(invalidate)) if invalidate else []
+    _check_unchanged(graph, state, workflow_id, skip=set(to_invalidate))
+
+    number = store.start_run(state, {"dag": graph.to_record(), "invalidate": to_invalidate})
+    logger.info(
+        "[%s] run %d started (%d tasks, %d committed before)",
+        workflow_id,
+        number,
+        len(graph),
+        len(state.commits),
+    )
+    if to_invalidate:
+        # Only committed tasks get a new generation: a pending sink that wrote part of its
+        # rows keeps its idempotency keys, so finishing it does not write those rows twice.
+        store.invalidate([t for t in to_invalidate if t in state.commits], state, number)
+    wrun: WorkflowRun | None = None
+    error: BaseException | None = None
+    with Heartbeat(store, number):
+        try:
+            wrun = WorkflowRun(
+                graph, store, spark, state, number, RunOptions(max_parallel=max_parallel)
+            )
+            return wrun.execute()
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, KeyboardInterrupt) and wrun is not None:
+                wrun.cancel_spark_jobs()
+            raise
+        finally:
+            status = finish_status(error)
+            store.end_run(
+                number, status, None if error is None else f"{type(error).__name__}: {error}"[:4000]
+            )
+            if wrun is not None:
+                wrun.release()
+            logger.info("[%s] run %d ended: %s", workflow_id, number, status.value)
+
+
+def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: set[str]) -> None:
+    changed = []
+    for tid in graph.task_ids:
+        rec = state.commits.get(tid)
+        if rec is None or tid in skip:
+            continue
+        if rec.get("fingerprint") != graph.fingerprint(graph.node(tid)):
+            changed.append(tid)
+    if changed:
+        # Name the roots of the change: a task changed only because an upstream one did is
+        # covered by invalidating that upstream task.
+        roots = [
+            t
+            for t in changed
+            if not any(graph.id_of(u) in changed for u in graph.upstream(graph.node(t)))
+        ]
+        raise TaskChangedError(workflow_id, roots or changed)
+
+
+def get_status(
+    workflow_id: str, *, storage: str | None = None, spark: Any | None = None
+) -> WorkflowStatus:
+    """The status of a workflow: RUNNING, SUCCESSFUL, FAILED, RESUMABLE or CANCELED.
+
+    A run whose driver died reads RESUMABLE, never RUNNING. Unknown ids raise
+    :class:`WorkflowNotFoundError`.
+
+    Example:
+        >>> xf.get_status("sales-2026-11-24", storage="/data/exo")
+        <WorkflowStatus.SUCCESSFUL: 'SUCCESSFUL'>
+    """
+    store = WorkflowStore(resolve_storage(storage), workflow_id, spark)
+    return store.require_exists().status
+
+
+def get_output(
+    workflow_id: str,
+    *,
+    task: str | None = None,
+    storage: str | None = None,
+    spark: Any | None = None,
+) -> Any:
+    """The committed output of a task (default: the workflow's output task).
+
+    DataFrames are read from the committed Delta version; values come from the log.
+
+    Example:
+        >>> xf.get_output("sales-2026-11-24", task="silver_orders").count()
+    """
+    store = WorkflowStore(resolve_storage(storage), workflow_id, spark)
+    state = store.require_exists()
+    if task is None:
+        task = state.runs[-1].start["dag"]["output"]
+    record = state.commits.get(task)
+    if record is None:
+        known = [t["id"] for t in state.runs[-1].start["dag"]["tasks"]]
+        raise TaskNotCommittedError(
+            f"workflow [{workflow_id}] task [{task}] has no committed output"
+            + ("" if task in known else f" (the workflow's tasks are {known})")
+            + ": only checkpointed tasks (checkpoint=True/'async'), tasks returning values, "
+            "and the output task keep their results; run or resume the workflow first"
+        )
+    spark_needed = record.get("kind") == "dataframe"
+    session = resolve_spark(spark) if spark_needed else spark
+    return Ref.from_commit(task, record, session).get()
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """One workflow, as listed by :func:`list_workflows`."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    runs: int
+    started_at: float | None
+    ended_at: float | None
+    tasks: int
+    committed: int
+
+
+def list_workflows(*, storage: str | None = None, spark: Any | None = None) -> list[WorkflowInfo]:
+    """Every workflow under the storage root, with its status.
+
+    Example:
+        >>> [w.workflow_id for w in xf.list_workflows(storage="/data/exo")]
+    """
+    root = resolve_storage(storage)
+    out = []
+    for wf in list_workflow_ids(root, spark):
+        try:
+            state = WorkflowStore(root, wf, spark).read_state()
+        except WorkflowNotFoundError:  # pragma: no cover - raced with a delete
+            continue
+        if not state.exists:
+            continue
+        first, last = state.runs[0], state.runs[-1]
+        out.append(
+            WorkflowInfo(
+                workflow_id=wf,
+                status=state.status,
+                runs=len(state.runs),
+                started_at=first.start.get("started_at"),
+                ended_at=(last.end or {}).get("ended_at"),
+                tasks=len(last.start.get("dag", {}).get("tasks", [])),
+                committed=len(state.commits),
+            )
+        )
+    return out

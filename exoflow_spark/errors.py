@@ -1,0 +1,89 @@
+"""The exception hierarchy: every error exoflow-spark raises derives from :class:`ExoflowError`.
+
+Messages name the workflow id and task id involved and say what to do next. User and Spark
+errors are wrapped once (``raise ... from exc``) so the original cause stays attached.
+"""
+
+from __future__ import annotations
+
+
+class ExoflowError(Exception):
+    """Base class of every exoflow-spark error."""
+
+
+class InvalidOptionError(ExoflowError, ValueError):
+    """A task option or API argument has a value exoflow-spark cannot accept."""
+
+
+class InvalidIdError(ExoflowError, ValueError):
+    """A workflow or task id would be unsafe as a path component or SQL identifier."""
+
+
+class DagError(ExoflowError):
+    """The DAG cannot be run as built (a cycle, an unbound input, an unsafe annotation)."""
+
+
+class WorkflowNotFoundError(ExoflowError, LookupError):
+    """No workflow with this id exists under the storage root."""
+
+    def __init__(self, workflow_id: str, storage: str) -> None:
+        super().__init__(
+            f"workflow [{workflow_id}] not found under storage {storage!r}: check the id and the "
+            "storage root (`exoflow-spark list --storage ...` shows what exists), or start it "
+            "with xf.run(...)"
+        )
+        self.workflow_id = workflow_id
+        self.storage = storage
+
+
+class TaskNotCommittedError(ExoflowError, LookupError):
+    """A task's output was asked for but the task has no durable output."""
+
+
+class TaskChangedError(ExoflowError):
+    """A committed task's code or inputs differ from the DAG being run under the same id."""
+
+    def __init__(self, workflow_id: str, changed: list[str]) -> None:
+        names = ", ".join(f"[{t}]" for t in changed)
+        super().__init__(
+            f"workflow [{workflow_id}]: committed task(s) {names} changed since they committed "
+            "(code or inputs differ), so their stored outputs may be stale. Either run under a "
+            f"new workflow id, or re-run them and everything downstream with "
+            f"xf.run(..., invalidate={changed!r})"
+        )
+        self.workflow_id = workflow_id
+        self.changed = changed
+
+
+class TaskFailedError(ExoflowError):
+    """A task raised (after its retries); the original exception is ``__cause__``."""
+
+    def __init__(self, workflow_id: str, task_id: str, attempts: int, cause: BaseException):
+        super().__init__(
+            f"workflow [{workflow_id}] task [{task_id}] failed after {attempts} attempt(s): "
+            f"{type(cause).__name__}: {cause}. Fix the cause and re-run the same workflow id: "
+            "committed tasks will not run again"
+        )
+        self.workflow_id = workflow_id
+        self.task_id = task_id
+        self.attempts = attempts
+
+
+class CheckpointError(ExoflowError):
+    """Writing or reading a task's checkpoint failed; the task is not reported durable."""
+
+
+class ConcurrentRunError(ExoflowError):
+    """Another live driver is running this workflow id; this one refuses to write."""
+
+
+class StorageError(ExoflowError, OSError):
+    """The workflow log could not be read or written (after retries)."""
+
+
+class SparkSessionError(ExoflowError):
+    """No usable SparkSession: none active, or Delta Lake is not configured on it."""
+
+
+class SinkError(ExoflowError):
+    """An exactly-once sink was used wrongly (outside a task, bad mode or path)."""

@@ -1,0 +1,87 @@
+"""Task options: one frozen dataclass, validated when the task is declared."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from .errors import InvalidOptionError
+
+#: ``False``: never durable, replayed from lineage; ``True``: durable before any consumer runs;
+#: ``"async"``: consumers start on the cached output while a background write commits it.
+CheckpointMode = Union[bool, Literal["async"]]  # noqa: UP007 - a runtime alias
+
+_VALID_CHECKPOINT = (True, False, "async")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a task runs and how its output is made recoverable.
+
+    Attributes:
+        checkpoint: ``False`` (replay), ``True`` (sync Delta checkpoint) or ``"async"``.
+        deterministic: re-running gives the same rows (as a multiset) / the same value.
+        max_retries: extra attempts after a failure that is retried (system errors always,
+            application errors only with ``retry_exceptions``).
+        retry_exceptions: also retry exceptions raised by the task's own code.
+        catch_exceptions: hand ``(result, None)`` or ``(None, exception)`` to consumers instead
+            of failing the workflow.
+        wait_until_committed: names of tasks whose checkpoints must be durable before this
+            task starts (for externally visible effects).
+        name: the task id; defaults to the function name (de-duplicated within a DAG).
+    """
+
+    checkpoint: CheckpointMode = False
+    deterministic: bool = True
+    max_retries: int = 3
+    retry_exceptions: bool = False
+    catch_exceptions: bool = False
+    wait_until_committed: tuple[str, ...] = field(default_factory=tuple)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"task [{self.name}]" if self.name else "task"
+        if not any(self.checkpoint is v or self.checkpoint == v for v in _VALID_CHECKPOINT) or (
+            isinstance(self.checkpoint, int) and not isinstance(self.checkpoint, bool)
+        ):
+            raise InvalidOptionError(
+                f"{where}: checkpoint={self.checkpoint!r} is not valid; use False (replay), "
+                "True (sync Delta checkpoint) or 'async' (background Delta checkpoint)"
+            )
+        for flag in ("deterministic", "retry_exceptions", "catch_exceptions"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidOptionError(
+                    f"{where}: {flag}={getattr(self, flag)!r} must be True or False"
+                )
+        if (
+            not isinstance(self.max_retries, int)
+            or isinstance(self.max_retries, bool)
+            or self.max_retries < 0
+        ):
+            raise InvalidOptionError(
+                f"{where}: max_retries={self.max_retries!r} must be an integer >= 0"
+            )
+        wuc = self.wait_until_committed
+        if isinstance(wuc, str) or not isinstance(wuc, Iterable):
+            raise InvalidOptionError(
+                f"{where}: wait_until_committed={wuc!r} must be a list or tuple of task names, "
+                f"e.g. wait_until_committed=[{wuc!r}]"
+            )
+        names = tuple(wuc)
+        if not all(isinstance(n, str) and n for n in names):
+            raise InvalidOptionError(
+                f"{where}: wait_until_committed={wuc!r} must contain task names (strings)"
+            )
+        object.__setattr__(self, "wait_until_committed", names)
+        if self.name is not None:
+            from .ids import validate_id  # local import: ids is a leaf module
+
+            validate_id(self.name, kind="task name")
+
+    @property
+    def checkpoint_label(self) -> str:
+        """``"none"``, ``"sync"`` or ``"async"``: the mode as a word for logs and tables."""
+        if self.checkpoint == "async":
+            return "async"
+        return "sync" if self.checkpoint is True else "none"

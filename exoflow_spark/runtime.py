@@ -1,0 +1,429 @@
+"""The runtime: runs the needed part of a DAG, as fast as Spark allows, and commits outputs.
+
+Scheduling: a task is ready when its inputs have refs and every task it waits on has
+committed; ready tasks run on a thread pool (Spark runs jobs from several threads at once).
+Async checkpoints run on a separate writer pool. Planning: a backward walk from the output
+(and from every ``wait_until_committed`` target) that stops at committed tasks; committed
+tasks are restored from their Delta versions (lazily), never executed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ._faults import crash_point
+from ._spark import is_dataframe, is_system_error, job_context, read_checkpoint, write_checkpoint
+from .context import TaskContext, task_context
+from .dag import Dag
+from .errors import CheckpointError, DagError, ExoflowError, TaskFailedError
+from .ref import Ref
+from .status import TaskStatus, WorkflowStatus
+from .store import WorkflowState, WorkflowStore
+from .task import Node, map_nested
+
+logger = logging.getLogger(__name__)
+
+#: Largest value (as JSON) a task may return inline; larger outputs should be DataFrames.
+MAX_VALUE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs of one run.
+
+    Attributes:
+        max_parallel: tasks running at once (independent branches run concurrently).
+        checkpoint_writers: async checkpoint writes running at once.
+        retry_backoff: seconds before the first retry; doubles each time (capped at 30 s).
+    """
+
+    max_parallel: int = 4
+    checkpoint_writers: int = 2
+    retry_backoff: float = 0.5
+
+
+class WorkflowRun:
+    """One driver's run of a workflow id (create, then :meth:`execute`)."""
+
+    def __init__(
+        self,
+        dag: Dag,
+        store: WorkflowStore,
+        spark: Any,
+        state: WorkflowState,
+        run: int,
+        options: RunOptions,
+    ) -> None:
+        self.dag, self.store, self.spark, self.state, self.run = dag, store, spark, state, run
+        self.options = options
+        self.wf = store.workflow_id
+        self.refs: dict[str, Ref] = {}
+        self.statuses: dict[str, TaskStatus] = {}
+        self._cond = threading.Condition()
+        self._failure: BaseException | None = None
+        self._async: dict[str, Future[None]] = {}
+        self._persisted: list[Any] = []
+        self._running: set[str] = set()
+        self.needed: list[str] = self._plan()
+        needed = set(self.needed)
+        self._consumers = {
+            t: sum(1 for d in dag.downstream(dag.node(t)) if dag.id_of(d) in needed)
+            for t in self.needed
+        }
+
+    # -- planning ------------------------------------------------------------------------
+    def _plan(self) -> list[str]:
+        committed = self.state.commits
+        needed: set[str] = set()
+        stack: list[Node] = [self.dag.output]
+        while stack:
+            node = stack.pop()
+            tid = self.dag.id_of(node)
+            if tid in needed or tid in committed:
+                continue
+            needed.add(tid)
+            stack.extend(self.dag.upstream(node))
+            stack.extend(self.dag.node(w) for w in node.task.opts.wait_until_committed)
+        for tid in self.dag.task_ids:
+            self.statuses[tid] = TaskStatus.COMMITTED if tid in committed else TaskStatus.PENDING
+        order = [t for t in self.dag.task_ids if t in needed]
+        restore = sorted(
+            {self.dag.id_of(u) for t in order for u in self.dag.upstream(self.dag.node(t))} - needed
+        )
+        skip = [t for t in self.dag.task_ids if t in committed and t not in restore]
+        self.store.event(self.run, "plan", run_tasks=order, restore=restore, skip=skip)
+        logger.info(
+            "[%s] run %d: %d task(s) to run, %d to restore, %d skipped",
+            self.wf,
+            self.run,
+            len(order),
+            len(restore),
+            len(skip),
+        )
+        return order
+
+    def _ref(self, tid: str) -> Ref:
+        ref = self.refs.get(tid)
+        if ref is None:  # committed in an earlier run: restore lazily from its record
+            ref = Ref.from_commit(tid, self.state.commits[tid], self.spark)
+            self.refs[tid] = ref
+        return ref
+
+    # -- scheduling ----------------------------------------------------------------------
+    def execute(self) -> Any:
+        """Run every needed task; wait for async checkpoints; return the output's value."""
+        pending = list(self.needed)
+        pool = ThreadPoolExecutor(self.options.max_parallel, thread_name_prefix="exoflow-task")
+        self._writers = ThreadPoolExecutor(
+            self.options.checkpoint_writers, thread_name_prefix="exoflow-ckpt"
+        )
+        try:
+            while True:
+                with self._cond:
+                    ready = [t for t in pending if self._ready(t)] if self._failure is None else []
+                    if not ready:
+                        if not self._running and (self._failure is not None or not pending):
+                            break
+                        if not self._running and not self._writes_in_flight():
+                            self._failure = DagError(
+                                f"workflow [{self.wf}]: tasks {pending} can never start (a "
+                                "wait_until_committed target did not commit)"
+                            )
+                            continue
+                        self._cond.wait(timeout=1.0)
+                        continue
+                    self._running.update(ready)
+                for t in ready:
+                    pending.remove(t)
+                    self.statuses[t] = TaskStatus.RUNNING
+                    pool.submit(self._run_task, t)
+            self._wait_async()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._writers.shutdown(wait=True, cancel_futures=True)
+        if self._failure is not None:
+            raise self._failure
+        return self._output_value()
+
+    def _ready(self, tid: str) -> bool:
+        node = self.dag.node(tid)
+        for u in self.dag.upstream(node):
+            uid = self.dag.id_of(u)
+            if uid not in self.state.commits and uid not in self.refs:
+                return False
+        for w in node.task.opts.wait_until_committed:
+            ref = self.refs.get(w)
+            if w not in self.state.commits and not (ref is not None and ref.committed.is_set()):
+                return False
+        return True
+
+    def _writes_in_flight(self) -> bool:
+        return any(not f.done() for f in self._async.values())
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._failure is None:
+                self._failure = exc
+            self._cond.notify_all()
+
+    def _wait_async(self) -> None:
+        for tid, fut in list(self._async.items()):
+            try:
+                fut.result()
+            except BaseException as exc:
+                self._fail(
+                    exc
+                    if isinstance(exc, ExoflowError)
+                    else CheckpointError(
+                        f"workflow [{self.wf}] task [{tid}]: async checkpoint failed: {exc}"
+                    )
+                )
+
+    def cancel_spark_jobs(self) -> None:
+        """Cancel this workflow's running Spark jobs (used on interrupt)."""
+        try:
+            self.spark.sparkContext.cancelJobGroup(f"exoflow:{self.wf}")
+        except Exception:
+            try:
+                self.spark.interruptTag(f"exoflow:{self.wf}")
+            except Exception:
+                logger.debug("[%s] could not cancel Spark jobs", self.wf, exc_info=True)
+
+    # -- one task ------------------------------------------------------------------------
+    def _run_task(self, tid: str) -> None:
+        try:
+            self._run_task_inner(tid)
+        except BaseException as exc:
+            self.statuses[tid] = TaskStatus.FAILED
+            self._fail(exc)
+        finally:
+            with self._cond:
+                self._running.discard(tid)
+                self._cond.notify_all()
+
+    def _resolve_input(self, node: Node) -> Any:
+        uid = self.dag.id_of(node)
+        ref = self._ref(uid)
+        if node.task.opts.catch_exceptions:
+            return (None, ref.error) if ref.error is not None else (ref.get(), None)
+        return ref.get()
+
+    def _run_task_inner(self, tid: str) -> None:
+        node = self.dag.node(tid)
+        opts = node.task.opts
+        generation = self.state.generation(tid)
+
+        def resolve(value: Any) -> Any:
+            return self._resolve_input(value) if isinstance(value, Node) else value
+
+        attempt = 0
+        while True:
+            attempt += 1
+            crash_point(tid, "before-run")
+            args = map_nested(node.args, resolve)
+            kwargs = map_nested(node.kwargs, resolve)
+            ctx = TaskContext(self.wf, tid, self.spark, generation, attempt, self.store, self.run)
+            start = time.perf_counter()
+            try:
+                with task_context(ctx), job_context(self.spark, self.wf, tid):
+                    result = node.task.fn(*args, **kwargs)
+                    compute_seconds = time.perf_counter() - start
+                    crash_point(tid, "after-output")
+                    ref, record = self._materialize(node, tid, result)
+                break
+            except ExoflowError:
+                raise
+            except Exception as exc:
+                system = is_system_error(exc)
+                retry = (system or opts.retry_exceptions) and attempt <= opts.max_retries
+                logger.warning(
+                    "[%s] [%s] attempt %d failed (%s error%s): %s",
+                    self.wf,
+                    tid,
+                    attempt,
+                    "system" if system else "task",
+                    ", retrying" if retry else "",
+                    exc,
+                )
+                self.store.event(
+                    self.run,
+                    "task_error",
+                    task=tid,
+                    attempt=attempt,
+                    system=system,
+                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                )
+                if retry:
+                    time.sleep(min(self.options.retry_backoff * 2 ** (attempt - 1), 30.0))
+                    continue
+                if opts.catch_exceptions:
+                    self.refs[tid] = Ref(tid, "error", error=exc)
+                    self.statuses[tid] = TaskStatus.FAILED
+                    return
+                raise TaskFailedError(self.wf, tid, attempt, exc) from exc
+        self._commit(node, tid, generation, ref, record, compute_seconds, attempt)
+
+    def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, dict[str, Any] | None]:
+        """Turn a task's return value into a ref, writing a sync checkpoint if asked.
+
+        Returns the ref and the commit record to write now (None: not committed now).
+        """
+        mode = node.task.opts.checkpoint
+        if result is None:
+            return Ref(tid, "none"), {"kind": "none"}
+        if not is_dataframe(result):
+            try:
+                blob = json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                raise DagError(
+                    f"workflow [{self.wf}] task [{tid}] returned a {type(result).__name__}, "
+                    "which is neither a DataFrame nor a JSON-able value (None, bool, number, "
+                    "str, list, dict): return a DataFrame for data, or a small JSON value"
+                ) from exc
+            if len(blob) > MAX_VALUE_BYTES:
+                raise DagError(
+                    f"workflow [{self.wf}] task [{tid}] returned a {len(blob)}-byte value; "
+                    f"values are logged inline and limited to {MAX_VALUE_BYTES} bytes: return "
+                    "a DataFrame instead"
+                )
+            value = json.loads(blob)
+            return Ref(tid, "value", value=value), {"kind": "value", "value": value}
+        if node is self.dag.output and mode is False:
+            mode = True  # the workflow's output is always durable: get_output and re-runs
+        if mode is False:
+            df = result
+            if self._consumers.get(tid, 0) >= 2:
+                df = df.persist()
+                self._persisted.append(df)
+                return Ref(tid, "cache", df=df), None
+            return Ref(tid, "plan", df=df), None
+        if mode is True:
+            with job_context(self.spark, self.wf, f"checkpoint {tid}"):
+                dv = write_checkpoint(result, self.store.ref_uri(tid))
+            crash_point(tid, "during-checkpoint")
+            ref = Ref(tid, "delta", df=read_checkpoint(self.spark, dv.path, dv.version), delta=dv)
+            return ref, _delta_record(dv, "sync")
+        df = result.persist()
+        self._persisted.append(df)
+        return Ref(tid, "cache", df=df), None
+
+    def _commit(
+        self,
+        node: Node,
+        tid: str,
+        generation: int,
+        ref: Ref,
+        record: dict[str, Any] | None,
+        compute_seconds: float,
+        attempt: int,
+    ) -> None:
+        fingerprint = self.dag.fingerprint(node)
+        common = {
+            "fingerprint": fingerprint,
+            "compute_seconds": compute_seconds,
+            "run": self.run,
+            "attempts": attempt,
+        }
+        if record is not None:
+            self.store.commit_task(tid, generation, {**record, **common})
+            self.state.commits[tid] = {**record, **common}
+            self.statuses[tid] = TaskStatus.COMMITTED
+            with self._cond:
+                self.refs[tid] = ref
+            crash_point(tid, "after-commit")
+        elif node.task.opts.checkpoint == "async" and ref.is_dataframe:
+            self.statuses[tid] = TaskStatus.CHECKPOINTING
+            with self._cond:
+                self.refs[tid] = ref
+                self._async[tid] = self._writers.submit(
+                    self._write_async, node, tid, generation, ref, common
+                )
+        else:
+            self.statuses[tid] = TaskStatus.DONE
+            with self._cond:
+                self.refs[tid] = ref
+            self.store.event(self.run, "task_done", task=tid, backing=ref.backing, **common)
+        logger.info(
+            "[%s] [%s] %s in %.2fs (%s)",
+            self.wf,
+            tid,
+            self.statuses[tid].value.lower(),
+            compute_seconds,
+            ref.backing,
+        )
+
+    def _write_async(
+        self, node: Node, tid: str, generation: int, ref: Ref, common: dict[str, Any]
+    ) -> None:
+        try:
+            with job_context(self.spark, self.wf, f"checkpoint {tid} (async)"):
+                dv = write_checkpoint(ref.get(), self.store.ref_uri(tid))
+            crash_point(tid, "during-checkpoint")
+            record = _delta_record(dv, "async")
+            self.store.commit_task(tid, generation, {**record, **common})
+            self.state.commits[tid] = {**record, **common}
+            ref.repoint(read_checkpoint(self.spark, dv.path, dv.version), dv)
+            self.statuses[tid] = TaskStatus.COMMITTED
+            logger.info(
+                "[%s] [%s] async checkpoint committed (v%d, %d bytes, %.2fs)",
+                self.wf,
+                tid,
+                dv.version,
+                dv.num_bytes,
+                dv.write_seconds,
+            )
+            crash_point(tid, "after-commit")
+        except BaseException as exc:
+            self.statuses[tid] = TaskStatus.FAILED
+            self.store.event(self.run, "checkpoint_failed", task=tid, error=str(exc)[:2000])
+            err = CheckpointError(
+                f"workflow [{self.wf}] task [{tid}]: async checkpoint failed, so the task is "
+                f"not durable: {exc}. Re-run the same workflow id to retry it"
+            )
+            self._fail(err)
+            raise err from exc
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _output_value(self) -> Any:
+        ref = self._ref(self.dag.id_of(self.dag.output))
+        return ref.get()
+
+    def release(self) -> None:
+        """Drop the executor caches this run created (outputs stay readable from Delta)."""
+        for df in self._persisted:
+            try:
+                df.unpersist(blocking=False)
+            except Exception:  # pragma: no cover - session already stopped
+                logger.debug("[%s] unpersist failed", self.wf, exc_info=True)
+        self._persisted.clear()
+
+
+def _delta_record(dv: Any, mode: str) -> dict[str, Any]:
+    return {
+        "kind": "dataframe",
+        "mode": mode,
+        "delta": {
+            "path": dv.path,
+            "version": dv.version,
+            "bytes": dv.num_bytes,
+            "rows": dv.num_rows,
+            "write_seconds": dv.write_seconds,
+        },
+    }
+
+
+def finish_status(exc: BaseException | None) -> WorkflowStatus:
+    """The workflow status a run ends with, given what stopped it."""
+    if exc is None:
+        return WorkflowStatus.SUCCESSFUL
+    if isinstance(exc, KeyboardInterrupt):
+        return WorkflowStatus.CANCELED
+    return WorkflowStatus.FAILED

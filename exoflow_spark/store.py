@@ -1,0 +1,300 @@
+"""The workflow log: the durable, append-only record of one workflow id.
+
+Layout under the storage root (every name below ``<root>`` is validated first)::
+
+    workflows/<wf>/log/runs/<n>.start.json          run n began: its DAG, owner, options
+    workflows/<wf>/log/runs/<n>.heartbeat.json      owner liveness (overwritten every few s)
+    workflows/<wf>/log/runs/<n>.end.json            run n ended: status, error
+    workflows/<wf>/log/tasks/<task>/g<k>.commit.json    task committed (generation k)
+    workflows/<wf>/log/tasks/<task>/g<k>.invalidated.json  generation k discarded
+    workflows/<wf>/log/events/<n>-<seq>.<kind>.json     what happened (history, costs)
+    workflows/<wf>/refs/<task>                      Delta table of the task's checkpoints
+
+Every record is written once with create-if-absent, so records are never torn and never
+overwritten (heartbeats excepted). A task is committed exactly when its commit record for the
+current generation exists, and that record is written after its output is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._logfs import LogFS, open_logfs
+from .errors import ConcurrentRunError, StorageError, WorkflowNotFoundError
+from .ids import validate_id
+from .status import WorkflowStatus
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+#: A run whose owner is on another host is presumed dead when its heartbeat is this old.
+HEARTBEAT_TTL_SECONDS = 30.0
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, default=str).encode()
+
+
+def _loads(data: bytes | None, where: str) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise StorageError(
+            f"log record {where} is corrupt ({exc}); it was not written by exoflow-spark or the "
+            "storage lost data. Move it aside and re-run to redo that step"
+        ) from exc
+    if not isinstance(value, dict):
+        raise StorageError(f"log record {where} is not a JSON object")
+    return value
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (guards against pid reuse), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_owner() -> dict[str, Any]:
+    """Who is running: host, pid and the pid's start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_time(pid)}
+
+
+@dataclass
+class RunInfo:
+    """One run (one driver's attempt) of a workflow, as logged."""
+
+    number: int
+    start: dict[str, Any]
+    end: dict[str, Any] | None = None
+    heartbeat_at: float | None = None
+
+    def owner_alive(self, now: float | None = None) -> bool:
+        """Whether the driver that started this run still runs it."""
+        if self.end is not None:
+            return False
+        owner = self.start.get("owner", {})
+        if owner.get("host") == socket.gethostname() and owner.get("pid"):
+            started = process_start_time(int(owner["pid"]))
+            return started is not None and started == owner.get("pid_start")
+        last = self.heartbeat_at or float(self.start.get("started_at", 0))
+        return ((now or time.time()) - last) < HEARTBEAT_TTL_SECONDS
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """This run's status: its end record, else RUNNING or RESUMABLE by liveness."""
+        if self.end is not None:
+            return WorkflowStatus(self.end["status"])
+        return WorkflowStatus.RUNNING if self.owner_alive() else WorkflowStatus.RESUMABLE
+
+
+@dataclass
+class WorkflowState:
+    """A snapshot of a workflow's log."""
+
+    workflow_id: str
+    runs: list[RunInfo] = field(default_factory=list)
+    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.runs)
+
+    @property
+    def latest(self) -> RunInfo | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def status(self) -> WorkflowStatus:
+        return self.latest.status if self.latest else WorkflowStatus.PENDING
+
+    def generation(self, task_id: str) -> int:
+        return self.generations.get(task_id, 0)
+
+
+class WorkflowStore:
+    """Reads and appends the log of one workflow id under one storage root."""
+
+    def __init__(
+        self,
+        storage: str,
+        workflow_id: str,
+        spark: Any | None = None,
+        *,
+        backend: str | None = None,
+        fs: LogFS | None = None,
+    ) -> None:
+        self.workflow_id = validate_id(workflow_id, kind="workflow id")
+        self.storage = storage
+        self.fs: LogFS = fs or open_logfs(storage, spark, backend)
+        self._base = f"workflows/{self.workflow_id}"
+        self._log = f"{self._base}/log"
+        self._event_seq = 0
+        self._lock = threading.Lock()
+
+    # -- paths ---------------------------------------------------------------------------
+    def ref_uri(self, task_id: str) -> str:
+        """Where the Delta table of ``task_id``'s checkpoints lives."""
+        return self.fs.uri(f"{self._base}/refs/{validate_id(task_id, kind='task id')}")
+
+    def stream_checkpoint_uri(self, task_id: str) -> str:
+        """Where a streaming task's ``checkpointLocation`` lives."""
+        return self.fs.uri(f"{self._base}/streams/{validate_id(task_id, kind='task id')}")
+
+    # -- reading -------------------------------------------------------------------------
+    def read_state(self) -> WorkflowState:
+        """Read every run and commit record of this workflow."""
+        state = WorkflowState(self.workflow_id)
+        runs: dict[int, RunInfo] = {}
+        for name in self.fs.list_files(f"{self._log}/runs"):
+            number_s, kind, _ = ([*name.split("."), "", ""])[:3]
+            if not number_s.isdigit():
+                continue
+            number = int(number_s)
+            rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), name)
+            if rec is None:
+                continue
+            if kind == "start":
+                runs.setdefault(number, RunInfo(number, rec)).start = rec
+            elif kind == "end":
+                runs.setdefault(number, RunInfo(number, {})).end = rec
+            elif kind == "heartbeat":
+                runs.setdefault(number, RunInfo(number, {})).heartbeat_at = float(rec["at"])
+        state.runs = [runs[k] for k in sorted(runs) if runs[k].start]
+        task_files: dict[str, list[str]] = {}
+        for name in self.fs.list_files(f"{self._log}/tasks"):
+            task_id, _, fname = name.partition("/")
+            task_files.setdefault(task_id, []).append(fname)
+        for task_id, files in task_files.items():
+            gen = 0
+            for f in files:
+                if f.endswith(".invalidated.json") and f.startswith("g"):
+                    gen = max(gen, int(f[1:].split(".")[0]) + 1)
+            state.generations[task_id] = gen
+            if f"g{gen}.commit.json" in files:
+                rec = _loads(
+                    self.fs.get(f"{self._log}/tasks/{task_id}/g{gen}.commit.json"), task_id
+                )
+                if rec is not None:
+                    state.commits[task_id] = rec
+        return state
+
+    def require_exists(self) -> WorkflowState:
+        """Read the state, raising WorkflowNotFoundError (with no side effects) if absent."""
+        state = self.read_state()
+        if not state.exists:
+            raise WorkflowNotFoundError(self.workflow_id, self.storage)
+        return state
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event record, in order."""
+        out = []
+        for name in self.fs.list_files(f"{self._log}/events"):
+            rec = _loads(self.fs.get(f"{self._log}/events/{name}"), name)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+    def start_run(self, state: WorkflowState, record: dict[str, Any]) -> int:
+        """Claim the next run number; refuse if a live driver holds the workflow."""
+        latest = state.latest
+        if latest is not None and latest.end is None and latest.owner_alive():
+            owner = latest.start.get("owner", {})
+            raise ConcurrentRunError(
+                f"workflow [{self.workflow_id}] is being run by another live driver (host "
+                f"{owner.get('host')}, pid {owner.get('pid')}, run {latest.number}); this "
+                "driver will not write. Wait for it to finish, or stop it and re-run"
+            )
+        number = (latest.number + 1) if latest else 1
+        full = {**record, "run": number, "owner": this_owner(), "started_at": time.time()}
+        if not self.fs.put_if_absent(f"{self._log}/runs/{number:06d}.start.json", _dumps(full)):
+            raise ConcurrentRunError(
+                f"workflow [{self.workflow_id}]: another driver claimed run {number} at the "
+                "same moment; this driver will not write. Check `exoflow-spark status`"
+            )
+        self.heartbeat(number)
+        return number
+
+    def heartbeat(self, run: int) -> None:
+        self.fs.put(f"{self._log}/runs/{run:06d}.heartbeat.json", _dumps({"at": time.time()}))
+
+    def end_run(self, run: int, status: WorkflowStatus, error: str | None = None) -> None:
+        rec = {"status": status.value, "error": error, "ended_at": time.time()}
+        self.fs.put_if_absent(f"{self._log}/runs/{run:06d}.end.json", _dumps(rec))
+
+    def commit_task(self, task_id: str, generation: int, record: dict[str, Any]) -> None:
+        """Write a task's commit record: the last step of committing it."""
+        rec = {**record, "task": task_id, "generation": generation, "committed_at": time.time()}
+        rel = f"{self._log}/tasks/{task_id}/g{generation}.commit.json"
+        if not self.fs.put_if_absent(rel, _dumps(rec)):
+            raise ConcurrentRunError(
+                f"workflow [{self.workflow_id}] task [{task_id}] is already committed "
+                f"(generation {generation}): another driver ran it concurrently; stopping"
+            )
+
+    def invalidate(self, task_ids: Iterable[str], state: WorkflowState, run: int) -> None:
+        """Discard the current generation of each task (its commit, if any, no longer counts)."""
+        for task_id in task_ids:
+            gen = state.generation(task_id)
+            self.fs.put_if_absent(
+                f"{self._log}/tasks/{task_id}/g{gen}.invalidated.json",
+                _dumps({"task": task_id, "generation": gen, "run": run, "at": time.time()}),
+            )
+            state.generations[task_id] = gen + 1
+            state.commits.pop(task_id, None)
+
+    def event(self, run: int, kind: str, **payload: Any) -> None:
+        """Append an event (task done, failed, recovery decision, ...) to the log."""
+        with self._lock:
+            self._event_seq += 1
+            seq = self._event_seq
+        rec = {"run": run, "kind": kind, "at": time.time(), **payload}
+        self.fs.put_if_absent(f"{self._log}/events/{run:06d}-{seq:06d}.{kind}.json", _dumps(rec))
+
+
+def list_workflow_ids(storage: str, spark: Any | None = None) -> list[str]:
+    """Ids of every workflow under ``storage``."""
+    fs = open_logfs(storage, spark)
+    return [d for d in fs.list_dirs("workflows") if not d.startswith(".")]
+
+
+class Heartbeat:
+    """Refreshes a run's heartbeat record from a daemon thread until stopped."""
+
+    def __init__(self, store: WorkflowStore, run: int, interval: float = HEARTBEAT_SECONDS) -> None:
+        self._store, self._run, self._interval = store, run, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"exoflow-heartbeat-{run}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._store.heartbeat(self._run)
+            except Exception:  # a missed heartbeat is not fatal; the next one may succeed
+                logger.warning("[%s] heartbeat failed", self._store.workflow_id, exc_info=True)
