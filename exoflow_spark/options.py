@@ -75,9 +75,13 @@ class TaskOptions:
             )
         object.__setattr__(self, "wait_until_committed", names)
         if self.name is not None:
-            from .ids import validate_id  # local import: ids is a leaf module
+            from .errors import InvalidIdError
+            from .ids import validate_id
 
-            validate_id(self.name, kind="task name")
+            try:
+                validate_id(self.name, kind="task name")
+            except InvalidIdError as exc:
+                raise InvalidOptionError(str(exc)) from exc
 
     @property
     def checkpoint_label(self) -> str:

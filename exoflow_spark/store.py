@@ -166,7 +166,7 @@ class WorkflowStore:
             if not number_s.isdigit():
                 continue
             number = int(number_s)
-            rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), name)
+            rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), f"runs/{name}")
             if rec is None:
                 continue
             if kind == "start":
@@ -187,9 +187,8 @@ class WorkflowStore:
                     gen = max(gen, int(f[1:].split(".")[0]) + 1)
             state.generations[task_id] = gen
             if f"g{gen}.commit.json" in files:
-                rec = _loads(
-                    self.fs.get(f"{self._log}/tasks/{task_id}/g{gen}.commit.json"), task_id
-                )
+                rel = f"{self._log}/tasks/{task_id}/g{gen}.commit.json"
+                rec = _loads(self.fs.get(rel), self.fs.uri(rel))
                 if rec is not None:
                     state.commits[task_id] = rec
         return state
@@ -259,7 +258,7 @@ class WorkflowStore:
             state.generations[task_id] = gen + 1
             state.commits.pop(task_id, None)
 
-    def event(self, run: int, kind: str, **payload: Any) -> None:
+    def event(self, run: int, kind: str, /, **payload: Any) -> None:
         """Append an event (task done, failed, recovery decision, ...) to the log."""
         with self._lock:
             self._event_seq += 1

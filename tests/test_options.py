@@ -1,0 +1,84 @@
+"""Task declaration: options are validated when the decorator runs."""
+
+from __future__ import annotations
+
+import pytest
+
+import exoflow_spark as xf
+
+
+def test_bare_decorator_and_defaults() -> None:
+    @xf.task
+    def double(x):
+        return x * 2
+
+    assert isinstance(double, xf.Task)
+    assert double.name == "double"
+    assert double.opts == xf.TaskOptions()
+    assert double.opts.checkpoint is False and double.opts.deterministic is True
+    assert double.fn(21) == 42
+
+
+def test_options_with_arguments() -> None:
+    @xf.task(
+        checkpoint="async",
+        deterministic=False,
+        max_retries=1,
+        retry_exceptions=True,
+        catch_exceptions=True,
+        wait_until_committed=["a", "b"],
+        name="custom",
+    )
+    def f(x):
+        return x
+
+    assert f.name == "custom"
+    assert f.opts.checkpoint == "async"
+    assert f.opts.wait_until_committed == ("a", "b")
+    assert f.opts.checkpoint_label == "async"
+    g = f.options(checkpoint=True)
+    assert g.opts.checkpoint is True and f.opts.checkpoint == "async"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"checkpoint": "sync"}, "checkpoint='sync' is not valid"),
+        ({"checkpoint": 1}, "checkpoint=1 is not valid"),
+        ({"checkpoint": None}, "checkpoint=None is not valid"),
+        ({"max_retries": -1}, "max_retries=-1 must be an integer >= 0"),
+        ({"max_retries": 1.5}, "max_retries=1.5"),
+        ({"deterministic": "yes"}, "deterministic='yes' must be True or False"),
+        ({"wait_until_committed": "upstream"}, "wait_until_committed=['upstream']"),
+        ({"wait_until_committed": [3]}, "must contain task names"),
+        ({"name": "../etc"}, "task name '../etc' is not allowed"),
+        ({"name": "a/b"}, "task name 'a/b' is not allowed"),
+    ],
+)
+def test_bad_options_fail_at_decoration(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(xf.InvalidOptionError) as info:
+
+        @xf.task(**kwargs)
+        def f(x):
+            return x
+
+    assert fragment in str(info.value)
+    assert isinstance(info.value, xf.ExoflowError)
+
+
+def test_unknown_option_in_options_call() -> None:
+    @xf.task
+    def f(x):
+        return x
+
+    with pytest.raises(xf.InvalidOptionError, match="unknown option.*checkpoints"):
+        f.options(checkpoints=True)
+
+
+def test_calling_a_task_directly_explains_bind() -> None:
+    @xf.task
+    def f(x):
+        return x
+
+    with pytest.raises(TypeError, match=r"use f\.bind\(\.\.\.\)"):
+        f(1)

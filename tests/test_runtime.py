@@ -1,0 +1,481 @@
+"""The engine's semantics on a real SparkSession with real Delta tables.
+
+Each workflow's result is compared (chispa) with the same pipeline in plain PySpark.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+import exoflow_spark as xf
+
+
+def counting_source(spark, n: int):
+    """A source DataFrame whose rows bump an accumulator each time they are computed."""
+    acc = spark.sparkContext.accumulator(0)
+
+    def bump(x):
+        acc.add(1)
+        return x
+
+    # nondeterministic: the optimizer must not duplicate it into pushed-down filters, so the
+    # accumulator counts passes over the source, not expression copies
+    touch = F.udf(bump, "long").asNondeterministic()
+    return spark.range(n).select(touch("id").alias("id")), acc
+
+
+def plain_pipeline(df):
+    """The reference: four fused narrow/wide stages in plain PySpark."""
+    df = df.withColumn("k", F.col("id") % 7).withColumn("v", F.col("id") * 3)
+    df = df.filter(F.col("v") % 2 == 0)
+    df = df.groupBy("k").agg(F.sum("v").alias("total"), F.count("*").alias("n"))
+    return df.withColumn("avg", F.col("total") / F.col("n"))
+
+
+@xf.task
+def with_keys(df):
+    return df.withColumn("k", F.col("id") % 7).withColumn("v", F.col("id") * 3)
+
+
+@xf.task
+def evens(df):
+    return df.filter(F.col("v") % 2 == 0)
+
+
+@xf.task
+def per_key(df):
+    return df.groupBy("k").agg(F.sum("v").alias("total"), F.count("*").alias("n"))
+
+
+@xf.task
+def averages(df):
+    return df.withColumn("avg", F.col("total") / F.col("n"))
+
+
+def pipeline(source, mode=False):
+    stages = [with_keys, evens, per_key, averages]
+    node = source
+    for stage in stages:
+        node = stage.options(checkpoint=mode).bind(node)
+    return node
+
+
+@pytest.mark.parametrize("mode", [False, True, "async"])
+def test_result_equals_plain_pyspark(spark, storage, wf, mode) -> None:
+    df = spark.range(5000)
+    out = xf.run(pipeline(df, mode), workflow_id=wf, storage=storage, spark=spark)
+    assert_df_equality(out, plain_pipeline(df), ignore_row_order=True, ignore_nullable=True)
+    assert xf.get_status(wf, storage=storage) is xf.WorkflowStatus.SUCCESSFUL
+
+
+def test_checkpoint_false_fuses_without_materializing(spark, storage, wf) -> None:
+    src, acc = counting_source(spark, 2000)
+    out = xf.run(pipeline(src, False), workflow_id=wf, storage=storage, spark=spark)
+    # one pass over the source: the four tasks fused into the output's single write
+    assert acc.value == 2000
+    assert out.count() == 7
+    assert acc.value == 2000  # the returned output is read back from Delta, not recomputed
+    refs = os.listdir(os.path.join(storage, "workflows", wf, "refs"))
+    assert refs == ["averages"]  # only the workflow's output is made durable
+
+
+def test_two_consumers_share_one_cached_computation(spark, storage, wf) -> None:
+    @xf.task
+    def source():
+        return src
+
+    @xf.task
+    def low(df):
+        return df.filter("id < 500")
+
+    @xf.task
+    def high(df):
+        return df.filter("id >= 500")
+
+    @xf.task
+    def both(a, b):
+        return a.unionByName(b)
+
+    src, acc = counting_source(spark, 1000)
+    s = source.bind()
+    out = xf.run(both.bind(low.bind(s), high.bind(s)), workflow_id=wf, storage=storage, spark=spark)
+    assert out.count() == 1000
+    assert acc.value == 1000  # computed once, shared through the cache
+
+    # control: the same plan without the cache computes the source twice
+    src2, acc2 = counting_source(spark, 1000)
+    src2.filter("id < 500").unionByName(src2.filter("id >= 500")).count()
+    assert acc2.value == 2000
+
+
+def test_sync_checkpoint_is_durable_before_consumers_run(spark, storage, wf) -> None:
+    seen: dict[str, object] = {}
+
+    @xf.task(checkpoint=True)
+    def bronze():
+        return spark.range(100).withColumn("sq", F.col("id") * F.col("id"))
+
+    @xf.task
+    def consumer(df):
+        log = os.path.join(storage, "workflows", wf, "log", "tasks", "bronze", "g0.commit.json")
+        seen["committed_before_consumer"] = os.path.exists(log)
+        seen["files"] = df.inputFiles()
+        return df.agg(F.sum("sq").alias("s")).first()["s"]
+
+    out = xf.run(consumer.bind(bronze.bind()), workflow_id=wf, storage=storage, spark=spark)
+    assert out == sum(i * i for i in range(100))
+    assert seen["committed_before_consumer"] is True
+    ref_dir = os.path.join(storage, "workflows", wf, "refs", "bronze")
+    assert seen["files"] and all(ref_dir in f for f in seen["files"])  # reads the checkpoint
+    table = spark.read.format("delta").option("versionAsOf", 0).load(ref_dir)
+    assert_df_equality(
+        table,
+        spark.range(100).withColumn("sq", F.col("id") * F.col("id")),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )  # Delta stores nullable
+    assert_df_equality(
+        xf.get_output(wf, task="bronze", storage=storage, spark=spark), table, ignore_row_order=True
+    )
+
+
+def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -> None:
+    marks: dict[str, float | list[str]] = {}
+
+    @xf.task(checkpoint="async")
+    def silver():
+        return spark.range(20000).withColumn("x", F.rand(seed=1))
+
+    @xf.task
+    def eager(df):  # starts at once on the cached output
+        marks["eager_start"] = time.time()
+        return df.count()
+
+    @xf.task(wait_until_committed=["silver"])
+    def after_commit(df, n):
+        marks["after_start"] = time.time()
+        marks["files"] = df.inputFiles()
+        return {"n": n, "m": df.count()}
+
+    s = silver.bind()
+    out = xf.run(after_commit.bind(s, eager.bind(s)), workflow_id=wf, storage=storage, spark=spark)
+    assert out == {"n": 20000, "m": 20000}
+    commit = xf.get_output(wf, task="silver", storage=storage, spark=spark)
+    assert commit.count() == 20000
+    from exoflow_spark.store import WorkflowStore
+
+    rec = WorkflowStore(storage, wf).read_state().commits["silver"]
+    assert rec["mode"] == "async" and rec["delta"]["rows"] == 20000
+    assert marks["eager_start"] < rec["committed_at"] <= marks["after_start"]
+    ref_dir = os.path.join(storage, "workflows", wf, "refs", "silver")
+    assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
+
+
+def test_failed_async_checkpoint_fails_the_run(spark, storage, wf) -> None:
+    @xf.task(checkpoint="async")
+    def bad_columns():
+        # Delta refuses these column names (no column mapping): the background write fails
+        return spark.range(10).withColumn("bad name", F.col("id"))
+
+    @xf.task
+    def count(df):
+        return df.count()
+
+    with pytest.raises(xf.CheckpointError, match=r"\[bad_columns\].*async checkpoint failed"):
+        xf.run(count.bind(bad_columns.bind()), workflow_id=wf, storage=storage, spark=spark)
+    assert xf.get_status(wf, storage=storage) is xf.WorkflowStatus.FAILED
+    with pytest.raises(xf.TaskNotCommittedError, match=r"\[bad_columns\]"):
+        xf.get_output(wf, task="bad_columns", storage=storage, spark=spark)
+
+
+def test_rerun_of_finished_workflow_executes_and_writes_nothing(
+    spark, storage, wf, sink_path
+) -> None:
+    calls: Counter[str] = Counter()
+
+    @xf.task(checkpoint=True)
+    def orders():
+        calls["orders"] += 1
+        return spark.range(50).withColumn("amount", F.col("id") * 10)
+
+    @xf.task
+    def publish(df):
+        calls["publish"] += 1
+        xf.write_delta(df, sink_path)
+        return df.count()
+
+    dag = publish.bind(orders.bind())
+    assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark) == 50
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{sink_path}`").count()
+    assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark) == 50
+    assert calls == Counter({"orders": 1, "publish": 1})
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{sink_path}`").count() == history
+    assert spark.read.format("delta").load(sink_path).count() == 50
+
+
+def test_resume_after_failure_reruns_only_what_did_not_commit(spark, storage, wf) -> None:
+    calls: Counter[str] = Counter()
+    broken = {"on": True}
+
+    @xf.task(checkpoint=True)
+    def a():
+        calls["a"] += 1
+        return spark.range(10)
+
+    @xf.task
+    def b():
+        calls["b"] += 1
+        return 5
+
+    @xf.task(max_retries=2)
+    def c(df, k):
+        calls["c"] += 1
+        if broken["on"]:
+            raise ValueError("bad record in batch 3")
+        return df.count() + k
+
+    dag = c.bind(a.bind(), b.bind())
+    with pytest.raises(xf.TaskFailedError) as info:
+        xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
+    err = info.value
+    assert err.workflow_id == wf and err.task_id == "c" and err.attempts == 1
+    assert isinstance(err.__cause__, ValueError)
+    assert f"workflow [{wf}] task [c]" in str(err) and "bad record in batch 3" in str(err)
+    assert xf.get_status(wf, storage=storage) is xf.WorkflowStatus.FAILED
+    assert calls == Counter({"a": 1, "b": 1, "c": 1})  # app errors are not retried by default
+
+    broken["on"] = False
+    assert xf.resume(dag, workflow_id=wf, storage=storage, spark=spark) == 15
+    assert calls == Counter({"a": 1, "b": 1, "c": 2})
+    assert xf.get_status(wf, storage=storage) is xf.WorkflowStatus.SUCCESSFUL
+
+
+def test_retry_policy(spark, storage) -> None:
+    attempts: Counter[str] = Counter()
+
+    def flaky(name: str, exc: Exception, failures: int):
+        def body():
+            attempts[name] += 1
+            if attempts[name] <= failures:
+                raise exc
+            return attempts[name]
+
+        body.__name__ = name
+        return body
+
+    app_retry = xf.task(
+        flaky("app_retry", ValueError("boom"), 2), retry_exceptions=True, max_retries=3
+    )
+    assert xf.run(app_retry.bind(), workflow_id="r1", storage=storage, spark=spark) == 3
+
+    sys_retry = xf.task(flaky("sys_retry", ConnectionError("Connection reset by peer"), 1))
+    assert xf.run(sys_retry.bind(), workflow_id="r2", storage=storage, spark=spark) == 2
+
+    no_retry = xf.task(flaky("no_retry", ConnectionError("reset"), 1), max_retries=0)
+    with pytest.raises(xf.TaskFailedError, match="after 1 attempt"):
+        xf.run(no_retry.bind(), workflow_id="r3", storage=storage, spark=spark)
+
+    exhausted = xf.task(
+        flaky("exhausted", ValueError("always"), 99), retry_exceptions=True, max_retries=2
+    )
+    with pytest.raises(xf.TaskFailedError, match="after 3 attempt"):
+        xf.run(exhausted.bind(), workflow_id="r4", storage=storage, spark=spark)
+    assert attempts == Counter(app_retry=3, sys_retry=2, no_retry=1, exhausted=3)
+
+
+def test_catch_exceptions_hands_the_error_downstream(spark, storage, wf) -> None:
+    @xf.task(catch_exceptions=True)
+    def risky(fail):
+        if fail:
+            raise KeyError("missing-field")
+        return 7
+
+    @xf.task
+    def report(ok, bad):
+        return {"ok": list(ok), "bad_error": type(bad[1]).__name__, "bad_value": bad[0]}
+
+    out = xf.run(
+        report.bind(risky.bind(False), risky.bind(True)),
+        workflow_id=wf,
+        storage=storage,
+        spark=spark,
+    )
+    assert out == {"ok": [7, None], "bad_error": "KeyError", "bad_value": None}
+
+
+def test_sink_is_exactly_once_across_retries(spark, storage, wf, sink_path) -> None:
+    attempts: Counter[str] = Counter()
+
+    @xf.task(retry_exceptions=True, max_retries=2)
+    def publish():
+        attempts["publish"] += 1
+        xf.write_delta(spark.range(5), sink_path)
+        xf.write_delta(spark.range(5, 8), sink_path)
+        if attempts["publish"] < 3:
+            raise RuntimeError("lost the connection after writing")
+        return None
+
+    assert xf.run(publish.bind(), workflow_id=wf, storage=storage, spark=spark) is None
+    assert attempts["publish"] == 3
+    rows = sorted(r.id for r in spark.read.format("delta").load(sink_path).collect())
+    assert rows == list(range(8))
+
+
+def test_changed_task_is_refused_then_invalidated(spark, storage, wf, sink_path) -> None:
+    calls: Counter[str] = Counter()
+
+    @xf.task(checkpoint=True)
+    def base():
+        calls["base"] += 1
+        return spark.range(10)
+
+    def make_scale(factor: int):
+        @xf.task(checkpoint=True, name="scale")
+        def scale(df):
+            calls["scale"] += 1
+            return df.select((F.col("id") * factor).alias("id"))
+
+        return scale
+
+    @xf.task
+    def publish(df):
+        calls["publish"] += 1
+        xf.write_delta(df, sink_path)
+        return df.agg(F.sum("id")).first()[0]
+
+    b = base.bind()
+    assert (
+        xf.run(publish.bind(make_scale(2).bind(b)), workflow_id=wf, storage=storage, spark=spark)
+        == 90
+    )
+
+    # same code, different literal input to scale: factor is a closure variable, so change
+    # the code itself the way a user editing the job would
+    @xf.task(checkpoint=True, name="scale")
+    def scale_v2(df):
+        calls["scale"] += 1
+        return df.select((F.col("id") * 3).alias("id"))
+
+    changed = publish.bind(scale_v2.bind(b))
+    with pytest.raises(xf.TaskChangedError) as info:
+        xf.run(changed, workflow_id=wf, storage=storage, spark=spark)
+    assert info.value.changed == ["scale"]
+    assert "invalidate=['scale']" in str(info.value)
+    assert calls == Counter(base=1, scale=1, publish=1)
+
+    assert (
+        xf.run(changed, workflow_id=wf, storage=storage, spark=spark, invalidate=["scale"]) == 135
+    )
+    assert calls == Counter(base=1, scale=2, publish=2)
+    # the invalidated sink wrote its new rows (a new generation of its idempotency key)
+    assert spark.read.format("delta").load(sink_path).count() == 20
+
+
+def test_unknown_workflow_has_no_side_effects(spark, tmp_path) -> None:
+    root = tmp_path / "exo"
+
+    @xf.task
+    def f():
+        return 1
+
+    with pytest.raises(xf.WorkflowNotFoundError, match=r"workflow \[nope\] not found"):
+        xf.get_status("nope", storage=str(root))
+    with pytest.raises(xf.WorkflowNotFoundError):
+        xf.get_output("nope", storage=str(root), spark=spark)
+    with pytest.raises(xf.WorkflowNotFoundError):
+        xf.resume(f.bind(), workflow_id="nope", storage=str(root), spark=spark)
+    assert not root.exists()
+    assert xf.list_workflows(storage=str(root)) == []
+
+
+def test_list_workflows_and_default_output(spark, storage) -> None:
+    @xf.task
+    def answer():
+        return {"value": 42}
+
+    xf.run(answer.bind(), workflow_id="w-one", storage=storage, spark=spark)
+    xf.run(answer.bind(), workflow_id="w-two", storage=storage, spark=spark)
+    infos = {w.workflow_id: w for w in xf.list_workflows(storage=storage)}
+    assert set(infos) == {"w-one", "w-two"}
+    assert infos["w-one"].status is xf.WorkflowStatus.SUCCESSFUL
+    assert infos["w-one"].tasks == 1 and infos["w-one"].committed == 1
+    assert xf.get_output("w-two", storage=storage) == {"value": 42}
+
+
+def test_default_storage_and_generated_id(spark, tmp_path, monkeypatch) -> None:
+    @xf.task
+    def answer():
+        return 1
+
+    monkeypatch.setenv("EXOFLOW_STORAGE", str(tmp_path / "env-root"))
+    assert xf.run(answer.bind(), spark=spark) == 1
+    [info] = xf.list_workflows()
+    assert info.workflow_id.startswith("answer-")
+    xf.set_default_storage(str(tmp_path / "set-root"))
+    try:
+        xf.run(answer.bind(), workflow_id="explicit", spark=spark)
+        assert [w.workflow_id for w in xf.list_workflows()] == ["explicit"]
+    finally:
+        xf.set_default_storage(None)
+
+
+def test_bad_outputs_and_sink_misuse(spark, storage, wf, sink_path) -> None:
+    @xf.task
+    def not_json():
+        return object()
+
+    with pytest.raises(xf.DagError, match=r"\[not_json\] returned a object.*JSON-able"):
+        xf.run(not_json.bind(), workflow_id=wf, storage=storage, spark=spark)
+
+    with pytest.raises(xf.SinkError, match="only inside a function decorated with @xf.task"):
+        xf.write_delta(spark.range(1), sink_path)
+
+    @xf.task
+    def bad_mode():
+        xf.write_delta(spark.range(1), sink_path, mode="merge")  # type: ignore[arg-type]
+
+    with pytest.raises(xf.SinkError, match="mode='merge' is not supported"):
+        xf.run(bad_mode.bind(), workflow_id=wf + "-2", storage=storage, spark=spark)
+
+    @xf.task
+    def own_txn():
+        xf.write_delta(spark.range(1), sink_path, options={"txnVersion": "1"})
+
+    with pytest.raises(xf.SinkError, match="sets \\['txnVersion'\\] itself"):
+        xf.run(own_txn.bind(), workflow_id=wf + "-3", storage=storage, spark=spark)
+
+
+def test_independent_branches_run_concurrently(spark, storage, wf) -> None:
+    spans: dict[str, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    def sleeper(name: str):
+        def body():
+            start = time.time()
+            time.sleep(1.0)
+            with lock:
+                spans[name] = (start, time.time())
+            return name
+
+        body.__name__ = name
+        return xf.task(body)
+
+    @xf.task
+    def join(a, b):
+        return [a, b]
+
+    assert xf.run(
+        join.bind(sleeper("left").bind(), sleeper("right").bind()),
+        workflow_id=wf,
+        storage=storage,
+        spark=spark,
+    ) == ["left", "right"]
+    (a0, a1), (b0, b1) = spans["left"], spans["right"]
+    assert a0 < b1 and b0 < a1  # the two sleeps overlapped
