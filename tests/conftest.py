@@ -16,7 +16,7 @@ import pytest
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-import exoflow_spark as xf  # noqa: E402
+import exoflow_spark as xf
 
 REPO = Path(__file__).resolve().parent.parent
 

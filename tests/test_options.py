@@ -71,7 +71,7 @@ def test_unknown_option_in_options_call() -> None:
     def f(x):
         return x
 
-    with pytest.raises(xf.InvalidOptionError, match="unknown option.*checkpoints"):
+    with pytest.raises(xf.InvalidOptionError, match=r"unknown option.*checkpoints"):
         f.options(checkpoints=True)
 
 

@@ -434,7 +434,7 @@ def test_bad_outputs_and_sink_misuse(spark, storage, wf, sink_path) -> None:
     with pytest.raises(xf.DagError, match=r"\[not_json\] returned a object.*JSON-able"):
         xf.run(not_json.bind(), workflow_id=wf, storage=storage, spark=spark)
 
-    with pytest.raises(xf.SinkError, match="only inside a function decorated with @xf.task"):
+    with pytest.raises(xf.SinkError, match=r"only inside a function decorated with @xf\.task"):
         xf.write_delta(spark.range(1), sink_path)
 
     @xf.task

@@ -1,0 +1,59 @@
+"""Shared plumbing for entry points (``jobs/`` and the CLI): arguments, profile, session."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ._spark import create_spark_session
+from .config import Profile, configure_logging, load_profile
+
+
+def job_arg_parser(description: str, default_workflow_id: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every job takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--workflow-id",
+        default=default_workflow_id,
+        help="run (or resume) under this id; re-running the same id resumes "
+        f"(default: {default_workflow_id})",
+    )
+    parser.add_argument(
+        "--storage",
+        help="storage root for the workflow log and checkpoints "
+        "(local path or s3a://, abfss://, dbfs:/ ...; default: the profile's)",
+    )
+    parser.add_argument(
+        "--master", help="Spark master (default: the profile's; under spark-submit, spark-submit's)"
+    )
+    parser.add_argument(
+        "--profile",
+        default=os.environ.get("EXOFLOW_PROFILE", "local"),
+        help="profile in conf/profiles.toml (default: local)",
+    )
+    parser.add_argument("--log-level", default=None, help="exoflow_spark log level (INFO, ...)")
+    return parser
+
+
+def under_spark_submit() -> bool:
+    """True when launched by spark-submit (it sets the master itself)."""
+    return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("SPARK_ENV_LOADED") == "1"
+
+
+def start(args: argparse.Namespace, app_name: str) -> tuple[Any, Profile, str]:
+    """Configure logging, load the profile and build the session; returns (spark, profile,
+    storage root)."""
+    configure_logging(args.log_level)
+    profile = load_profile(args.profile)
+    master = args.master or (None if under_spark_submit() else profile.master or "local[*]")
+    spark = create_spark_session(master, app_name=app_name, conf=profile.spark)
+    storage = args.storage or profile.storage or "./exoflow-data"
+    if "://" not in storage and not storage.startswith("dbfs:"):
+        storage = os.path.abspath(storage)
+    return spark, profile, storage
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser.parse_args(argv)

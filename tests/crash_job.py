@@ -1,0 +1,87 @@
+"""A small pipeline run as a separate driver process by the crash tests.
+
+Every task appends its name to ``<counter-dir>/<task>`` when it executes, so the test can
+prove that committed tasks never execute again. Crash points come from EXOFLOW_CRASH_AT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pyspark.sql import functions as F
+
+import exoflow_spark as xf
+
+
+def bump(counter_dir: str, name: str) -> None:
+    with open(os.path.join(counter_dir, name), "a") as fh:
+        fh.write("1\n")
+
+
+def build(counter_dir: str, sink: str, mode: object, rows: int) -> xf.Node:
+    @xf.task(checkpoint=True)
+    def orders():
+        bump(counter_dir, "orders")
+        spark = xf.get_spark()
+        return spark.range(rows).select(
+            F.col("id").alias("order_id"),
+            (F.col("id") % 13).alias("store"),
+            (F.col("id") * 7 % 101).alias("amount"),
+        )
+
+    @xf.task(checkpoint=mode)
+    def enriched(df):
+        bump(counter_dir, "enriched")
+        return df.withColumn("big", F.col("amount") > 50)
+
+    @xf.task
+    def totals(df):
+        bump(counter_dir, "totals")
+        return df.groupBy("store", "big").agg(
+            F.sum("amount").alias("amount"), F.count("*").alias("n")
+        )
+
+    @xf.task
+    def publish(df):
+        bump(counter_dir, "publish")
+        xf.write_delta(df, sink, mode="append")
+        return {"rows": df.count()}
+
+    return publish.bind(totals.bind(enriched.bind(orders.bind())))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--storage", required=True)
+    p.add_argument("--workflow-id", required=True)
+    p.add_argument("--sink", required=True)
+    p.add_argument("--counter-dir", required=True)
+    p.add_argument("--mode", default="async")
+    p.add_argument("--rows", type=int, default=20000)
+    a = p.parse_args()
+    mode = {"true": True, "false": False, "async": "async"}[a.mode]
+    spark = xf.create_spark_session(
+        "local[2]",
+        app_name="exoflow-crash-job",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.driver.host": "127.0.0.1",
+        },
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    out = xf.run(
+        build(a.counter_dir, a.sink, mode, a.rows),
+        workflow_id=a.workflow_id,
+        storage=a.storage,
+        spark=spark,
+    )
+    print(f"RESULT {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
