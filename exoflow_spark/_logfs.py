@@ -35,7 +35,7 @@ class LogFS(Protocol):
 
     root: str
 
-    def put_if_absent(self, rel: str, data: bytes) -> bool: ...
+    def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool: ...
     def put(self, rel: str, data: bytes) -> None: ...
     def get(self, rel: str) -> bytes | None: ...
     def list_files(self, rel_dir: str) -> list[str]: ...
@@ -87,7 +87,8 @@ class LocalLogFS:
     def uri(self, rel: str) -> str:
         return self._abs(rel)
 
-    def put_if_absent(self, rel: str, data: bytes) -> bool:
+    def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
+        """Create ``rel`` with ``data`` unless it exists; ``durable`` fsyncs file and folder."""
         final = self._abs(rel)
 
         def attempt() -> bool:
@@ -97,13 +98,15 @@ class LocalLogFS:
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    if durable:
+                        fh.flush()
+                        os.fsync(fh.fileno())
                 try:
                     os.link(tmp, final)
                 except FileExistsError:
                     return False
-                _fsync_dir(directory)
+                if durable:
+                    _fsync_dir(directory)
                 return True
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -201,7 +204,7 @@ class HadoopLogFS:
         finally:
             out.close()
 
-    def put_if_absent(self, rel: str, data: bytes) -> bool:
+    def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
         def attempt() -> bool:
             dst = self._path(rel)
             if self._fs.exists(dst):

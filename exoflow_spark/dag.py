@@ -8,6 +8,7 @@ changes, its stored output may be stale and the run is refused (see ``TaskChange
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -214,6 +215,7 @@ def _assign_ids(nodes: list[Node]) -> dict[int, str]:
     return ids
 
 
+@functools.lru_cache(maxsize=4096)
 def code_fingerprint(fn: Any) -> str:
     """Hash of a function's source (or, without source, of its bytecode and constants)."""
     try:

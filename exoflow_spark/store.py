@@ -264,7 +264,11 @@ class WorkflowStore:
             self._event_seq += 1
             seq = self._event_seq
         rec = {"run": run, "kind": kind, "at": time.time(), **payload}
-        self.fs.put_if_absent(f"{self._log}/events/{run:06d}-{seq:06d}.{kind}.json", _dumps(rec))
+        # events inform history and cost estimates; losing the last few to a crash is harmless,
+        # so they skip the fsyncs that commit records pay for
+        self.fs.put_if_absent(
+            f"{self._log}/events/{run:06d}-{seq:06d}.{kind}.json", _dumps(rec), durable=False
+        )
 
 
 def list_workflow_ids(storage: str, spark: Any | None = None) -> list[str]:

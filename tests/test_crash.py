@@ -123,7 +123,7 @@ def test_external_sigkill_after_a_commit_then_resume(spark, tmp_path: Path) -> N
     committed, before = set(state.commits), counts(tmp_path)
 
     proc = launch(tmp_path, "async", None)
-    out, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     check_recovered(spark, tmp_path, committed, before)
     assert counts(tmp_path)["orders"] == 1

@@ -479,3 +479,20 @@ def test_independent_branches_run_concurrently(spark, storage, wf) -> None:
     ) == ["left", "right"]
     (a0, a1), (b0, b1) = spans["left"], spans["right"]
     assert a0 < b1 and b0 < a1  # the two sleeps overlapped
+
+
+def test_spark_jobs_are_named_after_workflow_and_task(spark, storage, wf) -> None:
+    @xf.task(checkpoint=True)
+    def tagged_source():
+        return spark.range(10)
+
+    @xf.task
+    def tagged_count(df):
+        return df.count()
+
+    xf.run(tagged_count.bind(tagged_source.bind()), workflow_id=wf, storage=storage, spark=spark)
+    tracker = spark.sparkContext.statusTracker()
+    job_ids = tracker.getJobIdsForGroup(f"exoflow:{wf}")
+    assert job_ids, "the workflow's Spark jobs carry its job group"
+    # the thread's description is restored afterwards (no leak into the caller's jobs)
+    assert spark.sparkContext.getLocalProperty("spark.job.description") is None
