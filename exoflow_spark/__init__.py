@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._config import set_default_storage
 from ._spark import create_spark_session
-from .api import WorkflowInfo, get_output, get_status, list_workflows, resume, run
+from .api import WorkflowInfo, explain, get_output, get_status, list_workflows, resume, run
 from .context import TaskContext, current_task, get_spark
 from .errors import (
     CheckpointError,
@@ -22,6 +22,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .options import CheckpointMode, TaskOptions
+from .recovery import Decision, RecoveryError, RecoveryPlan, Throughput
 from .sink import write_delta
 from .status import TaskStatus, WorkflowStatus
 from .task import Node, Task, task
@@ -33,10 +34,13 @@ __all__ = [
     "CheckpointMode",
     "ConcurrentRunError",
     "DagError",
+    "Decision",
     "ExoflowError",
     "InvalidIdError",
     "InvalidOptionError",
     "Node",
+    "RecoveryError",
+    "RecoveryPlan",
     "SinkError",
     "SparkSessionError",
     "StorageError",
@@ -47,12 +51,14 @@ __all__ = [
     "TaskNotCommittedError",
     "TaskOptions",
     "TaskStatus",
+    "Throughput",
     "WorkflowInfo",
     "WorkflowNotFoundError",
     "WorkflowStatus",
     "__version__",
     "create_spark_session",
     "current_task",
+    "explain",
     "get_output",
     "get_spark",
     "get_status",

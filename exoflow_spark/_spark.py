@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,12 @@ logger = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+#: pyspark 4.2.0 runs Python UDFs through Arrow by default, and its columnar Arrow UDF runner
+#: hangs forever on a vectorized Parquet input such as a Delta checkpoint (SPARK-58241, fixed
+#: after 4.2.0; delta-spark 4.4.0 caps pyspark at 4.2.0). Sessions built here opt out.
+ARROW_UDF_CONF = "spark.sql.execution.pythonUDF.arrow.enabled"
+_ARROW_UDF_HANG_VERSIONS = ("4.2.0",)
 
 #: Settings that make small local runs fast; a cluster profile overrides them.
 LOCAL_DEFAULTS: dict[str, str] = {
@@ -42,10 +49,14 @@ def create_spark_session(
     Example:
         >>> spark = create_spark_session("local[2]", conf={"spark.ui.enabled": "false"})
     """
+    import pyspark
     from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PIN_THREAD", "true")
+    if (master or "").startswith("local"):
+        # Python workers of a local session use the driver's interpreter (and its packages)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
@@ -53,6 +64,7 @@ def create_spark_session(
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         **(LOCAL_DEFAULTS if (master or "").startswith("local") else {}),
+        **({ARROW_UDF_CONF: "false"} if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS else {}),
         **dict(conf or {}),
     }
     for key, value in settings.items():
@@ -76,6 +88,7 @@ def resolve_spark(spark: Any | None) -> Any:
         extensions = spark.conf.get("spark.sql.extensions", "") or ""
     except Exception:  # pragma: no cover - some managed runtimes hide the conf
         extensions = DELTA_EXTENSION
+    _warn_arrow_udf_hang(spark)
     if DELTA_EXTENSION not in extensions and not _is_databricks(spark):
         raise SparkSessionError(
             "this SparkSession has no Delta Lake extension, which exoflow-spark's checkpoints "
@@ -84,6 +97,30 @@ def resolve_spark(spark: Any | None) -> Any:
             f"{DELTA_CATALOG} with the delta-spark jars on the classpath"
         )
     return spark
+
+
+_warned_arrow = False
+
+
+def _warn_arrow_udf_hang(spark: Any) -> None:
+    global _warned_arrow
+    if _warned_arrow:
+        return
+    try:
+        import pyspark
+
+        enabled = str(spark.conf.get(ARROW_UDF_CONF, "true")).lower() == "true"
+    except Exception:  # pragma: no cover
+        return
+    if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS and enabled:
+        _warned_arrow = True
+        logger.warning(
+            "pyspark %s with %s=true: a Python UDF reading a Delta checkpoint can hang forever "
+            "(SPARK-58241). Set %s=false on the session (xf.create_spark_session does)",
+            pyspark.__version__,
+            ARROW_UDF_CONF,
+            ARROW_UDF_CONF,
+        )
 
 
 def _is_databricks(spark: Any) -> bool:

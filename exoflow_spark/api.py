@@ -13,6 +13,7 @@ from ._config import resolve_storage
 from ._spark import resolve_spark
 from .dag import Dag
 from .errors import DagError, TaskChangedError, TaskNotCommittedError, WorkflowNotFoundError
+from .recovery import RecoveryPlan, Strategy, load_throughput, plan
 from .ref import Ref
 from .runtime import RunOptions, WorkflowRun, finish_status
 from .status import WorkflowStatus
@@ -30,6 +31,7 @@ def run(
     spark: Any | None = None,
     invalidate: Sequence[str] = (),
     max_parallel: int = 4,
+    recovery: Strategy = "restore",
 ) -> Any:
     """Run a DAG exactly once under ``workflow_id``, resuming it if it ran before.
 
@@ -45,6 +47,10 @@ def run(
         invalidate: task ids to re-run, with everything downstream of them, even though they
             committed (for when their code or inputs changed on purpose).
         max_parallel: how many independent tasks may run at once.
+        recovery: ``"restore"`` (default) reads every committed input from its checkpoint
+            and never executes a committed task again; ``"cost"`` may re-derive a committed
+            deterministic DataFrame from its inputs when the measured costs say that is
+            cheaper than reading it (nothing is committed again).
 
     Returns:
         The output task's result: a DataFrame (read from its committed Delta version), a
@@ -67,6 +73,7 @@ def run(
         invalidate=invalidate,
         max_parallel=max_parallel,
         must_exist=False,
+        recovery=recovery,
     )
 
 
@@ -77,6 +84,7 @@ def resume(
     storage: str | None = None,
     spark: Any | None = None,
     max_parallel: int = 4,
+    recovery: Strategy = "restore",
 ) -> Any:
     """Continue a workflow that already ran (crashed, failed or canceled).
 
@@ -95,6 +103,7 @@ def resume(
         invalidate=(),
         max_parallel=max_parallel,
         must_exist=True,
+        recovery=recovery,
     )
 
 
@@ -107,7 +116,10 @@ def _run(
     invalidate: Sequence[str],
     max_parallel: int,
     must_exist: bool,
+    recovery: Strategy = "restore",
 ) -> Any:
+    if recovery not in ("restore", "cost"):
+        raise DagError(f"recovery={recovery!r} is not a strategy: use 'restore' or 'cost'")
     graph = Dag(dag)
     if isinstance(invalidate, str):
         invalidate = [invalidate]
@@ -143,7 +155,12 @@ def _run(
     with Heartbeat(store, number):
         try:
             wrun = WorkflowRun(
-                graph, store, spark, state, number, RunOptions(max_parallel=max_parallel)
+                graph,
+                store,
+                spark,
+                state,
+                number,
+                RunOptions(max_parallel=max_parallel, recovery=recovery),
             )
             return wrun.execute()
         except BaseException as exc:
@@ -178,6 +195,48 @@ def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: s
             if not any(graph.id_of(u) in changed for u in graph.upstream(graph.node(t)))
         ]
         raise TaskChangedError(workflow_id, roots or changed)
+
+
+def explain(
+    target: str | Node,
+    *,
+    workflow_id: str | None = None,
+    storage: str | None = None,
+    spark: Any | None = None,
+    recovery: Strategy = "restore",
+) -> RecoveryPlan:
+    """What running (or resuming) a workflow would do now, task by task, without running it.
+
+    Each task gets an action (skip / restore / replay / run / roll back), the reason, and the
+    restore and replay estimates that were compared. ``print(plan)`` shows a table; in a
+    notebook the plan renders as HTML.
+
+    Args:
+        target: a workflow id (the DAG it last ran is read from its log), or a DAG node
+            (then pass ``workflow_id=``; an unknown id plans a fresh run).
+        workflow_id: the id, when ``target`` is a node.
+        storage: storage root.
+        spark: only needed for storage roots reached through Hadoop (s3a://, ...).
+        recovery: the strategy to plan for (``"restore"`` or ``"cost"``).
+
+    Example:
+        >>> print(xf.explain("sales-2026-11-24", storage="s3a://lake/exo"))
+    """
+    root = resolve_storage(storage)
+    if isinstance(target, Node):
+        if workflow_id is None:
+            raise DagError("explain(dag, ...) needs workflow_id=... to know which log to read")
+        graph = Dag(target)
+        store = WorkflowStore(root, workflow_id, spark)
+        state = store.read_state()
+        _check_unchanged(graph, state, workflow_id, skip=set())
+        record = graph.to_record()
+    else:
+        store = WorkflowStore(root, target, spark)
+        state = store.require_exists()
+        record = state.runs[-1].start["dag"]
+    done = {e["task"] for e in store.events() if e.get("kind") == "task_done"}
+    return plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
 
 
 def get_status(

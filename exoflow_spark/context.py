@@ -22,6 +22,7 @@ class TaskContext:
     attempt: int
     store: Any = None
     run: int = 0
+    is_sink: bool = True
     sink_seq: int = field(default=0)
 
     def next_sink_version(self) -> int:

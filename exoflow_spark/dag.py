@@ -54,6 +54,13 @@ class Dag:
         for n in self.nodes:
             self._fingerprints[id(n)] = self._fingerprint(n)
         self._validate_waits()
+        self._sinks = {
+            id(n) for n in self.nodes if n.task.opts.sink or calls_write_delta(n.task.fn)
+        }
+        self._validate_nondeterminism()
+        self._waits: dict[int, tuple[str, ...]] = {
+            id(n): self._effective_waits(n) for n in self.nodes
+        }
 
     # -- lookups -------------------------------------------------------------------------
     def id_of(self, node: Node) -> str:
@@ -90,6 +97,24 @@ class Dag:
                 marked.add(id(n))
         return [self.id_of(n) for n in self.nodes if id(n) in marked]
 
+    def is_sink(self, node: Node) -> bool:
+        """Whether the task has effects outside the workflow (declared or detected)."""
+        return id(node) in self._sinks
+
+    def checkpoint_of(self, node: Node) -> Any:
+        """The effective checkpoint mode (the workflow's output is always made durable)."""
+        mode = node.task.opts.checkpoint
+        return True if (mode is False and node is self.output) else mode
+
+    def waits(self, node: Node) -> tuple[str, ...]:
+        """Tasks that must be committed before ``node`` starts: its ``wait_until_committed``
+        plus, for a sink, every nondeterministic checkpointed ancestor (implicit)."""
+        return self._waits[id(node)]
+
+    def ancestors(self, node: Node) -> list[Node]:
+        """Every node ``node`` depends on, directly or not (excluding itself)."""
+        return [a for a in self._ancestors_inclusive(node) if a is not node]
+
     def fingerprint(self, node: Node) -> str:
         """Hash of the node's code, literal inputs and upstream fingerprints."""
         return self._fingerprints[id(node)]
@@ -118,6 +143,8 @@ class Dag:
                     "retry_exceptions": o.retry_exceptions,
                     "catch_exceptions": o.catch_exceptions,
                     "wait_until_committed": list(o.wait_until_committed),
+                    "waits": list(self.waits(n)),
+                    "sink": self.is_sink(n),
                     "code_fingerprint": code_fingerprint(n.task.fn),
                     "fingerprint": self.fingerprint(n),
                 }
@@ -161,6 +188,34 @@ class Dag:
                         f"task [{self.id_of(n)}] waits until [{w}] is committed, but [{w}] "
                         f"depends on [{self.id_of(n)}]: that wait can never end; remove it"
                     )
+
+    def _validate_nondeterminism(self) -> None:
+        """Reject a DAG whose sinks could publish two versions of a nondeterministic output."""
+        for n in self.nodes:
+            if n.task.opts.deterministic or self.checkpoint_of(n) is not False:
+                continue
+            tid = self.id_of(n)
+            sinks = [
+                d for d in self.descendants([tid]) if d != tid and id(self._by_id[d]) in self._sinks
+            ]
+            if sinks:
+                raise DagError(
+                    f"task [{self.id_of(n)}] is nondeterministic (deterministic=False) with "
+                    f"checkpoint=False, and its output reaches sink(s) "
+                    f"{', '.join(f'[{t}]' for t in sinks)}: after a failure it would be "
+                    "recomputed and could differ from what was already published. Fix: give "
+                    f"[{self.id_of(n)}] checkpoint=True or 'async' (sinks then read one durable "
+                    "version), or mark it deterministic=True if re-running gives the same rows"
+                )
+
+    def _effective_waits(self, node: Node) -> tuple[str, ...]:
+        waits = list(node.task.opts.wait_until_committed)
+        if id(node) in self._sinks:
+            for a in self.ancestors(node):
+                tid = self.id_of(a)
+                if not a.task.opts.deterministic and tid not in waits:
+                    waits.append(tid)
+        return tuple(waits)
 
     def _ancestors_inclusive(self, node: Node) -> list[Node]:
         seen: dict[int, Node] = {}
@@ -213,6 +268,20 @@ def _assign_ids(nodes: list[Node]) -> dict[int, str]:
         used.add(candidate)
         ids[id(n)] = validate_id(candidate, kind="task id")
     return ids
+
+
+@functools.lru_cache(maxsize=4096)
+def calls_write_delta(fn: Any) -> bool:
+    """Whether ``fn``'s code (or code nested in it) refers to ``write_delta``."""
+    stack = [getattr(fn, "__code__", None)]
+    while stack:
+        code = stack.pop()
+        if code is None:
+            continue
+        if "write_delta" in code.co_names:
+            return True
+        stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return False
 
 
 @functools.lru_cache(maxsize=4096)

@@ -30,6 +30,9 @@ class TaskOptions:
         wait_until_committed: names of tasks whose checkpoints must be durable before this
             task starts (for externally visible effects).
         name: the task id; defaults to the function name (de-duplicated within a DAG).
+        sink: the task has effects outside the workflow (``xf.write_delta``). Detected
+            automatically when the function calls ``write_delta`` itself; declare it when a
+            helper does. Sinks wait until every nondeterministic input they read is durable.
     """
 
     checkpoint: CheckpointMode = False
@@ -39,6 +42,7 @@ class TaskOptions:
     catch_exceptions: bool = False
     wait_until_committed: tuple[str, ...] = field(default_factory=tuple)
     name: str | None = None
+    sink: bool = False
 
     def __post_init__(self) -> None:
         where = f"task [{self.name}]" if self.name else "task"
@@ -49,7 +53,7 @@ class TaskOptions:
                 f"{where}: checkpoint={self.checkpoint!r} is not valid; use False (replay), "
                 "True (sync Delta checkpoint) or 'async' (background Delta checkpoint)"
             )
-        for flag in ("deterministic", "retry_exceptions", "catch_exceptions"):
+        for flag in ("deterministic", "retry_exceptions", "catch_exceptions", "sink"):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidOptionError(
                     f"{where}: {flag}={getattr(self, flag)!r} must be True or False"

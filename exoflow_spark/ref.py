@@ -32,6 +32,8 @@ class Ref:
         self.value = value
         self.delta = delta
         self.error = error
+        #: nondeterministic tasks whose not-yet-durable output this ref's data depends on
+        self.volatile: frozenset[str] = frozenset()
         self.committed = threading.Event()
         if backing in ("delta", "value", "none"):
             self.committed.set()
@@ -63,6 +65,10 @@ class Ref:
         if self._df is not None:
             return self._df
         return self.value
+
+    def visible_volatile(self) -> frozenset[str]:
+        """What a consumer reading this ref now observes that is not durable."""
+        return frozenset() if self.committed.is_set() else self.volatile
 
     def repoint(self, df: Any, delta: DeltaVersion) -> None:
         """Point the ref at its committed Delta version (after an async checkpoint commits)."""

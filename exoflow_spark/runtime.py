@@ -22,6 +22,7 @@ from ._spark import is_dataframe, is_system_error, job_context, read_checkpoint,
 from .context import TaskContext, task_context
 from .dag import Dag
 from .errors import CheckpointError, DagError, ExoflowError, TaskFailedError
+from .recovery import RecoveryPlan, Strategy, load_throughput, measure_throughput, plan
 from .ref import Ref
 from .status import TaskStatus, WorkflowStatus
 from .store import WorkflowState, WorkflowStore
@@ -41,11 +42,15 @@ class RunOptions:
         max_parallel: tasks running at once (independent branches run concurrently).
         checkpoint_writers: async checkpoint writes running at once.
         retry_backoff: seconds before the first retry; doubles each time (capped at 30 s).
+        recovery: ``"restore"`` reads every committed input from its checkpoint;
+            ``"cost"`` may re-derive a committed deterministic output from its inputs when
+            that is estimated cheaper (see :mod:`exoflow_spark.recovery`).
     """
 
     max_parallel: int = 4
     checkpoint_writers: int = 2
     retry_backoff: float = 0.5
+    recovery: Strategy = "restore"
 
 
 class WorkflowRun:
@@ -79,34 +84,55 @@ class WorkflowRun:
 
     # -- planning ------------------------------------------------------------------------
     def _plan(self) -> list[str]:
-        committed = self.state.commits
-        needed: set[str] = set()
-        stack: list[Node] = [self.dag.output]
-        while stack:
-            node = stack.pop()
-            tid = self.dag.id_of(node)
-            if tid in needed or tid in committed:
-                continue
-            needed.add(tid)
-            stack.extend(self.dag.upstream(node))
-            stack.extend(self.dag.node(w) for w in node.task.opts.wait_until_committed)
-        for tid in self.dag.task_ids:
-            self.statuses[tid] = TaskStatus.COMMITTED if tid in committed else TaskStatus.PENDING
-        order = [t for t in self.dag.task_ids if t in needed]
-        restore = sorted(
-            {self.dag.id_of(u) for t in order for u in self.dag.upstream(self.dag.node(t))} - needed
+        done = {e["task"] for e in self.store.events() if e.get("kind") == "task_done"}
+        throughput = (
+            measure_throughput(self.spark, self.store.fs)  # once per storage root, cached
+            if self.options.recovery == "cost"
+            else load_throughput(self.store.fs)
         )
-        skip = [t for t in self.dag.task_ids if t in committed and t not in restore]
-        self.store.event(self.run, "plan", run_tasks=order, restore=restore, skip=skip)
+        rplan: RecoveryPlan = plan(
+            self.dag.to_record(),
+            self.state,
+            done=done,
+            strategy=self.options.recovery,
+            throughput=throughput,
+        )
+        self.recovery_plan = rplan
+        if rplan.rolled_back:
+            logger.warning(
+                "[%s] rolling back %s: they observed nondeterministic outputs that "
+                "were never made durable",
+                self.wf,
+                rplan.rolled_back,
+            )
+            self.store.invalidate(rplan.rolled_back, self.state, self.run)
+        self._replay_committed = set(rplan.replay_committed)
+        for tid in self.dag.task_ids:
+            self.statuses[tid] = (
+                TaskStatus.COMMITTED if tid in self.state.commits else TaskStatus.PENDING
+            )
+        self.store.event(
+            self.run,
+            "plan",
+            strategy=rplan.strategy,
+            decisions=rplan.to_records(),
+            run_tasks=rplan.run_order,
+            restore=rplan.actions("restore"),
+            skip=rplan.actions("skip"),
+            rolled_back=rplan.rolled_back,
+        )
         logger.info(
-            "[%s] run %d: %d task(s) to run, %d to restore, %d skipped",
+            "[%s] run %d: %d task(s) to run, %d to restore, %d to replay, %d skipped, "
+            "%d rolled back",
             self.wf,
             self.run,
-            len(order),
-            len(restore),
-            len(skip),
+            len(rplan.run_order),
+            len(rplan.actions("restore")),
+            len(rplan.replay_committed),
+            len(rplan.actions("skip")),
+            len(rplan.rolled_back),
         )
-        return order
+        return rplan.run_order + rplan.replay_committed
 
     def _ref(self, tid: str) -> Ref:
         ref = self.refs.get(tid)
@@ -155,9 +181,10 @@ class WorkflowRun:
         node = self.dag.node(tid)
         for u in self.dag.upstream(node):
             uid = self.dag.id_of(u)
-            if uid not in self.state.commits and uid not in self.refs:
+            restorable = uid in self.state.commits and uid not in self._replay_committed
+            if not restorable and uid not in self.refs:
                 return False
-        for w in node.task.opts.wait_until_committed:
+        for w in self.dag.waits(node):
             ref = self.refs.get(w)
             if w not in self.state.commits and not (ref is not None and ref.committed.is_set()):
                 return False
@@ -222,18 +249,43 @@ class WorkflowRun:
         def resolve(value: Any) -> Any:
             return self._resolve_input(value) if isinstance(value, Node) else value
 
+        replay = tid in self._replay_committed
         attempt = 0
         while True:
             attempt += 1
-            crash_point(tid, "before-run")
+            if not replay:
+                crash_point(tid, "before-run")
             args = map_nested(node.args, resolve)
             kwargs = map_nested(node.kwargs, resolve)
-            ctx = TaskContext(self.wf, tid, self.spark, generation, attempt, self.store, self.run)
+            observed = frozenset().union(
+                *(self._ref(self.dag.id_of(u)).visible_volatile() for u in self.dag.upstream(node))
+            )
+            ctx = TaskContext(
+                self.wf,
+                tid,
+                self.spark,
+                generation,
+                attempt,
+                self.store,
+                self.run,
+                is_sink=self.dag.is_sink(node),
+            )
             start = time.perf_counter()
             try:
                 with task_context(ctx), job_context(self.spark, self.wf, tid):
                     result = node.task.fn(*args, **kwargs)
                     compute_seconds = time.perf_counter() - start
+                    if replay:  # a committed output re-derived from its inputs: no new commit
+                        ref = Ref(tid, "plan", df=result)
+                        ref.committed.set()
+                        with self._cond:
+                            self.refs[tid] = ref
+                        logger.info(
+                            "[%s] [%s] replayed from its inputs (committed; cheaper than restore)",
+                            self.wf,
+                            tid,
+                        )
+                        return
                     crash_point(tid, "after-output")
                     ref, record = self._materialize(node, tid, result)
                 break
@@ -267,7 +319,10 @@ class WorkflowRun:
                     self.statuses[tid] = TaskStatus.FAILED
                     return
                 raise TaskFailedError(self.wf, tid, attempt, exc) from exc
-        self._commit(node, tid, generation, ref, record, compute_seconds, attempt)
+        ref.volatile = observed | ({tid} if not node.task.opts.deterministic else frozenset())
+        self._commit(
+            node, tid, generation, ref, record, compute_seconds, attempt, observed, ctx.sink_seq > 0
+        )
 
     def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, dict[str, Any] | None]:
         """Turn a task's return value into a ref, writing a sync checkpoint if asked.
@@ -322,6 +377,8 @@ class WorkflowRun:
         record: dict[str, Any] | None,
         compute_seconds: float,
         attempt: int,
+        observed: frozenset[str],
+        wrote_sink: bool,
     ) -> None:
         fingerprint = self.dag.fingerprint(node)
         common = {
@@ -329,6 +386,8 @@ class WorkflowRun:
             "compute_seconds": compute_seconds,
             "run": self.run,
             "attempts": attempt,
+            "sink": wrote_sink,
+            "observed_volatile": sorted(observed),
         }
         if record is not None:
             self.store.commit_task(tid, generation, {**record, **common})

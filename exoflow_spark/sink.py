@@ -52,6 +52,13 @@ def write_delta(
         ...     xf.write_delta(gold, "/lake/gold/daily", mode="append")
     """
     ctx = current_task()
+    if not ctx.is_sink:
+        raise SinkError(
+            f"workflow [{ctx.workflow_id}] task [{ctx.task_id}] calls write_delta but is not "
+            "known as a sink (it calls it through a helper): declare @xf.task(sink=True) so "
+            "the engine makes it wait for nondeterministic inputs to be durable. Nothing was "
+            "written"
+        )
     if not is_dataframe(df):
         raise SinkError(
             f"workflow [{ctx.workflow_id}] task [{ctx.task_id}]: write_delta needs a DataFrame, "

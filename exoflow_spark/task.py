@@ -126,6 +126,7 @@ def task(
     catch_exceptions: bool = False,
     wait_until_committed: Iterable[str] = (),
     name: str | None = None,
+    sink: bool = False,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 
 
@@ -140,6 +141,7 @@ def task(
     catch_exceptions: bool = False,
     wait_until_committed: Iterable[str] = (),
     name: str | None = None,
+    sink: bool = False,
 ) -> Task[R] | Callable[[Callable[..., R]], Task[R]]:
     """Declare a workflow task. Works bare (``@task``) or with options (``@task(...)``).
 
@@ -156,6 +158,8 @@ def task(
             instead of failing.
         wait_until_committed: task names whose checkpoints must be durable before this starts.
         name: task id (defaults to the function name).
+        sink: the task writes outside the workflow (detected when it calls ``write_delta``
+            directly; declare it when a helper does).
 
     Example:
         >>> @task(checkpoint=True)
@@ -169,6 +173,7 @@ def task(
         catch_exceptions=catch_exceptions,
         wait_until_committed=wait_until_committed,  # type: ignore[arg-type]
         name=name,
+        sink=sink,
     )
     if fn is not None:
         return Task(fn, opts)

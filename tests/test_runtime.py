@@ -496,3 +496,24 @@ def test_spark_jobs_are_named_after_workflow_and_task(spark, storage, wf) -> Non
     assert job_ids, "the workflow's Spark jobs carry its job group"
     # the thread's description is restored afterwards (no leak into the caller's jobs)
     assert spark.sparkContext.getLocalProperty("spark.job.description") is None
+
+
+def test_python_udf_over_a_checkpoint_completes(spark, storage, wf) -> None:
+    """Regression guard for SPARK-58241 (pyspark 4.2.0 hangs an Arrow Python UDF reading a
+    vectorized Parquet/Delta scan); create_spark_session opts out of Arrow UDFs there."""
+
+    @F.udf("long")
+    def square(x):
+        return x * x
+
+    @xf.task(checkpoint=True)
+    def numbers():
+        return spark.range(10)
+
+    @xf.task
+    def squares(df):
+        return df.select(square("id").alias("sq")).agg(F.sum("sq")).first()[0]
+
+    assert xf.run(
+        squares.bind(numbers.bind()), workflow_id=wf, storage=storage, spark=spark
+    ) == sum(i * i for i in range(10))

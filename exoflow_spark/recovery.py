@@ -1,0 +1,445 @@
+"""The recovery planner: what the remaining work needs, and how each piece is obtained.
+
+It works on the logged form of a DAG (``Dag.to_record()``), so the same code plans a run and
+explains a workflow from its log alone. For every task it decides one action:
+
+* ``skip``: committed and nothing that still has to run reads it;
+* ``restore``: committed; a task that runs reads its Delta version (or logged value);
+* ``replay``: its output is not kept (``checkpoint=False``) or, with the ``"cost"`` strategy,
+  recomputing it from its inputs is estimated cheaper than reading its checkpoint;
+* ``run``: never completed (or failed): runs now;
+* ``roll back``: committed, but it observed a nondeterministic output that was never made
+  durable and will be recomputed; its commit is discarded and it runs again.
+
+Estimates: restoring costs the checkpoint's bytes over the measured read throughput of the
+storage; replaying a checkpointed task costs its logged materialisation time minus the time
+its bytes took to write, plus obtaining its inputs. Throughput is measured once per storage
+root (:func:`measure_throughput`) and kept in ``<root>/_exoflow/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ._logfs import LogFS
+from .errors import ExoflowError
+from .store import WorkflowState
+
+logger = logging.getLogger(__name__)
+
+Action = Literal["skip", "restore", "replay", "run", "roll back"]
+Strategy = Literal["restore", "cost"]
+
+#: Used until the storage root's throughput has been measured.
+ASSUMED_READ_BPS = 200e6
+ASSUMED_WRITE_BPS = 100e6
+ASSUMED_READ_FIXED_S = 0.15
+ASSUMED_WRITE_FIXED_S = 0.4
+THROUGHPUT_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+class RecoveryError(ExoflowError):
+    """The log describes a state that cannot be recovered exactly once."""
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured (or assumed) cost model of a storage root: a fixed cost per Delta read or
+    write (snapshot, listing, commit) plus bytes over throughput (bytes/s)."""
+
+    read_bps: float = ASSUMED_READ_BPS
+    write_bps: float = ASSUMED_WRITE_BPS
+    read_fixed_s: float = ASSUMED_READ_FIXED_S
+    write_fixed_s: float = ASSUMED_WRITE_FIXED_S
+    measured_at: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.measured_at is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What recovery does with one task, why, and the estimates it compared."""
+
+    task: str
+    state: str
+    action: Action
+    reason: str
+    restore_s: float | None = None
+    replay_s: float | None = None
+
+
+@dataclass
+class RecoveryPlan:
+    """The plan for one workflow: a decision per task, in DAG order."""
+
+    workflow_id: str
+    decisions: list[Decision]
+    strategy: Strategy
+    throughput: Throughput = field(default_factory=Throughput)
+    #: tasks to execute now, upstream first (runs, replays of lost outputs, roll-backs)
+    run_order: list[str] = field(default_factory=list)
+    #: committed tasks re-derived from their inputs instead of read (no new commit)
+    replay_committed: list[str] = field(default_factory=list)
+    #: committed tasks whose commits are discarded before running
+    rolled_back: list[str] = field(default_factory=list)
+
+    def actions(self, action: Action) -> list[str]:
+        """Task ids given ``action``."""
+        return [d.task for d in self.decisions if d.action == action]
+
+    def decision(self, task: str) -> Decision:
+        """The decision for ``task``."""
+        for d in self.decisions:
+            if d.task == task:
+                return d
+        raise KeyError(task)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSON-able decisions (as logged in the workflow log)."""
+        return [asdict(d) for d in self.decisions]
+
+    def __str__(self) -> str:
+        def est(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f} s"
+
+        width = max([len(d.task) for d in self.decisions] + [4])
+        lines = [
+            f"workflow {self.workflow_id} (strategy: {self.strategy}; throughput "
+            f"{'measured' if self.throughput.measured else 'assumed'}: read "
+            f"{self.throughput.read_bps / 1e6:.0f} MB/s)",
+            f"{'task':{width}}  {'state':11} {'action':9} {'restore':>9} {'replay':>9}  why",
+        ]
+        for d in self.decisions:
+            lines.append(
+                f"{d.task:{width}}  {d.state:11} {d.action:9} {est(d.restore_s):>9} "
+                f"{est(d.replay_s):>9}  {d.reason}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:  # notebooks
+        rows = "".join(
+            f"<tr><td>{d.task}</td><td>{d.state}</td><td><b>{d.action}</b></td>"
+            f"<td>{'' if d.restore_s is None else f'{d.restore_s:.2f} s'}</td>"
+            f"<td>{'' if d.replay_s is None else f'{d.replay_s:.2f} s'}</td>"
+            f"<td>{d.reason}</td></tr>"
+            for d in self.decisions
+        )
+        return (
+            "<table><tr><th>task</th><th>state</th><th>action</th><th>restore</th>"
+            f"<th>replay</th><th>why</th></tr>{rows}</table>"
+        )
+
+
+def _restore_estimate(rec: dict[str, Any], tp: Throughput) -> float:
+    if rec.get("kind") != "dataframe":
+        return 0.0  # values and None live in the commit record itself
+    return tp.read_fixed_s + int(rec["delta"].get("bytes", 0)) / tp.read_bps
+
+
+def _own_compute_estimate(rec: dict[str, Any], tp: Throughput) -> float:
+    """Seconds to recompute a task's output from its inputs, from its logged commit."""
+    if rec.get("kind") != "dataframe":
+        return float(rec.get("compute_seconds", 0.0))
+    d = rec["delta"]
+    written = (
+        float(d.get("write_seconds", 0.0))
+        - tp.write_fixed_s
+        - int(d.get("bytes", 0)) / tp.write_bps
+    )
+    return max(written, float(rec.get("compute_seconds", 0.0)), 0.0)
+
+
+def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list[str]:
+    """Committed tasks that must be rolled back, in DAG order.
+
+    A commit that observed a nondeterministic output which is not durable now (its async
+    checkpoint never committed) is stale: the output will be recomputed and may differ. So
+    is every commit downstream of a rolled-back task. Sinks never appear: they wait until
+    every nondeterministic input is durable before they start.
+    """
+    order = [t["id"] for t in graph["tasks"]]
+    upstream = {t["id"]: t["upstream"] for t in graph["tasks"]}
+    rolled: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for tid in order:
+            rec = commits.get(tid)
+            if rec is None or tid in rolled:
+                continue
+            stale_input = any(
+                v not in commits or v in rolled for v in rec.get("observed_volatile", [])
+            )
+            stale_upstream = any(u in rolled for u in upstream.get(tid, []))
+            if stale_input or stale_upstream:
+                rolled.add(tid)
+                changed = True
+    for tid in rolled:
+        if commits[tid].get("sink"):
+            raise RecoveryError(
+                f"task [{tid}] already wrote to a sink but observed an output that was "
+                "never made durable; exactly-once cannot be kept for it. This should not "
+                "happen (sinks wait for nondeterministic inputs): please report it, and "
+                "check the sink's table by hand"
+            )
+    return [t for t in order if t in rolled]
+
+
+def plan(
+    graph: dict[str, Any],
+    state: WorkflowState,
+    *,
+    done: set[str] | None = None,
+    strategy: Strategy = "restore",
+    throughput: Throughput | None = None,
+    replayable: set[str] | None = None,
+) -> RecoveryPlan:
+    """Plan the remaining work of a workflow.
+
+    Args:
+        graph: the DAG record (``Dag.to_record()`` or the logged one).
+        state: the workflow's log state.
+        done: tasks that completed earlier with outputs not kept (``checkpoint=False``).
+        strategy: ``"restore"`` never re-executes a committed task; ``"cost"`` replays a
+            committed deterministic task when that is estimated cheaper than reading it.
+        throughput: the storage's throughput (assumed if not given).
+        replayable: tasks the ``"cost"`` strategy may replay (deterministic, returning a
+            DataFrame, no sink); default: derived from the graph and commit records.
+    """
+    tp = throughput or Throughput()
+    done = done or set()
+    tasks = {t["id"]: t for t in graph["tasks"]}
+    order = [t["id"] for t in graph["tasks"]]
+    rolled = rollbacks(graph, state.commits)
+    available = {t: r for t, r in state.commits.items() if t in tasks and t not in rolled}
+
+    if replayable is None:
+        replayable = {
+            t
+            for t, r in available.items()
+            if tasks[t]["deterministic"]
+            and not tasks[t].get("sink")
+            and r.get("kind") == "dataframe"
+            and not r.get("sink")
+        }
+
+    # cheapest way to obtain each available output: restore, or (cost strategy) replay
+    memo: dict[str, tuple[float, float | None]] = {}
+
+    def obtain(tid: str) -> float:
+        restore_s, replay_s = estimates(tid)
+        return min(restore_s, replay_s) if replay_s is not None else restore_s
+
+    def estimates(tid: str) -> tuple[float, float | None]:
+        if tid not in memo:
+            rec = available[tid]
+            restore_s = _restore_estimate(rec, tp)
+            replay_s = None
+            ups = tasks[tid]["upstream"]
+            if tid in replayable and all(u in available for u in ups):
+                replay_s = _own_compute_estimate(rec, tp) + sum(obtain(u) for u in ups)
+            memo[tid] = (restore_s, replay_s)
+        return memo[tid]
+
+    # backward walk from the output and from every wait target
+    needed: set[str] = set()
+    replay_committed: set[str] = set()
+    stack = [graph["output"]]
+    while stack:
+        tid = stack.pop()
+        if tid in needed or tid in replay_committed:
+            continue
+        if tid in available:
+            restore_s, replay_s = estimates(tid)
+            if (
+                strategy == "cost"
+                and replay_s is not None
+                and replay_s < restore_s
+                and tid != graph["output"]
+            ):
+                replay_committed.add(tid)
+                stack.extend(tasks[tid]["upstream"])
+            continue
+        needed.add(tid)
+        stack.extend(tasks[tid]["upstream"])
+        stack.extend(tasks[tid].get("waits", tasks[tid].get("wait_until_committed", [])))
+
+    readers = needed | replay_committed
+    decisions = []
+    for tid in order:
+        t = tasks[tid]
+        if tid in rolled:
+            seen = ", ".join(f"[{v}]" for v in state.commits[tid].get("observed_volatile", []))
+            why = (
+                f"observed {seen} before it was durable; it is recomputed, so this commit "
+                "is discarded and re-run"
+                if seen
+                else "an upstream commit was rolled back"
+            )
+            decisions.append(Decision(tid, "committed", "roll back", why))
+        elif tid in available:
+            rec = available[tid]
+            restore_s, replay_s = estimates(tid)
+            read = any(tid in tasks[n]["upstream"] for n in readers)
+            if tid in replay_committed:
+                why = f"cheaper than restore ({replay_s:.2f} s vs {restore_s:.2f} s)"
+                decisions.append(Decision(tid, "committed", "replay", why, restore_s, replay_s))
+            elif read:
+                if rec.get("kind") == "dataframe":
+                    d = rec["delta"]
+                    why = f"checkpoint v{d['version']}, {_human(int(d.get('bytes', 0)))}"
+                    if replay_s is not None:
+                        why += f"; cheaper than replay ({restore_s:.2f} s vs {replay_s:.2f} s)"
+                    elif not t["deterministic"]:
+                        why += "; nondeterministic: always restored"
+                else:
+                    why = f"{rec.get('kind')} logged with its commit"
+                decisions.append(Decision(tid, "committed", "restore", why, restore_s, replay_s))
+            else:
+                decisions.append(
+                    Decision(
+                        tid,
+                        "committed",
+                        "skip",
+                        "not needed: everything reading it is committed",
+                        restore_s,
+                        replay_s,
+                    )
+                )
+        elif tid in needed:
+            if tid in done:
+                decisions.append(
+                    Decision(
+                        tid,
+                        "lost",
+                        "replay",
+                        "output not kept (checkpoint=False): recomputed "
+                        "from its inputs, fused into its consumers",
+                    )
+                )
+            else:
+                decisions.append(Decision(tid, "pending", "run", "not completed yet"))
+        else:
+            decisions.append(
+                Decision(
+                    tid,
+                    "done" if tid in done else "pending",
+                    "skip",
+                    "not needed: everything reading it is committed",
+                )
+            )
+    return RecoveryPlan(
+        state.workflow_id,
+        decisions,
+        strategy,
+        tp,
+        run_order=[t for t in order if t in needed],
+        replay_committed=[t for t in order if t in replay_committed],
+        rolled_back=rolled,
+    )
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+# -- throughput ----------------------------------------------------------------------------
+_THROUGHPUT_REL = "_exoflow/throughput.json"
+
+
+def load_throughput(fs: LogFS) -> Throughput:
+    """The storage root's measured throughput, or the assumed defaults."""
+    raw = fs.get(_THROUGHPUT_REL)
+    if raw is None:
+        return Throughput()
+    try:
+        doc = json.loads(raw)
+        return Throughput(
+            **{k: float(doc[k]) for k in Throughput.__dataclass_fields__ if doc.get(k) is not None}
+        )
+    except (ValueError, KeyError, TypeError):
+        logger.warning("ignoring unreadable %s", fs.uri(_THROUGHPUT_REL))
+        return Throughput()
+
+
+def measure_throughput(
+    spark: Any, fs: LogFS, *, megabytes: int = 64, force: bool = False
+) -> Throughput:
+    """Measure Delta write and read throughput of the storage root (cached for a week).
+
+    Writes a one-row and a ``megabytes``-sized Delta table of incompressible data under
+    ``<root>/_exoflow/calibration``, reads each back with Spark's ``noop`` sink, deletes
+    them: the one-row table gives the fixed cost per read and write, the difference gives
+    bytes per second.
+    """
+    current = load_throughput(fs)
+    if (
+        current.measured
+        and not force
+        and time.time() - float(current.measured_at or 0) < THROUGHPUT_MAX_AGE_SECONDS
+    ):
+        return current
+    from pyspark.sql import functions as F
+
+    base = fs.uri(f"_exoflow/calibration/{uuid.uuid4().hex}")
+
+    def sample(rows: int, name: str) -> tuple[int, float, float]:
+        path = f"{base}/{name}"
+        df = spark.range(rows).select(
+            F.col("id"), F.sha2(F.col("id").cast("string"), 256).alias("h")
+        )
+        start = time.perf_counter()
+        df.write.format("delta").save(path)
+        write_s = time.perf_counter() - start
+        hist = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
+        nbytes = int((hist.operationMetrics or {}).get("numOutputBytes", rows * 40))
+        start = time.perf_counter()
+        spark.read.format("delta").load(path).write.format("noop").mode("overwrite").save()
+        return nbytes, write_s, time.perf_counter() - start
+
+    try:
+        sample(1, "warmup")
+        small = sample(1, "small")
+        big = sample(max(megabytes, 1) * 1024 * 1024 // 40, "big")
+    finally:
+        _delete_tree(spark, base)
+    extra = max(big[0] - small[0], 1)
+    tp = Throughput(
+        read_bps=extra / max(big[2] - small[2], 1e-3),
+        write_bps=extra / max(big[1] - small[1], 1e-3),
+        read_fixed_s=small[2],
+        write_fixed_s=small[1],
+        measured_at=time.time(),
+    )
+    fs.put(_THROUGHPUT_REL, json.dumps(asdict(tp)).encode())
+    logger.info(
+        "storage measured: read %.2f s + %.0f MB/s, write %.2f s + %.0f MB/s",
+        tp.read_fixed_s,
+        tp.read_bps / 1e6,
+        tp.write_fixed_s,
+        tp.write_bps / 1e6,
+    )
+    return tp
+
+
+def _delete_tree(spark: Any, path: str) -> None:
+    try:
+        jvm = spark._jvm
+        p = jvm.org.apache.hadoop.fs.Path(path)
+        p.getFileSystem(spark._jsc.hadoopConfiguration()).delete(p, True)
+    except Exception:  # pragma: no cover - Spark Connect
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
