@@ -52,6 +52,31 @@ def build(counter_dir: str, sink: str, mode: object, rows: int) -> xf.Node:
     return publish.bind(totals.bind(enriched.bind(orders.bind())))
 
 
+def build_sampling(counter_dir: str, sink: str, rows: int) -> xf.Node:
+    """A nondeterministic sample (no seed: each execution differs), observed by a committed
+    task and published by a sink. Exactly-once means the sink holds one single sample."""
+
+    @xf.task(deterministic=False, checkpoint="async")
+    def sample():
+        bump(counter_dir, "sample")
+        return xf.get_spark().range(rows).sample(fraction=0.3)
+
+    @xf.task(checkpoint=True)
+    def stats(df):
+        bump(counter_dir, "stats")
+        return df.agg(F.count("*").alias("n"), F.sum("id").alias("s"))
+
+    @xf.task
+    def publish(df, st):
+        bump(counter_dir, "publish")
+        row = st.first()
+        xf.write_delta(df.withColumn("n", F.lit(row["n"])).withColumn("s", F.lit(row["s"])), sink)
+        return {"rows": row["n"]}
+
+    s = sample.bind()
+    return publish.bind(s, stats.bind(s))
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--storage", required=True)
@@ -60,6 +85,7 @@ def main() -> int:
     p.add_argument("--counter-dir", required=True)
     p.add_argument("--mode", default="async")
     p.add_argument("--rows", type=int, default=20000)
+    p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
     a = p.parse_args()
     mode = {"true": True, "false": False, "async": "async"}[a.mode]
     spark = xf.create_spark_session(
@@ -73,8 +99,13 @@ def main() -> int:
         },
     )
     spark.sparkContext.setLogLevel("ERROR")
+    dag = (
+        build(a.counter_dir, a.sink, mode, a.rows)
+        if a.scenario == "pipeline"
+        else build_sampling(a.counter_dir, a.sink, a.rows)
+    )
     out = xf.run(
-        build(a.counter_dir, a.sink, mode, a.rows),
+        dag,
         workflow_id=a.workflow_id,
         storage=a.storage,
         spark=spark,

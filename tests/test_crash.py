@@ -36,7 +36,9 @@ def expected(spark):
     return df.groupBy("store", "big").agg(F.sum("amount").alias("amount"), F.count("*").alias("n"))
 
 
-def launch(tmp: Path, mode: str, crash_at: str | None) -> subprocess.Popen:
+def launch(
+    tmp: Path, mode: str, crash_at: str | None, scenario: str = "pipeline"
+) -> subprocess.Popen:
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.pop("EXOFLOW_CRASH_AT", None)
     if crash_at:
@@ -58,6 +60,8 @@ def launch(tmp: Path, mode: str, crash_at: str | None) -> subprocess.Popen:
             mode,
             "--rows",
             str(ROWS),
+            "--scenario",
+            scenario,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -127,3 +131,38 @@ def test_external_sigkill_after_a_commit_then_resume(spark, tmp_path: Path) -> N
     assert proc.returncode == 0, err[-3000:]
     check_recovered(spark, tmp_path, committed, before)
     assert counts(tmp_path)["orders"] == 1
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "sample:after-output",
+        "sample:during-checkpoint",
+        "stats:after-commit",
+        "sample:after-commit",
+        "publish:during-sink",
+    ],
+)
+def test_nondeterministic_sample_is_published_once_whatever_the_crash(
+    spark, tmp_path: Path, crash_at: str
+) -> None:
+    proc = launch(tmp_path, "async", crash_at, scenario="sampling")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    proc = launch(tmp_path, "async", None, scenario="sampling")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+
+    storage = str(tmp_path / "exo")
+    sink = spark.read.format("delta").load(str(tmp_path / "sink"))
+    committed = xf.get_output("crashy", task="sample", storage=storage, spark=spark)
+    stats = xf.get_output("crashy", task="stats", storage=storage, spark=spark).first()
+    # the sink holds exactly the committed sample, each row once ...
+    ids = [r.id for r in sink.select("id").collect()]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(r.id for r in committed.collect())
+    # ... and the statistics published with it, and committed, describe that same sample
+    assert {(r.n, r.s) for r in sink.select("n", "s").distinct().collect()} == {
+        (len(ids), sum(ids))
+    }
+    assert (stats.n, stats.s) == (len(ids), sum(ids))
