@@ -21,6 +21,7 @@ from .errors import (
     TaskNotCommittedError,
     WorkflowNotFoundError,
 )
+from .iterate import IterationReport, iterate
 from .options import CheckpointMode, TaskOptions
 from .recovery import Decision, RecoveryError, RecoveryPlan, Throughput
 from .sink import write_delta
@@ -38,6 +39,7 @@ __all__ = [
     "ExoflowError",
     "InvalidIdError",
     "InvalidOptionError",
+    "IterationReport",
     "Node",
     "RecoveryError",
     "RecoveryPlan",
@@ -62,6 +64,7 @@ __all__ = [
     "get_output",
     "get_spark",
     "get_status",
+    "iterate",
     "list_workflows",
     "resume",
     "run",
