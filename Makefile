@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STORAGE ?= $(CURDIR)/exoflow-data
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help venv demo test lint typecheck bench clean
+.PHONY: help venv demo test faults chaos lint typecheck bench clean
+
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,7 +25,14 @@ demo: venv  ## run the bronze/silver/gold ETL demo on local[*] with storage in .
 test: venv  ## run the whole test suite (real Spark, real Delta)
 	$(PY) -m pytest -q tests
 
+faults: venv  ## the full fault matrix: every crash point x checkpoint mode (~7 min)
+	$(PY) -m pytest -q tests/test_crash.py -m matrix -p no:cacheprovider
+
+chaos: venv  ## randomized driver kills (seeded, 20+ kills), prints kills per phase and the checks
+	$(PY) tests/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
+
 lint: venv  ## ruff lint + format check
+
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 typecheck: venv  ## mypy on the package

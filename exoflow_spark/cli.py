@@ -2,6 +2,8 @@
 
     exoflow-spark list   --storage ./exoflow-data
     exoflow-spark status sales-2026-11-24 --storage s3a://lake/exo [--json]
+    exoflow-spark explain sales-2026-11-24 --storage ./exoflow-data [--recovery cost]
+
 
 Exit codes: 0 success, 1 the workflow is not SUCCESSFUL (status), 2 usage or not found.
 """
@@ -86,6 +88,24 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if state.status is WorkflowStatus.SUCCESSFUL else 1
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    plan = api.explain(args.workflow_id, storage=args.storage, recovery=args.recovery)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "workflow_id": args.workflow_id,
+                    "strategy": plan.strategy,
+                    "decisions": plan.to_records(),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(plan)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exoflow-spark",
@@ -104,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("workflow_id")
     p.set_defaults(fn=_cmd_status)
+    p = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="what resuming would do, task by task "
+        "(skip / restore / replay / run / roll back), with cost estimates",
+    )
+    p.add_argument("workflow_id")
+    p.add_argument(
+        "--recovery",
+        choices=["restore", "cost"],
+        default="restore",
+        help="plan for this strategy (default: restore)",
+    )
+    p.set_defaults(fn=_cmd_explain)
     return parser
 
 

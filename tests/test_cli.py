@@ -34,6 +34,13 @@ def test_list_and_status(spark, storage, capsys) -> None:
     }
     assert doc["tasks"][0]["output"] == "delta v0"
 
+    assert main(["explain", "cli-wf", "--storage", storage]) == 0
+    text = capsys.readouterr().out
+    assert "numbers" in text and "skip" in text and "strategy: restore" in text
+    assert main(["explain", "cli-wf", "--storage", storage, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [d["action"] for d in doc["decisions"]] == ["skip", "skip"]
+
 
 def test_status_exit_codes(spark, storage, capsys) -> None:
     @xf.task

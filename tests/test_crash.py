@@ -85,14 +85,35 @@ def check_recovered(spark, tmp: Path, committed_before: set[str], runs_before: d
     assert xf.get_status("crashy", storage=str(tmp / "exo")) is xf.WorkflowStatus.SUCCESSFUL
 
 
-@pytest.mark.parametrize(
-    ("mode", "crash_at"),
-    [
-        ("true", "orders:after-commit"),
-        ("async", "enriched:during-checkpoint"),
-        ("false", "publish:during-sink"),
-    ],
-)
+DEFAULT_CASES = {
+    ("true", "orders:after-commit"),
+    ("async", "enriched:during-checkpoint"),
+    ("false", "publish:during-sink"),
+}
+
+
+def fault_matrix() -> list:
+    """Every crash phase x the checkpoint mode of `enriched`; three run in `make test`, the
+    whole matrix in `make faults` (about 7 minutes)."""
+    cases = []
+    for mode in ("false", "true", "async"):
+        durable = "orders" if mode == "false" else "enriched"  # a task that checkpoints
+        for crash_at in (
+            "enriched:before-run",
+            "enriched:after-output",
+            f"{durable}:during-checkpoint",
+            f"{durable}:after-commit",
+            "publish:during-sink",
+        ):
+            marks = [] if (mode, crash_at) in DEFAULT_CASES else [pytest.mark.matrix]
+            cases.append(pytest.param(mode, crash_at, marks=marks, id=f"{mode}-{crash_at}"))
+    for mode, crash_at in sorted(DEFAULT_CASES):
+        if not any(c.values == (mode, crash_at) for c in cases):
+            cases.append(pytest.param(mode, crash_at, id=f"{mode}-{crash_at}"))
+    return cases
+
+
+@pytest.mark.parametrize(("mode", "crash_at"), fault_matrix())
 def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str) -> None:
     proc = launch(tmp_path, mode, crash_at)
     _, err = proc.communicate(timeout=300)

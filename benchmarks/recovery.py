@@ -1,0 +1,242 @@
+"""Fault-free cost and recovery time of each checkpoint strategy, driver crash at ~80%.
+
+    .venv/bin/python benchmarks/recovery.py [--rows 400000] [--reps 1]
+
+An 8-stage pipeline whose stages do real work (a join, four chained Python UDF stages whose
+compute outweighs writing their output, an aggregation) ends in an exactly-once Delta sink.
+Each candidate runs as its own driver process (spark-submit style), so a crash is a real
+SIGKILL:
+
+* fault-free: the whole run;
+* driver crash: the same run SIGKILLed at 80% of that strategy's fault-free run time
+  (counted from the moment its run is logged, so Spark start-up is excluded), then re-run
+  with the same workflow id: the time of that second run is the recovery time.
+
+Times are measured inside the driver from "session ready" to "run returned" (Spark start-up
+is reported separately, not counted). Candidates: none (checkpoint=False everywhere), async
+and sync (every stage), and selective (async on the four expensive UDF stages only, the
+paper's "selective" strategy, chosen by hand; recovery="cost"). Prints, per candidate, the
+fault-free time as a ratio to `none`, and the recovery time as a ratio to a full re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import machine, save
+
+STRATEGIES = {
+    "none": {},
+    "async": {"*": "async"},
+    "sync": {"*": True},
+    # the paper's "selective": checkpoint (async) only the stages whose compute is expensive
+    # relative to their output, here the four UDF stages; chosen by hand
+    "selective": {f"score{k}": "async" for k in range(1, 5)},
+}
+
+
+def job(args: argparse.Namespace) -> int:
+    """One driver: run the pipeline under a strategy and print timings as JSON."""
+    t0 = time.perf_counter()
+    from pyspark.sql import functions as F
+
+    import exoflow_spark as xf
+
+    spark = xf.create_spark_session(
+        "local[*]",
+        app_name="exoflow-bench-recovery",
+        conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"},
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    startup = time.perf_counter() - t0
+    plan = STRATEGIES[args.strategy]
+
+    def mode(name: str):
+        return plan.get(name, plan.get("*", False))
+
+    def heavy(x: int) -> int:  # a Python UDF whose compute outweighs writing its output
+        h = x
+        for _ in range(300):
+            h = (h * 1103515245 + 12345) & 0x7FFFFFFF
+        return h % 1000
+
+    heavy_udf = F.udf(heavy, "long")
+
+    @xf.task(checkpoint=mode("orders"))
+    def orders():
+        return spark.range(args.rows).select(
+            F.col("id").alias("order_id"),
+            (F.col("id") % 5000).alias("customer"),
+            ((F.col("id") * 37) % 1000 / 10.0).alias("amount"),
+        )
+
+    @xf.task(checkpoint=mode("customers"))
+    def customers():
+        return spark.range(5000).select(
+            F.col("id").alias("customer"), (F.col("id") % 20).alias("segment")
+        )
+
+    @xf.task(checkpoint=mode("joined"))
+    def joined(o, c):
+        return o.join(c, "customer")
+
+    def heavy_stage(k: int):
+        def body(df):  # each stage's score depends on the previous one: a real chain
+            prev = F.col("order_id") if k == 1 else F.col(f"score{k - 1}")
+            return df.withColumn(f"score{k}", heavy_udf(prev + F.lit(k)))
+
+        body.__name__ = f"score{k}"
+        return xf.task(body, checkpoint=mode(f"score{k}"))
+
+    @xf.task(checkpoint=mode("summary"))
+    def summary(df):
+        return df.groupBy("segment", (F.col("score4") % 10).alias("bucket")).agg(
+            F.sum("amount").alias("amount"), F.count("*").alias("n")
+        )
+
+    @xf.task
+    def publish(df):
+        xf.write_delta(df, args.sink, mode="append")
+        return df.count()
+
+    node = joined.bind(orders.bind(), customers.bind())
+    for k in range(1, 5):
+        node = heavy_stage(k).bind(node)
+    dag = publish.bind(summary.bind(node))
+    start = time.perf_counter()
+    rows = xf.run(
+        dag,
+        workflow_id=args.workflow_id,
+        storage=args.storage,
+        spark=spark,
+        recovery="cost" if args.strategy == "selective" else "restore",
+    )
+    print(
+        "TIMING "
+        + json.dumps({"startup_s": startup, "run_s": time.perf_counter() - start, "rows": rows}),
+        flush=True,
+    )
+    spark.stop()
+    return 0
+
+
+def driver(
+    strategy: str, work: Path, wf: str, rows: int, kill_after: float | None = None
+) -> dict | None:
+    """Run one driver; with ``kill_after``, SIGKILL it that many seconds after its run
+    started (its log's run record appeared), so Spark start-up is excluded."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("EXOFLOW_CRASH_AT", None)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--job",
+        "--strategy",
+        strategy,
+        "--rows",
+        str(rows),
+        "--workflow-id",
+        wf,
+        "--storage",
+        str(work / "exo"),
+        "--sink",
+        str(work / f"sink-{wf}"),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kill_after is not None:
+        runs = work / "exo" / "workflows" / wf / "log" / "runs"
+        while proc.poll() is None and not runs.exists():
+            time.sleep(0.02)
+        time.sleep(kill_after)
+        assert proc.poll() is None, "the run finished before the kill"
+        proc.kill()
+        proc.communicate()
+        return None
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-2000:]
+    [line] = [ln for ln in out.splitlines() if ln.startswith("TIMING ")]
+    return json.loads(line[len("TIMING ") :])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--strategy", default="none")
+    p.add_argument("--rows", type=int, default=150_000)
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--workflow-id", default="bench")
+    p.add_argument("--storage")
+    p.add_argument("--sink")
+    a = p.parse_args()
+    if a.job:
+        return job(a)
+    work = Path(tempfile.mkdtemp(prefix="exoflow-bench-recovery-"))
+    results: dict[str, dict[str, list[float]]] = {
+        s: {"clean": [], "recover": []} for s in STRATEGIES
+    }
+    startups = []
+    print(
+        f"recovery benchmark: {a.rows:,} rows, 8 stages, driver SIGKILLed at 80% of each "
+        f"strategy's own fault-free run time, {a.reps} rep(s)"
+    )
+    # warm-up: fills caches and measures the storage root's throughput once (cached for a
+    # week), so that no timed run pays for the calibration
+    driver("selective", work, "warmup", max(a.rows // 10, 1000))
+    for rep in range(a.reps):
+        for strategy in STRATEGIES:
+            clean = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
+            driver(
+                strategy, work, f"{strategy}-crash-{rep}", a.rows, kill_after=0.8 * clean["run_s"]
+            )
+            resumed = driver(strategy, work, f"{strategy}-crash-{rep}", a.rows)
+            assert clean["rows"] == resumed["rows"]
+            results[strategy]["clean"].append(clean["run_s"])
+            results[strategy]["recover"].append(resumed["run_s"])
+            startups.append(clean["startup_s"])
+            print(
+                f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, after "
+                f"crash {resumed['run_s']:6.2f} s"
+            )
+    base = statistics.median(results["none"]["clean"])
+    rows = []
+    print(f"\nSpark session start-up (not counted): median {statistics.median(startups):.1f} s")
+    print("| strategy | fault-free s | vs none | recovery after crash s | vs full re-run |")
+    print("|---|---:|---:|---:|---:|")
+    for s, r in results.items():
+        clean, rec = statistics.median(r["clean"]), statistics.median(r["recover"])
+        rows.append(
+            {
+                "strategy": s,
+                "fault_free_s": round(clean, 3),
+                "fault_free_vs_none": round(clean / base, 3),
+                "recovery_s": round(rec, 3),
+                "recovery_vs_rerun": round(rec / clean, 3),
+            }
+        )
+        print(f"| {s} | {clean:.2f} | {clean / base:.2f}x | {rec:.2f} | {rec / clean:.2f} |")
+    save(
+        "recovery",
+        {
+            "benchmark": "recovery",
+            "rows": a.rows,
+            "reps": a.reps,
+            "machine": machine(),
+            "results": rows,
+            "raw": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
