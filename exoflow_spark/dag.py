@@ -18,6 +18,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+from ._spark import is_dataframe
 from .errors import DagError
 from .ids import validate_id
 from .task import Node, map_nested
@@ -299,15 +300,8 @@ def canonical_value(value: Any) -> Any:
     """A stable, JSON-able stand-in for a literal input, used in fingerprints."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if _is_dataframe(value):
-        try:
-            return {"$dataframe": int(value.semanticHash())}
-        except Exception:  # pragma: no cover - depends on the plan
-            return {"$dataframe": _ADDRESS_RE.sub("", value._jdf.toString())}
+    if is_dataframe(value):
+        return {"$dataframe": int(value.semanticHash())}
     if isinstance(value, (bytes, bytearray)):
         return {"$bytes": hashlib.sha256(bytes(value)).hexdigest()}
     return {"$repr": f"{type(value).__qualname__}:{_ADDRESS_RE.sub('', repr(value))}"}
-
-
-def _is_dataframe(value: Any) -> bool:
-    return type(value).__name__ == "DataFrame" and hasattr(value, "semanticHash")

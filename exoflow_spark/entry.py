@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from ._spark import create_spark_session
@@ -53,7 +52,3 @@ def start(args: argparse.Namespace, app_name: str) -> tuple[Any, Profile, str]:
     if "://" not in storage and not storage.startswith("dbfs:"):
         storage = os.path.abspath(storage)
     return spark, profile, storage
-
-
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    return parser.parse_args(argv)

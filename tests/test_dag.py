@@ -82,3 +82,16 @@ def test_wait_until_committed_is_validated() -> None:
 def test_run_needs_a_node(spark, storage) -> None:
     with pytest.raises(xf.DagError, match=r"expects a DAG node built with task\.bind"):
         xf.run(src, workflow_id="x", storage=storage, spark=spark)  # type: ignore[arg-type]
+
+
+def test_dataframe_inputs_are_fingerprinted_by_plan(spark) -> None:
+    @xf.task
+    def count(df):
+        return df.count()
+
+    same_a = Dag(count.bind(spark.range(10).filter("id > 2")))
+    same_b = Dag(count.bind(spark.range(10).filter("id > 2")))
+    other = Dag(count.bind(spark.range(10).filter("id > 3")))
+    fp = same_a.fingerprint(same_a.output)
+    assert same_b.fingerprint(same_b.output) == fp
+    assert other.fingerprint(other.output) != fp
