@@ -235,7 +235,7 @@ def explain(
         store = WorkflowStore(root, target, spark)
         state = store.require_exists()
         record = state.runs[-1].start["dag"]
-    done = {e["task"] for e in store.events() if e.get("kind") == "task_done"}
+    done = store.done_tasks()
     return plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
 
 

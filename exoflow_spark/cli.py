@@ -50,7 +50,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = WorkflowStore(resolve_storage(args.storage), args.workflow_id)
     state = store.require_exists()
     last = state.runs[-1]
-    done = {e["task"] for e in store.events() if e.get("kind") == "task_done"}
+    done = store.done_tasks()
     tasks: list[dict[str, Any]] = []
     for t in last.start.get("dag", {}).get("tasks", []):
         rec = state.commits.get(t["id"])

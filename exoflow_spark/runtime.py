@@ -84,7 +84,7 @@ class WorkflowRun:
 
     # -- planning ------------------------------------------------------------------------
     def _plan(self) -> list[str]:
-        done = {e["task"] for e in self.store.events() if e.get("kind") == "task_done"}
+        done = self.store.done_tasks()
         throughput = (
             measure_throughput(self.spark, self.store.fs)  # once per storage root, cached
             if self.options.recovery == "cost"

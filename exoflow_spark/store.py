@@ -209,7 +209,13 @@ class WorkflowStore:
                 out.append(rec)
         return out
 
+    def done_tasks(self) -> set[str]:
+        """Tasks that completed in some run without keeping their output (checkpoint=False):
+        replayed, not run anew, when their output is needed again."""
+        return {e["task"] for e in self.events() if e.get("kind") == "task_done"}
+
     # -- writing -------------------------------------------------------------------------
+
     def start_run(self, state: WorkflowState, record: dict[str, Any]) -> int:
         """Claim the next run number; refuse if a live driver holds the workflow."""
         latest = state.latest

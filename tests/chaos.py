@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import shutil
 import signal
@@ -37,8 +36,9 @@ ROWS = 20000
 
 def launch(root: Path, wf: str, scenario: str) -> subprocess.Popen:
     (root / wf / "counters").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.pop("EXOFLOW_CRASH_AT", None)
+    from drivers import driver_env
+
+    env = driver_env()
     return subprocess.Popen(
         [
             sys.executable,

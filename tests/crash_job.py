@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from drivers import driver_session
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
@@ -88,17 +89,8 @@ def main() -> int:
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
     a = p.parse_args()
     mode = {"true": True, "false": False, "async": "async"}[a.mode]
-    spark = xf.create_spark_session(
-        "local[2]",
-        app_name="exoflow-crash-job",
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.sql.shuffle.partitions": "2",
-            "spark.driver.bindAddress": "127.0.0.1",
-            "spark.driver.host": "127.0.0.1",
-        },
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = driver_session("local[2]", "exoflow-crash-job")
+
     dag = (
         build(a.counter_dir, a.sink, mode, a.rows)
         if a.scenario == "pipeline"

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from drivers import driver_session
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
@@ -28,17 +29,8 @@ def main() -> int:
     p.add_argument("--signal-dir", required=True)
     p.add_argument("--checkpoint", choices=["true", "false"], required=True)
     a = p.parse_args()
-    spark = xf.create_spark_session(
-        "local-cluster[2,1,1024]",
-        app_name="exoflow-executor-loss",
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.sql.shuffle.partitions": "4",
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-        },
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = driver_session("local-cluster[2,1,1024]", "exoflow-executor-loss", shuffle_partitions=4)
+
     acc = spark.sparkContext.accumulator(0)
 
     def bump(x):

@@ -7,7 +7,6 @@ RESUMABLE (not RUNNING) between the crash and the resume.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from drivers import driver_env
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
@@ -39,10 +39,7 @@ def expected(spark):
 def launch(
     tmp: Path, mode: str, crash_at: str | None, scenario: str = "pipeline"
 ) -> subprocess.Popen:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.pop("EXOFLOW_CRASH_AT", None)
-    if crash_at:
-        env["EXOFLOW_CRASH_AT"] = crash_at
+    env = driver_env(crash_at)
     (tmp / "counters").mkdir(exist_ok=True)
     return subprocess.Popen(
         [

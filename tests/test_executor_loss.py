@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from drivers import driver_env
 
 JOB = Path(__file__).with_name("executor_job.py")
 ROWS = 200_000
@@ -33,7 +34,7 @@ def executor_pids(app_id: str) -> list[int]:
 def run_with_executor_kill(tmp: Path, checkpoint: str) -> dict:
     signals = tmp / f"signals-{checkpoint}"
     signals.mkdir()
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = driver_env()
     proc = subprocess.Popen(
         [
             sys.executable,
