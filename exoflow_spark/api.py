@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -10,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import resolve_storage
+from ._redact import MASK, has_secret
 from ._spark import resolve_spark
 from .dag import Dag
 from .errors import DagError, TaskChangedError, TaskNotCommittedError, WorkflowNotFoundError
+from .progress import ProgressMode, check_progress_mode
+from .progress import watch as watch_progress
 from .recovery import RecoveryPlan, Strategy, load_throughput, plan
 from .ref import Ref
 from .runtime import RunOptions, WorkflowRun, finish_status
@@ -32,6 +37,7 @@ def run(
     invalidate: Sequence[str] = (),
     max_parallel: int = 4,
     recovery: Strategy = "restore",
+    progress: ProgressMode = False,
 ) -> Any:
     """Run a DAG exactly once under ``workflow_id``, resuming it if it ran before.
 
@@ -51,6 +57,10 @@ def run(
             and never executes a committed task again; ``"cost"`` may re-derive a committed
             deterministic DataFrame from its inputs when the measured costs say that is
             cheaper than reading it (nothing is committed again).
+        progress: ``"auto"`` shows live progress (tasks done, checkpoints writing, the Spark
+            stage) on a terminal's stderr or in a notebook, and nothing elsewhere; ``True``
+            forces it on; a callable receives each :class:`~exoflow_spark.progress.
+            ProgressSnapshot`. Default False: the library prints nothing.
 
     Returns:
         The output task's result: a DataFrame (read from its committed Delta version), a
@@ -74,6 +84,7 @@ def run(
         max_parallel=max_parallel,
         must_exist=False,
         recovery=recovery,
+        progress=progress,
     )
 
 
@@ -85,6 +96,7 @@ def resume(
     spark: Any | None = None,
     max_parallel: int = 4,
     recovery: Strategy = "restore",
+    progress: ProgressMode = False,
 ) -> Any:
     """Continue a workflow that already ran (crashed, failed or canceled).
 
@@ -104,6 +116,7 @@ def resume(
         max_parallel=max_parallel,
         must_exist=True,
         recovery=recovery,
+        progress=progress,
     )
 
 
@@ -117,6 +130,7 @@ def _run(
     max_parallel: int,
     must_exist: bool,
     recovery: Strategy = "restore",
+    progress: ProgressMode = False,
 ) -> Any:
     if recovery not in ("restore", "cost"):
         raise DagError(f"recovery={recovery!r} is not a strategy: use 'restore' or 'cost'")
@@ -127,6 +141,7 @@ def _run(
         graph.node(t)  # unknown task ids fail here, before anything is written
     if not isinstance(max_parallel, int) or max_parallel < 1:
         raise DagError(f"max_parallel={max_parallel!r} must be an integer >= 1")
+    check_progress_mode(progress)
     spark = resolve_spark(spark)
     storage = resolve_storage(storage)
     if workflow_id is None:
@@ -138,7 +153,10 @@ def _run(
     to_invalidate = graph.descendants(list(invalidate)) if invalidate else []
     _check_unchanged(graph, state, workflow_id, skip=set(to_invalidate))
 
-    number = store.start_run(state, {"dag": graph.to_record(), "invalidate": to_invalidate})
+    number = store.start_run(
+        state,
+        {"dag": graph.to_record(), "invalidate": to_invalidate, "launch": launch_record()},
+    )
     logger.info(
         "[%s] run %d started (%d tasks, %d committed before)",
         workflow_id,
@@ -162,7 +180,8 @@ def _run(
                 number,
                 RunOptions(max_parallel=max_parallel, recovery=recovery),
             )
-            return wrun.execute()
+            with watch_progress(wrun, progress):
+                return wrun.execute()
         except BaseException as exc:
             error = exc
             if isinstance(exc, KeyboardInterrupt) and wrun is not None:
@@ -176,6 +195,31 @@ def _run(
             if wrun is not None:
                 wrun.release()
             logger.info("[%s] run %d ended: %s", workflow_id, number, status.value)
+
+
+#: Set by ``exoflow-spark run``: how to start this workflow again (``exoflow-spark resume``).
+_launch: dict[str, Any] | None = None
+
+
+def launch_record() -> dict[str, Any]:
+    """How this driver was started, logged with each run so ``exoflow-spark resume`` can
+    start the same job again: the CLI's target and arguments when launched by
+    ``exoflow-spark run``, else the process's command line. The value after a secret-named
+    flag (``--secret-key X``) is masked; ``key=value`` secrets are redacted by the store."""
+    if _launch is not None:
+        record = dict(_launch)
+        record["args"] = mask_secret_args(record.get("args", []))
+        return record
+    return {"argv": mask_secret_args(sys.argv), "cwd": os.getcwd(), "python": sys.executable}
+
+
+def mask_secret_args(argv: Sequence[Any]) -> list[str]:
+    """``argv`` with the value following each secret-named flag replaced by ``***``."""
+    out = [str(a) for a in argv]
+    for i, arg in enumerate(out[:-1]):
+        if arg.startswith("-") and "=" not in arg and has_secret(f"{arg.lstrip('-')}=x"):
+            out[i + 1] = MASK
+    return out
 
 
 def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: set[str]) -> None:
@@ -284,7 +328,7 @@ def get_output(
         )
     spark_needed = record.get("kind") == "dataframe"
     session = resolve_spark(spark) if spark_needed else spark
-    return Ref.from_commit(task, record, session).get()
+    return Ref.from_commit(task, record, session, store=store, verify=spark_needed).get()
 
 
 @dataclass(frozen=True)

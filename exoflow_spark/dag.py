@@ -146,6 +146,7 @@ class Dag:
                     "wait_until_committed": list(o.wait_until_committed),
                     "waits": list(self.waits(n)),
                     "sink": self.is_sink(n),
+                    "streaming": hasattr(n.task, "stream"),
                     "code_fingerprint": code_fingerprint(n.task.fn),
                     "fingerprint": self.fingerprint(n),
                 }
@@ -255,12 +256,20 @@ def _assign_ids(nodes: list[Node]) -> dict[int, str]:
     ids: dict[int, str] = {}
     used: set[str] = set()
     explicit = {n.task.opts.name for n in nodes if n.task.opts.name}
+    # the next suffix to try per base name: ``used`` only grows, so the first free suffix
+    # never moves backwards, and a task bound 10,000 times costs O(n), not O(n^2)
+    next_k: dict[str, int] = {}
     for n in nodes:
         base = n.task.name
         candidate, k = base, 0
+        if candidate in used:
+            k = next_k.get(base, 1)
+            candidate = f"{base}_{k}"
         while candidate in used or (candidate != base and candidate in explicit):
             k += 1
             candidate = f"{base}_{k}"
+        if k:
+            next_k[base] = k + 1
         if base in used and n.task.opts.name:
             raise DagError(
                 f"two different nodes are both named [{base}] explicitly (name=...); task ids "

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ._logfs import LogFS
-from .errors import ExoflowError
+from ._redact import redact
+from .errors import CheckpointError, ExoflowError
 from .store import WorkflowState
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,24 @@ THROUGHPUT_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 class RecoveryError(ExoflowError):
     """The log describes a state that cannot be recovered exactly once."""
+
+
+class CheckpointLostError(RecoveryError, CheckpointError):
+    """A committed task's Delta checkpoint is missing or unreadable.
+
+    Raised while restoring; a deterministic task without sinks is then replayed from its
+    inputs instead (see :func:`restore_or_replay`), anything else stops with this error.
+    """
+
+    def __init__(self, task_id: str, path: str, version: int, reason: str) -> None:
+        super().__init__(
+            f"task [{task_id}]: its committed checkpoint (Delta table {redact(path)}, "
+            f"version {version}) is damaged: {reason}"
+        )
+        self.task_id = task_id
+        self.path = path
+        self.version = version
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -192,6 +211,46 @@ def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list
     return [t for t in order if t in rolled]
 
 
+def missing_commits(graph: dict[str, Any], state: WorkflowState) -> dict[str, str]:
+    """Tasks whose commit record must have existed but is gone from the log, with the evidence.
+
+    Two facts of the commit protocol make a missing record visible:
+
+    * a task reading a ``checkpoint=True`` input starts only after that input committed, so
+      a committed task's synchronously checkpointed inputs (never invalidated) are committed;
+    * a run that ended SUCCESSFUL committed the workflow's output (never invalidated).
+
+    A checkpoint whose record is gone with no such evidence looks like the orphan a crash
+    between the Delta write and the record leaves, and the task simply runs again.
+    """
+    tasks = {t["id"]: t for t in graph.get("tasks", [])}
+    out: dict[str, str] = {}
+    for tid in state.commits:
+        for u in tasks.get(tid, {}).get("upstream", []):
+            ut = tasks.get(u)
+            if (
+                ut is not None
+                and u not in state.commits
+                and ut.get("checkpoint") is True
+                and state.generation(u) == 0
+            ):
+                out.setdefault(
+                    u,
+                    f"[{tid}] committed after reading it, and a checkpoint=True task commits "
+                    "before anything reads it",
+                )
+    latest = state.latest
+    if latest is not None and latest.end is not None and latest.end.get("status") == "SUCCESSFUL":
+        output = str((latest.start.get("dag") or {}).get("output", ""))
+        # (generation 0 only: an output invalidated since, in this very run too, is simply
+        # not committed yet)
+        if output in tasks and output not in state.commits and state.generation(output) == 0:
+            out.setdefault(
+                output, f"run {latest.number} ended SUCCESSFUL, which commits the output"
+            )
+    return out
+
+
 def plan(
     graph: dict[str, Any],
     state: WorkflowState,
@@ -217,6 +276,26 @@ def plan(
     done = done or set()
     tasks = {t["id"]: t for t in graph["tasks"]}
     order = [t["id"] for t in graph["tasks"]]
+    missing = missing_commits(graph, state)
+    for tid, evidence in missing.items():
+        gen = state.generation(tid)
+        if not tasks[tid]["deterministic"]:
+            raise RecoveryError(
+                f"workflow [{state.workflow_id}] task [{tid}]: its commit record "
+                f"(log/tasks/{tid}/g{gen}.commit.json) is missing from the log: {evidence}. "
+                "The task is nondeterministic, so running it again could give rows other than "
+                "the ones already read downstream. Restore that file from a backup and re-run; "
+                f"or accept a new result with xf.run(..., invalidate={[tid]!r}), which re-runs "
+                "it and everything downstream"
+            )
+        logger.warning(
+            "[%s] [%s] commit record g%d is missing from the log (%s); the task is "
+            "deterministic, so it runs again if needed",
+            state.workflow_id,
+            tid,
+            gen,
+            evidence,
+        )
     rolled = rollbacks(graph, state.commits)
     available = {t: r for t, r in state.commits.items() if t in tasks and t not in rolled}
 
@@ -226,6 +305,7 @@ def plan(
             for t, r in available.items()
             if tasks[t]["deterministic"]
             and not tasks[t].get("sink")
+            and not tasks[t].get("streaming")  # a query re-run would read newer input
             and r.get("kind") == "dataframe"
             and not r.get("sink")
         }
@@ -322,6 +402,16 @@ def plan(
                         "replay",
                         "output not kept (checkpoint=False): recomputed "
                         "from its inputs, fused into its consumers",
+                    )
+                )
+            elif tid in missing:
+                decisions.append(
+                    Decision(
+                        tid,
+                        "missing",
+                        "run",
+                        f"commit record missing from the log ({missing[tid]}); deterministic: "
+                        "runs again",
                     )
                 )
             else:
@@ -443,3 +533,115 @@ def _delete_tree(spark: Any, path: str) -> None:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- restoring, with a fallback when a checkpoint is damaged ---------------------------------
+
+
+def restore_or_replay(run: Any, tid: str) -> Any:
+    """The ref of committed task ``tid`` for a run: its checkpoint, checked to be all there.
+
+    If the checkpoint is damaged (Delta version unreadable or data files gone), a
+    deterministic task that wrote no sink is replayed instead: its function runs again on its
+    inputs (restored or replayed the same way) and nothing is committed again. The decision
+    is logged and recorded as a ``recovery_fallback`` event. Anything else stops with
+    :class:`CheckpointLostError`, since running it again could change what was already
+    published or read downstream.
+
+    Args:
+        run: the :class:`~exoflow_spark.runtime.WorkflowRun` restoring it.
+        tid: a task id with a commit record in ``run.state``.
+    """
+    from .ref import Ref
+
+    record = run.state.commits[tid]
+    try:
+        return Ref.from_commit(tid, record, run.spark, store=run.store, verify=True)
+    except CheckpointLostError as lost:
+        return _replay_lost(run, tid, lost)
+
+
+def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
+    node = run.dag.node(tid)
+    record = run.state.commits.get(tid, {})
+    why = lost.reason
+    blocker = None
+    if not node.task.opts.deterministic:
+        blocker = "the task is nondeterministic (deterministic=False), so a re-run could give rows "
+        blocker += "other than the ones already read downstream"
+    elif run.dag.is_sink(node) or record.get("sink"):
+        blocker = "the task writes to a sink, and replaying it is not allowed"
+    if blocker is not None:
+        run.store.event(run.run, "checkpoint_lost", task=tid, action="stop", reason=why)
+        err = CheckpointLostError(
+            tid,
+            lost.path,
+            lost.version,
+            f"{why}; {blocker}. Restore the table's files from a backup and re-run the same "
+            f"workflow id, or accept a new result with xf.run(..., invalidate={[tid]!r}), which "
+            "re-runs it and everything downstream",
+        )
+        err.args = (f"workflow [{run.wf}] {err.args[0]}",)
+        raise err from lost
+    logger.warning(
+        "[%s] [%s] checkpoint v%d is damaged (%s): replaying the task from its inputs "
+        "(deterministic, no sink) instead of restoring it",
+        run.wf,
+        tid,
+        lost.version,
+        why,
+    )
+    run.store.event(run.run, "recovery_fallback", task=tid, action="replay", reason=why)
+    return _rederive(run, tid, set())
+
+
+def _rederive(run: Any, tid: str, seen: set[str]) -> Any:
+    """Run ``tid``'s function again on its inputs, committing nothing: a lazy plan ref."""
+    from ._spark import is_dataframe, job_context
+    from .context import TaskContext, task_context
+    from .ref import Ref
+    from .task import Node, map_nested
+
+    if tid in seen:  # pragma: no cover - a DAG has no cycles
+        raise RecoveryError(f"workflow [{run.wf}]: cycle while replaying [{tid}]")
+    seen.add(tid)
+    node = run.dag.node(tid)
+    for u in run.dag.upstream(node):
+        uid = run.dag.id_of(u)
+        if uid in run.refs or uid in run.state.commits:
+            continue  # run._ref restores it (or replays it, if damaged too)
+        if not u.task.opts.deterministic or run.dag.is_sink(u):
+            raise RecoveryError(
+                f"workflow [{run.wf}] task [{tid}]: replaying it needs [{uid}], whose output "
+                "was not kept and which is nondeterministic or a sink, so it cannot be "
+                "recomputed safely. Restore the checkpoint of "
+                f"[{tid}] from a backup, or re-run with xf.run(..., invalidate={[tid]!r})"
+            )
+        ref = _rederive(run, uid, seen)
+        with run._cond:
+            run.refs.setdefault(uid, ref)
+
+    def resolve(value: Any) -> Any:
+        return run._resolve_input(value) if isinstance(value, Node) else value
+
+    args = map_nested(node.args, resolve)
+    kwargs = map_nested(node.kwargs, resolve)
+    ctx = TaskContext(
+        run.wf, tid, run.spark, run.state.generation(tid), 1, run.store, run.run, is_sink=False
+    )
+    try:
+        with task_context(ctx), job_context(run.spark, run.wf, f"replay {tid}"):
+            result = node.task.fn(*args, **kwargs)
+    except Exception as exc:
+        raise RecoveryError(
+            f"workflow [{run.wf}] task [{tid}]: replaying it (its checkpoint is damaged) "
+            f"failed: {type(exc).__name__}: {redact(exc)}. Fix the cause and re-run, or restore "
+            "the checkpoint's files from a backup"
+        ) from exc
+    if not is_dataframe(result):
+        ref = Ref(tid, "value", value=result)
+    else:
+        ref = Ref(tid, "plan", df=result)
+    ref.committed.set()
+    logger.info("[%s] [%s] replayed from its inputs", run.wf, tid)
+    return ref

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,24 @@ from ._spark import is_dataframe, is_system_error, job_context, read_checkpoint,
 from .context import TaskContext, task_context
 from .dag import Dag
 from .errors import CheckpointError, DagError, ExoflowError, TaskFailedError
-from .recovery import RecoveryPlan, Strategy, load_throughput, measure_throughput, plan
+from .recovery import (
+    RecoveryPlan,
+    Strategy,
+    load_throughput,
+    measure_throughput,
+    plan,
+    restore_or_replay,
+)
 from .ref import Ref
 from .status import TaskStatus, WorkflowStatus
 from .store import WorkflowState, WorkflowStore
+from .streaming import (
+    DeltaSnapshot,
+    StreamingTask,
+    as_delta_version,
+    run_stream,
+    snapshot_dataframe,
+)
 from .task import Node, map_nested
 
 logger = logging.getLogger(__name__)
@@ -137,38 +152,94 @@ class WorkflowRun:
     def _ref(self, tid: str) -> Ref:
         ref = self.refs.get(tid)
         if ref is None:  # committed in an earlier run: restore lazily from its record
-            ref = Ref.from_commit(tid, self.state.commits[tid], self.spark)
+            # (checked to be all there; a damaged deterministic checkpoint is replayed)
+            ref = restore_or_replay(self, tid)
             self.refs[tid] = ref
         return ref
 
     # -- scheduling ----------------------------------------------------------------------
     def execute(self) -> Any:
-        """Run every needed task; wait for async checkpoints; return the output's value."""
-        pending = list(self.needed)
+        """Run every needed task; wait for async checkpoints; return the output's value.
+
+        Scheduling is event-driven: when a task finishes, or its async checkpoint commits,
+        only the tasks that read it or wait on it are re-checked, so a run costs O(edges)
+        scheduling work rather than a scan of every pending task per wake-up. A full scan
+        runs at the start, after a quiet second, and before declaring tasks stuck.
+        """
+        order = {t: i for i, t in enumerate(self.needed)}
+        pending = set(self.needed)
+        self._ready_from: dict[str, int] = {}  # see _ready
+        watchers: dict[str, list[str]] = {}  # task -> pending tasks that read or wait on it
+        for t in self.needed:
+            node = self.dag.node(t)
+            for u in self.dag.upstream(node):
+                watchers.setdefault(self.dag.id_of(u), []).append(t)
+            for w in self.dag.waits(node):
+                watchers.setdefault(w, []).append(t)
+        changed: list[str] = []  # tasks that finished or committed since the last look
+        watched: set[str] = set()  # tasks whose async checkpoint we are told about
+        in_flight = 0  # submitted tasks and watched checkpoints not yet in ``changed``
+
+        def on_done(tid: str) -> Callable[[Future[Any]], None]:
+            def note(_: Future[Any]) -> None:
+                nonlocal in_flight
+                with self._cond:
+                    changed.append(tid)
+                    in_flight -= 1
+                    self._cond.notify_all()
+
+            return note
+
         pool = ThreadPoolExecutor(self.options.max_parallel, thread_name_prefix="exoflow-task")
         self._writers = ThreadPoolExecutor(
             self.options.checkpoint_writers, thread_name_prefix="exoflow-ckpt"
         )
         try:
+            full_scan = True
             while True:
+                watch: list[tuple[str, Future[None]]] = []
                 with self._cond:
-                    ready = [t for t in pending if self._ready(t)] if self._failure is None else []
-                    if not ready:
+                    if self._failure is not None:
+                        ready = []
+                    elif full_scan:
+                        ready = [t for t in pending if self._ready(t)]
+                    else:
+                        candidates = {
+                            c for t in changed for c in watchers.get(t, ()) if c in pending
+                        }
+                        ready = [t for t in candidates if self._ready(t)]
+                    for t in changed:
+                        fut = self._async.get(t)
+                        if fut is not None and t not in watched:
+                            watched.add(t)
+                            in_flight += 1
+                            watch.append((t, fut))
+                    changed.clear()
+                    scanned, full_scan = full_scan, False
+                    if not ready and not watch:
                         if not self._running and (self._failure is not None or not pending):
                             break
-                        if not self._running and not self._writes_in_flight():
+                        if not self._running and not in_flight and not self._writes_in_flight():
+                            if not scanned and self._failure is None:
+                                full_scan = True  # look at everything once before giving up
+                                continue
                             self._failure = DagError(
-                                f"workflow [{self.wf}]: tasks {pending} can never start (a "
-                                "wait_until_committed target did not commit)"
+                                f"workflow [{self.wf}]: tasks {sorted(pending)} can never start "
+                                "(a wait_until_committed target did not commit)"
                             )
                             continue
-                        self._cond.wait(timeout=1.0)
+                        if not self._cond.wait(timeout=1.0):
+                            full_scan = True  # nothing said for a second: re-check everything
                         continue
+                    ready.sort(key=order.__getitem__)
                     self._running.update(ready)
+                    pending.difference_update(ready)
+                    in_flight += len(ready)
+                for t, fut in watch:  # outside the lock: a done future calls back at once
+                    fut.add_done_callback(on_done(t))
                 for t in ready:
-                    pending.remove(t)
                     self.statuses[t] = TaskStatus.RUNNING
-                    pool.submit(self._run_task, t)
+                    pool.submit(self._run_task, t).add_done_callback(on_done(t))
             self._wait_async()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -178,12 +249,23 @@ class WorkflowRun:
         return self._output_value()
 
     def _ready(self, tid: str) -> bool:
+        """Whether every input of ``tid`` has a ref and every task it waits on committed.
+
+        Refs and commits only appear during a run, never vanish, so the input check resumes
+        at the first input that was missing last time: a task reading 10,000 inputs costs
+        O(inputs) over the whole run, not per check.
+        """
         node = self.dag.node(tid)
-        for u in self.dag.upstream(node):
-            uid = self.dag.id_of(u)
+        upstream = self.dag.upstream(node)
+        i = self._ready_from.get(tid, 0)
+        while i < len(upstream):
+            uid = self.dag.id_of(upstream[i])
             restorable = uid in self.state.commits and uid not in self._replay_committed
             if not restorable and uid not in self.refs:
+                self._ready_from[tid] = i
                 return False
+            i += 1
+        self._ready_from[tid] = i
         for w in self.dag.waits(node):
             ref = self.refs.get(w)
             if w not in self.state.commits and not (ref is not None and ref.committed.is_set()):
@@ -255,6 +337,8 @@ class WorkflowRun:
             attempt += 1
             if not replay:
                 crash_point(tid, "before-run")
+            # wall clock, for timelines (exoflow-spark show): includes restoring the inputs
+            started_at = time.time()
             args = map_nested(node.args, resolve)
             kwargs = map_nested(node.kwargs, resolve)
             observed = frozenset().union(
@@ -274,6 +358,8 @@ class WorkflowRun:
             try:
                 with task_context(ctx), job_context(self.spark, self.wf, tid):
                     result = node.task.fn(*args, **kwargs)
+                    if isinstance(node.task, StreamingTask) and not replay:
+                        result = run_stream(result, node.task.stream, ctx)
                     compute_seconds = time.perf_counter() - start
                     if replay:  # a committed output re-derived from its inputs: no new commit
                         ref = Ref(tid, "plan", df=result)
@@ -321,7 +407,16 @@ class WorkflowRun:
                 raise TaskFailedError(self.wf, tid, attempt, exc) from exc
         ref.volatile = observed | ({tid} if not node.task.opts.deterministic else frozenset())
         self._commit(
-            node, tid, generation, ref, record, compute_seconds, attempt, observed, ctx.sink_seq > 0
+            node,
+            tid,
+            generation,
+            ref,
+            record,
+            compute_seconds,
+            attempt,
+            observed,
+            ctx.sink_seq > 0,
+            started_at=started_at,
         )
 
     def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, dict[str, Any] | None]:
@@ -332,6 +427,11 @@ class WorkflowRun:
         mode = node.task.opts.checkpoint
         if result is None:
             return Ref(tid, "none"), {"kind": "none"}
+        if isinstance(result, DeltaSnapshot):  # durable already (a streaming task's table)
+            df = snapshot_dataframe(self.spark, result)
+            return Ref(tid, "delta", df=df, delta=as_delta_version(result)), _delta_record(
+                as_delta_version(result), "stream"
+            )
         if not is_dataframe(result):
             try:
                 blob = json.dumps(result)
@@ -379,6 +479,7 @@ class WorkflowRun:
         attempt: int,
         observed: frozenset[str],
         wrote_sink: bool,
+        started_at: float | None = None,
     ) -> None:
         fingerprint = self.dag.fingerprint(node)
         common = {
@@ -388,6 +489,9 @@ class WorkflowRun:
             "attempts": attempt,
             "sink": wrote_sink,
             "observed_volatile": sorted(observed),
+            # wall-clock span of the attempt that produced the output (timelines)
+            "started_at": started_at,
+            "output_at": time.time(),
         }
         if record is not None:
             self.store.commit_task(tid, generation, {**record, **common})

@@ -1,0 +1,248 @@
+"""Streaming tasks: Structured Streaming queries as exactly-once workflow steps.
+
+In-process tests cover bounded (availableNow) and long-running (processing-time) queries,
+MERGE sinks, a stream continued across a series of workflows, batch consumers of a pinned
+version and static batch inputs. Subprocess tests kill the driver in the middle of a
+micro-batch and stop a long-running job with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from drivers import driver_env
+from pyspark.sql import functions as F
+
+import exoflow_spark as xf
+from exoflow_spark.store import WorkflowStore
+from exoflow_spark.streaming import clear_stop
+
+JOB = Path(__file__).with_name("stream_job.py")
+
+
+def append_epoch(spark, path: str, epoch: int, n: int = 50) -> None:
+    """One commit (one file) of events for ``epoch`` to the Delta source table."""
+    (
+        spark.range(epoch * 1000, epoch * 1000 + n)
+        .select(
+            F.col("id").alias("event_id"),
+            (F.col("id") % 5).alias("customer_id"),
+            F.lit(epoch).alias("epoch"),
+        )
+        .coalesce(1)
+        .write.format("delta")
+        .mode("append")
+        .save(path)
+    )
+
+
+def events_stream(path: str):
+    return xf.get_spark().readStream.format("delta").option("maxFilesPerTrigger", 1).load(path)
+
+
+def test_bounded_stream_with_static_input_and_batch_consumer(spark, storage, wf, tmp_path):
+    src = str(tmp_path / "events")
+    for epoch in range(3):
+        append_epoch(spark, src, epoch)
+    runs = {"enrich": 0, "totals": 0}
+
+    @xf.task
+    def customers():
+        return (
+            xf.get_spark()
+            .range(5)
+            .select(F.col("id").alias("customer_id"), (F.col("id") * 10).alias("region"))
+        )
+
+    @xf.streaming_task(trigger="available_now")
+    def enrich(custs):
+        runs["enrich"] += 1
+        return events_stream(src).join(custs, "customer_id")
+
+    @xf.task(checkpoint=True)
+    def totals(enriched):
+        runs["totals"] += 1
+        return enriched.groupBy("region").agg(F.count("*").alias("n"))
+
+    out = xf.run(totals.bind(enrich.bind(customers.bind())), workflow_id=wf, storage=storage)
+    assert sorted((r.region, r.n) for r in out.collect()) == [(r * 10, 30) for r in range(5)]
+
+    store = WorkflowStore(storage, wf)
+    state = store.read_state()
+    rec = state.commits["enrich"]
+    assert rec["mode"] == "stream"
+    # three source commits -> three micro-batches (maxFilesPerTrigger=1), appended once each
+    stopped = [e for e in store.events() if e["kind"] == "stream_stopped"]
+    assert [len(e["batches"]) for e in stopped] == [3]
+    table = spark.read.format("delta").option("versionAsOf", rec["delta"]["version"])
+    assert table.load(rec["delta"]["path"]).count() == 150
+
+    # a finished workflow re-run executes nothing, the stream included
+    xf.run(totals.bind(enrich.bind(customers.bind())), workflow_id=wf, storage=storage)
+    assert runs == {"enrich": 1, "totals": 1}
+
+
+def test_stream_continued_across_workflows_with_pinned_versions(spark, storage, tmp_path):
+    """A series of workflows shares one stream: each processes only what is new, and the
+    batch task of each reads the version its own stream step committed."""
+    src = str(tmp_path / "events")
+    seen = []
+
+    @xf.streaming_task(stream_name="events-online")
+    def online():
+        return events_stream(src)
+
+    @xf.task
+    def count(snapshot):
+        n = snapshot.count()
+        seen.append(n)
+        return n
+
+    append_epoch(spark, src, 0)
+    assert xf.run(count.bind(online.bind()), workflow_id="epoch-0", storage=storage) == 50
+    append_epoch(spark, src, 1)
+    append_epoch(spark, src, 2)
+    assert xf.run(count.bind(online.bind()), workflow_id="epoch-1", storage=storage) == 150
+    # the first workflow's output stays pinned to its version although the table moved on
+    assert xf.get_output("epoch-0", storage=storage) == 50
+    v0 = WorkflowStore(storage, "epoch-0").read_state().commits["online"]["delta"]["version"]
+    v1 = WorkflowStore(storage, "epoch-1").read_state().commits["online"]["delta"]["version"]
+    assert v1 > v0
+    table = WorkflowStore(storage, "epoch-0").read_state().commits["online"]["delta"]["path"]
+    rows = spark.read.format("delta").load(table)
+    assert rows.count() == rows.select("event_id").distinct().count() == 150
+
+
+def test_update_mode_merges_a_streaming_aggregation(spark, storage, wf, tmp_path):
+    src = str(tmp_path / "events")
+    for epoch in range(3):
+        append_epoch(spark, src, epoch, n=10 * (epoch + 1))
+
+    @xf.streaming_task(output_mode="update", merge_keys=["customer_id"])
+    def per_customer():
+        return events_stream(src).groupBy("customer_id").agg(F.count("*").alias("n"))
+
+    out = xf.run(per_customer.bind(), workflow_id=wf, storage=storage)
+    got = sorted((r.customer_id, r.n) for r in out.collect())
+    assert got == [(c, 12) for c in range(5)]  # 60 events over 5 customers, merged per batch
+    history = spark.sql(
+        f"DESCRIBE HISTORY delta.`{WorkflowStore(storage, wf).ref_uri('per_customer')}`"
+    )
+    assert "MERGE" in {r.operation for r in history.collect()}
+
+
+def test_long_running_stream_stops_after_max_batches_and_on_request(spark, storage, wf):
+    clear_stop()
+
+    @xf.streaming_task(trigger="200 milliseconds", max_batches=3)
+    def ticks():
+        return xf.get_spark().readStream.format("rate").option("rowsPerSecond", 20).load()
+
+    out = xf.run(ticks.bind(), workflow_id=wf, storage=storage)
+    events = [e for e in WorkflowStore(storage, wf).events() if e["kind"] == "stream_stopped"]
+    assert events[-1]["reason"] == "3 batches"
+    values = [r.value for r in out.collect()]
+    assert len(values) == len(set(values))  # every rate row once
+
+    @xf.streaming_task(trigger="200 milliseconds", name="forever")
+    def forever():
+        return xf.get_spark().readStream.format("rate").option("rowsPerSecond", 5).load()
+
+    timer = threading.Timer(4.0, xf.request_stop)
+    timer.start()
+    start = time.monotonic()
+    try:
+        xf.run(forever.bind(), workflow_id=wf + "-2", storage=storage)
+    finally:
+        timer.cancel()
+        clear_stop()
+    assert time.monotonic() - start < 60
+    events = [
+        e for e in WorkflowStore(storage, wf + "-2").events() if e["kind"] == "stream_stopped"
+    ]
+    assert events[-1]["reason"] == "stop requested"
+    assert xf.get_status(wf + "-2", storage=storage) == xf.WorkflowStatus.SUCCESSFUL
+
+
+def test_bad_streaming_tasks_fail_early(spark, storage, wf):
+    with pytest.raises(xf.InvalidOptionError, match="trigger="):
+        xf.streaming_task(trigger="sometimes")(lambda: None)
+    with pytest.raises(xf.InvalidOptionError, match="merge_keys"):
+        xf.streaming_task(output_mode="update")(lambda: None)
+
+    @xf.streaming_task
+    def not_a_stream():
+        return xf.get_spark().range(3)
+
+    with pytest.raises(xf.DagError, match="not a streaming DataFrame"):
+        xf.run(not_a_stream.bind(), workflow_id=wf, storage=storage)
+
+
+def _launch(tmp: Path, crash_at: str | None, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(JOB),
+            "--storage",
+            str(tmp / "exo"),
+            "--source",
+            str(tmp / "events"),
+            "--out",
+            str(tmp / "out"),
+            *extra,
+        ],
+        env=driver_env(crash_at),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.subprocess
+def test_driver_killed_mid_batch_resumes_exactly_once(spark, tmp_path):
+    """foreach_batch writes two tables per micro-batch; the driver is SIGKILLed after the
+    first write of the second batch. The re-run replays that batch (same offsets); the
+    idempotent writes skip what landed, so both tables hold every event exactly once."""
+    for epoch in range(4):
+        append_epoch(spark, str(tmp_path / "events"), epoch)
+    crashed = _launch(tmp_path, "online:during-batch@3")  # batch 0 writes 2, batch 1 crashes
+    out, _ = crashed.communicate(timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, out[-3000:]
+    partial = spark.read.format("delta").load(str(tmp_path / "out" / "events"))
+    assert 50 <= partial.count() < 200  # the crash really landed mid-stream
+
+    resumed = _launch(tmp_path, None)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-3000:]
+    events = spark.read.format("delta").load(str(tmp_path / "out" / "events"))
+    assert events.count() == events.select("event_id").distinct().count() == 200
+    counts = spark.read.format("delta").load(str(tmp_path / "out" / "per_epoch"))
+    assert sorted((r.epoch, r.n) for r in counts.collect()) == [(e, 50) for e in range(4)]
+
+
+@pytest.mark.subprocess
+def test_sigterm_stops_a_long_running_stream_cleanly(spark, tmp_path):
+    append_epoch(spark, str(tmp_path / "events"), 0)
+    proc = _launch(tmp_path, None, "--trigger", "300 milliseconds", "--workflow-id", "live")
+    storage = str(tmp_path / "exo")
+    deadline = time.monotonic() + 120
+    out_table = tmp_path / "out" / "events" / "_delta_log" / ("0" * 20 + ".json")
+    while time.monotonic() < deadline and not out_table.exists():
+        time.sleep(0.5)
+    assert out_table.exists(), "the stream never wrote its first batch"
+    append_epoch(spark, str(tmp_path / "events"), 1)  # arrives while the query runs
+    table = str(tmp_path / "out" / "events")
+    while time.monotonic() < deadline and spark.read.format("delta").load(table).count() < 100:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert xf.get_status("live", storage=storage) == xf.WorkflowStatus.SUCCESSFUL
+    events = spark.read.format("delta").load(str(tmp_path / "out" / "events"))
+    assert events.count() == events.select("event_id").distinct().count() == 100
