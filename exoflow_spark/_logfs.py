@@ -7,13 +7,19 @@ Two implementations, chosen by the storage root's scheme:
   is atomic and fails if the name exists: a reader sees a whole record or none.
 * :class:`HadoopLogFS` for every other scheme Delta reaches (``s3a://``, ``abfss://``,
   ``gs://``, ``hdfs://``, ``dbfs:/``): Hadoop's FileSystem through the JVM. On object stores a
-  record is one ``create(overwrite=false)`` stream (an object appears whole on close); on
-  file systems with atomic rename (hdfs, file) it is written aside and renamed into place.
+  record is one ``createFile(overwrite=false)`` stream (an object appears whole on close) that
+  also asks for a conditional put (``fs.option.create.conditional.overwrite``: S3A sends
+  ``If-None-Match: *``, so two writers racing for one name cannot both win); on file systems
+  with atomic rename (hdfs, file) it is written aside and renamed into place.
+
+Every message that names a location goes through :func:`exoflow_spark._redact.redact`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import time
 import uuid
@@ -21,13 +27,21 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
+from ._redact import redact
 from .errors import StorageError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 OBJECT_STORE_SCHEMES = frozenset(
     {"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs", "oss", "cos", "dbfs"}
 )
+
+#: Hadoop's createFile() option for a put-if-absent on object stores (S3A: If-None-Match: *).
+#: Passed with opt(), so file systems that do not know it ignore it.
+CONDITIONAL_CREATE_OPTION = "fs.option.create.conditional.overwrite"
+
+_ALREADY_EXISTS_MARKERS = ("AlreadyExists", "PreconditionFailed", "Precondition Failed", " 412")
 
 
 class LogFS(Protocol):
@@ -37,6 +51,7 @@ class LogFS(Protocol):
 
     def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool: ...
     def put(self, rel: str, data: bytes) -> None: ...
+    def exists(self, rel: str) -> bool: ...
     def get(self, rel: str) -> bytes | None: ...
     def list_files(self, rel_dir: str) -> list[str]: ...
     def list_dirs(self, rel_dir: str) -> list[str]: ...
@@ -56,8 +71,18 @@ def local_path(root: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+#: errno values that retrying cannot fix: fail at once (and say why).
+_PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG})
+
+
 def with_retries(what: str, fn: Callable[[], T], attempts: int = 4, first_delay: float = 0.1) -> T:
-    """Run ``fn``; on ``OSError`` retry with exponential backoff, then raise StorageError."""
+    """Run ``fn``; on ``OSError`` retry with exponential backoff, then raise StorageError.
+
+    Transient errors (a permission flap, a lost connection, a throttled request) are retried
+    ``attempts`` times, waiting ``first_delay`` then 4x longer each time (0.1, 0.4, 1.6 s).
+    A full disk, a read-only file system and a too-long name are not retried. Either way the
+    error says the workflow can be resumed: nothing half-written is ever taken for a record.
+    """
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
@@ -65,11 +90,26 @@ def with_retries(what: str, fn: Callable[[], T], attempts: int = 4, first_delay:
         except (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise
         except OSError as exc:
-            if attempt == attempts:
+            permanent = exc.errno in _PERMANENT_ERRNOS
+            if attempt == attempts or permanent:
+                hint = (
+                    "the storage is full or read-only: free space (or fix its permissions), "
+                    "then re-run the same workflow id to resume"
+                    if permanent
+                    else "check that the storage root is reachable and has free space, then "
+                    "re-run the same workflow id to resume"
+                )
                 raise StorageError(
-                    f"{what} failed after {attempts} attempts: {exc}. Check that the storage "
-                    "root is reachable and has free space; the workflow can be resumed"
+                    f"{redact(what)} failed after {attempt} attempt(s): {redact(exc)}. {hint}"
                 ) from exc
+            logger.warning(
+                "%s failed (attempt %d of %d, retrying in %.1fs): %s",
+                what,
+                attempt,
+                attempts,
+                delay,
+                exc,
+            )
             time.sleep(delay)
             delay *= 4
     raise AssertionError("unreachable")  # pragma: no cover
@@ -126,6 +166,9 @@ class LocalLogFS:
 
         with_retries(f"writing {final}", attempt)
 
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self._abs(rel))
+
     def get(self, rel: str) -> bytes | None:
         path = self._abs(rel)
 
@@ -180,7 +223,7 @@ class HadoopLogFS:
             jvm = getattr(sc, "_jvm", None) if sc is not None else None
         if jvm is None:
             raise StorageError(
-                f"storage root {root!r} needs Hadoop's FileSystem, which is reached through a "
+                f"storage root {redact(root)!r} needs Hadoop's FileSystem, reached through a "
                 "classic SparkSession; on Spark Connect use a local or mounted path for the log"
             )
         self.root = root.rstrip("/")
@@ -204,6 +247,26 @@ class HadoopLogFS:
         finally:
             out.close()
 
+    def _create_exclusive(self, path: Any, data: bytes) -> None:
+        """One object, created only if absent: the check is the store's (a conditional put)
+        where it has one, and the PUT happens on close, so a reader sees all or nothing."""
+        builder = self._fs.createFile(path).overwrite(False)
+        builder = builder.opt(CONDITIONAL_CREATE_OPTION, "true")
+        out = builder.build()
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def exists(self, rel: str) -> bool:
+        return bool(with_retries(f"checking {self.uri(rel)}", lambda: self._exists(rel)))
+
+    def _exists(self, rel: str) -> bool:
+        try:
+            return bool(self._fs.exists(self._path(rel)))
+        except Exception as exc:
+            raise OSError(str(exc)) from exc
+
     def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
         def attempt() -> bool:
             dst = self._path(rel)
@@ -211,9 +274,9 @@ class HadoopLogFS:
                 return False
             if self._object_store:
                 try:
-                    self._write(dst, data, False)
-                except Exception as exc:  # FileAlreadyExistsException comes through Py4J
-                    if "AlreadyExists" in str(exc):
+                    self._create_exclusive(dst, data)
+                except Exception as exc:  # FileAlreadyExists / 412 come through Py4J
+                    if any(m in str(exc) for m in _ALREADY_EXISTS_MARKERS):
                         return False
                     raise OSError(str(exc)) from exc
                 return True
@@ -246,11 +309,13 @@ class HadoopLogFS:
         base = self._path(rel_dir)
         if not self._fs.exists(base):
             return []
-        prefix = self._fs.makeQualified(base).toString().rstrip("/") + "/"
+        # compare URI paths, not whole URIs: a file system may qualify names differently
+        # (user info dropped, an authority added), but the path part is the same
+        prefix = self._fs.makeQualified(base).toUri().getPath().rstrip("/") + "/"
         it = self._fs.listFiles(base, True)
         out = []
         while it.hasNext():
-            full = it.next().getPath().toString()
+            full = it.next().getPath().toUri().getPath()
             rel = full[len(prefix) :] if full.startswith(prefix) else full.rsplit("/", 1)[-1]
             if ".tmp-" not in rel:
                 out.append(rel)
@@ -270,10 +335,38 @@ def open_logfs(root: str, spark: Any | None, backend: str | None = None) -> LogF
     if backend == "hadoop" or (backend is None and not is_local(root)):
         if spark is None:
             raise StorageError(
-                f"storage root {root!r} is not a local path: pass spark=... (or have an active "
+                f"storage root {redact(root)!r} is not a local path: pass spark=... (or an active "
                 "SparkSession) so the log can be reached through Hadoop's FileSystem"
             )
         return HadoopLogFS(
             root if not is_local(root) or "://" in root else "file://" + local_path(root), spark
         )
     return LocalLogFS(root)
+
+
+def missing_files(spark: Any, uris: list[str]) -> list[str]:
+    """Which of ``uris`` (data files of a Delta version) no longer exist.
+
+    One listing per folder rather than one probe per file, so checking a checkpoint of many
+    files on an object store costs a few LIST requests.
+    """
+    if not uris:
+        return []
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    by_dir: dict[str, list[str]] = {}
+    for u in uris:
+        parent, _, _name = u.rstrip("/").rpartition("/")
+        by_dir.setdefault(parent, []).append(u)
+    gone: list[str] = []
+    for parent, files in by_dir.items():
+        path = jvm.org.apache.hadoop.fs.Path(parent)
+        fs = path.getFileSystem(conf)
+        try:
+            present = {s.getPath().getName() for s in fs.listStatus(path)}
+        except Exception as exc:
+            if "FileNotFound" not in str(exc):
+                raise OSError(redact(exc)) from exc
+            present = set()
+        gone.extend(f for f in files if jvm.org.apache.hadoop.fs.Path(f).getName() not in present)
+    return gone

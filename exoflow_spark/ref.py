@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
+from ._logfs import missing_files
+from ._redact import redact
 from ._spark import DeltaVersion, read_checkpoint
 
 Backing = Literal["plan", "cache", "delta", "value", "none", "error"]
@@ -39,19 +41,40 @@ class Ref:
             self.committed.set()
 
     @classmethod
-    def from_commit(cls, task_id: str, record: dict[str, Any], spark: Any) -> Ref:
-        """Rebuild a ref from a commit record (restore: a lazy read of the Delta version)."""
+    def from_commit(
+        cls,
+        task_id: str,
+        record: dict[str, Any],
+        spark: Any,
+        *,
+        store: Any = None,
+        verify: bool = False,
+    ) -> Ref:
+        """Rebuild a ref from a commit record (restore: a lazy read of the Delta version).
+
+        Args:
+            task_id: the task whose output this is.
+            record: its commit record.
+            spark: the session that reads the checkpoint.
+            store: the workflow's :class:`~exoflow_spark.store.WorkflowStore`; when given, the
+                table location comes from the storage root rather than the (redacted) record.
+            verify: check that the Delta version is readable and every data file it names
+                exists; raises :class:`~exoflow_spark.recovery.CheckpointLostError` if not.
+        """
         kind = record.get("kind")
         if kind == "dataframe":
             d = record["delta"]
             dv = DeltaVersion(
-                d["path"],
+                store.checkpoint_uri(task_id, record) if store is not None else d["path"],
                 int(d["version"]),
                 int(d.get("bytes", 0)),
                 int(d.get("rows", 0)),
                 float(d.get("write_seconds", 0.0)),
             )
-            return cls(task_id, "delta", df=read_checkpoint(spark, dv.path, dv.version), delta=dv)
+            df = verified_checkpoint(spark, task_id, dv) if verify else None
+            if df is None:
+                df = read_checkpoint(spark, dv.path, dv.version)
+            return cls(task_id, "delta", df=df, delta=dv)
         if kind == "value":
             return cls(task_id, "value", value=record.get("value"))
         return cls(task_id, "none")
@@ -78,3 +101,41 @@ class Ref:
     def __repr__(self) -> str:
         where = f" v{self.delta.version}" if self.delta else ""
         return f"Ref({self.task_id}, {self.backing}{where})"
+
+
+def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
+    """The DataFrame of a committed checkpoint version, after checking it is all there.
+
+    Reading the version resolves its snapshot (a missing or corrupt ``_delta_log`` entry fails
+    here); its data files are then listed, one LIST per folder. A Parquet file that exists but
+    is damaged is not detected here: reading it fails later, as a task error.
+
+    Raises:
+        CheckpointLostError: the version cannot be read or some of its files are gone.
+    """
+    from .recovery import CheckpointLostError
+
+    if getattr(spark, "_jvm", None) is None:  # Spark Connect: nothing to probe with
+        return read_checkpoint(spark, dv.path, dv.version)
+    try:
+        df = read_checkpoint(spark, dv.path, dv.version)
+        files = list(df.inputFiles())
+        gone = missing_files(spark, files)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointLostError(
+            task_id, dv.path, dv.version, f"the Delta version cannot be read ({redact(first)})"
+        ) from exc
+    if gone:
+        raise CheckpointLostError(
+            task_id,
+            dv.path,
+            dv.version,
+            f"{len(gone)} of its {len(files)} data file(s) are missing, e.g. "
+            f"{redact(gone[0].rsplit('/', 1)[-1])}",
+        )
+    if dv.num_rows > 0 and not files:
+        raise CheckpointLostError(
+            task_id, dv.path, dv.version, f"it should hold {dv.num_rows} rows but has no files"
+        )
+    return df

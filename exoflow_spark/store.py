@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._logfs import LogFS, open_logfs
-from .errors import ConcurrentRunError, StorageError, WorkflowNotFoundError
-from .ids import validate_id
+from ._redact import protect_loggers, redact, redact_record
+from .errors import ConcurrentRunError, InvalidIdError, StorageError, WorkflowNotFoundError
+from .ids import validate_id, validate_storage_root
 from .status import WorkflowStatus
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,18 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL_SECONDS = 30.0
 
 
+#: Record fields copied as they are: a task's returned value is data (redacting it would
+#: change what a restore gives back).
+_VERBATIM_FIELDS = frozenset({"value"})
+
+
 def _dumps(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, default=str).encode()
+    """A log record as JSON, with credentials in URIs and messages redacted.
+
+    The log is JSON only: nothing in it is ever unpickled or evaluated when read back.
+    """
+    clean = redact_record(record, keep=_VERBATIM_FIELDS)
+    return json.dumps(clean, sort_keys=True, default=lambda o: redact(o)).encode()
 
 
 def _loads(data: bytes | None, where: str) -> dict[str, Any] | None:
@@ -50,12 +61,25 @@ def _loads(data: bytes | None, where: str) -> dict[str, Any] | None:
         value = json.loads(data)
     except ValueError as exc:
         raise StorageError(
-            f"log record {where} is corrupt ({exc}); it was not written by exoflow-spark or the "
-            "storage lost data. Move it aside and re-run to redo that step"
+            f"log record {redact(where)} is corrupt ({exc}); it was not written whole by "
+            "exoflow-spark or the storage lost data. Move it aside (or restore it from a "
+            "backup) and re-run: that step is redone"
         ) from exc
     if not isinstance(value, dict):
-        raise StorageError(f"log record {where} is not a JSON object")
+        raise StorageError(
+            f"log record {redact(where)} is not a JSON object; move it aside and re-run"
+        )
     return value
+
+
+def _loads_or_none(data: bytes | None, where: str) -> dict[str, Any] | None:
+    """Like :func:`_loads` for records that are not fsynced (events, heartbeats): a torn one
+    is what a machine crash can leave, so it is skipped with a warning instead of failing."""
+    try:
+        return _loads(data, where)
+    except StorageError as exc:
+        logger.warning("skipping unreadable log record: %s", exc)
+        return None
 
 
 def process_start_time(pid: int) -> str | None:
@@ -140,7 +164,8 @@ class WorkflowStore:
         fs: LogFS | None = None,
     ) -> None:
         self.workflow_id = validate_id(workflow_id, kind="workflow id")
-        self.storage = storage
+        self.storage = validate_storage_root(storage)
+        protect_loggers()
         self.fs: LogFS = fs or open_logfs(storage, spark, backend)
         self._base = f"workflows/{self.workflow_id}"
         self._log = f"{self._base}/log"
@@ -151,6 +176,19 @@ class WorkflowStore:
     def ref_uri(self, task_id: str) -> str:
         """Where the Delta table of ``task_id``'s checkpoints lives."""
         return self.fs.uri(f"{self._base}/refs/{validate_id(task_id, kind='task id')}")
+
+    def checkpoint_uri(self, task_id: str, record: dict[str, Any]) -> str:
+        """The Delta table a commit record points at, for reading it back.
+
+        Records hold the path with credentials redacted; the checkpoint table of a task under
+        this storage root is rebuilt from the root instead, so restores work whatever the
+        record holds. Other paths (a streaming task's own table) are used as recorded.
+        """
+        recorded = str(record.get("delta", {}).get("path", ""))
+        own = self.ref_uri(task_id)
+        if not recorded or recorded in (own, redact(own)):
+            return own
+        return recorded
 
     def stream_checkpoint_uri(self, task_id: str) -> str:
         """Where a streaming task's ``checkpointLocation`` lives."""
@@ -166,14 +204,18 @@ class WorkflowStore:
             if not number_s.isdigit():
                 continue
             number = int(number_s)
-            rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), f"runs/{name}")
+            where = self.fs.uri(f"{self._log}/runs/{name}")
+            if kind == "heartbeat":  # overwritten in place, not fsynced: may be torn
+                rec = _loads_or_none(self.fs.get(f"{self._log}/runs/{name}"), where)
+            else:
+                rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), where)
             if rec is None:
                 continue
             if kind == "start":
                 runs.setdefault(number, RunInfo(number, rec)).start = rec
             elif kind == "end":
                 runs.setdefault(number, RunInfo(number, {})).end = rec
-            elif kind == "heartbeat":
+            elif kind == "heartbeat" and isinstance(rec.get("at"), (int, float)):
                 runs.setdefault(number, RunInfo(number, {})).heartbeat_at = float(rec["at"])
         state.runs = [runs[k] for k in sorted(runs) if runs[k].start]
         task_files: dict[str, list[str]] = {}
@@ -183,8 +225,9 @@ class WorkflowStore:
         for task_id, files in task_files.items():
             gen = 0
             for f in files:
-                if f.endswith(".invalidated.json") and f.startswith("g"):
-                    gen = max(gen, int(f[1:].split(".")[0]) + 1)
+                gen_s = f[1:].split(".")[0]
+                if f.endswith(".invalidated.json") and f.startswith("g") and gen_s.isdigit():
+                    gen = max(gen, int(gen_s) + 1)
             state.generations[task_id] = gen
             if f"g{gen}.commit.json" in files:
                 rel = f"{self._log}/tasks/{task_id}/g{gen}.commit.json"
@@ -197,14 +240,15 @@ class WorkflowStore:
         """Read the state, raising WorkflowNotFoundError (with no side effects) if absent."""
         state = self.read_state()
         if not state.exists:
-            raise WorkflowNotFoundError(self.workflow_id, self.storage)
+            raise WorkflowNotFoundError(self.workflow_id, redact(self.storage))
         return state
 
     def events(self) -> list[dict[str, Any]]:
         """Every event record, in order."""
         out = []
         for name in self.fs.list_files(f"{self._log}/events"):
-            rec = _loads(self.fs.get(f"{self._log}/events/{name}"), name)
+            rel = f"{self._log}/events/{name}"
+            rec = _loads_or_none(self.fs.get(rel), self.fs.uri(rel))
             if rec is not None:
                 out.append(rec)
         return out
@@ -279,8 +323,16 @@ class WorkflowStore:
 
 def list_workflow_ids(storage: str, spark: Any | None = None) -> list[str]:
     """Ids of every workflow under ``storage``."""
-    fs = open_logfs(storage, spark)
-    return [d for d in fs.list_dirs("workflows") if not d.startswith(".")]
+    fs = open_logfs(validate_storage_root(storage), spark)
+    out = []
+    for d in fs.list_dirs("workflows"):
+        if d.startswith("."):
+            continue
+        try:
+            out.append(validate_id(d, kind="workflow id"))
+        except InvalidIdError:  # not made by exoflow-spark: never used as a path
+            logger.warning("ignoring %r under the storage root's workflows/: not a valid id", d)
+    return out
 
 
 class Heartbeat:
