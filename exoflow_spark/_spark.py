@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -35,6 +36,8 @@ def create_spark_session(
     master: str | None = "local[*]",
     app_name: str = "exoflow-spark",
     conf: Mapping[str, str] | None = None,
+    *,
+    remote: str | None = None,
 ) -> Any:
     """Build (or get) a SparkSession with Delta Lake configured.
 
@@ -45,14 +48,21 @@ def create_spark_session(
         master: Spark master URL; ``None`` leaves it to ``spark-submit``.
         app_name: the application name shown in the Spark UI.
         conf: extra Spark settings (they win over the defaults).
+        remote: a Spark Connect URL (``sc://host:port``): connect to that server instead of
+            starting a driver JVM. The server must already have Delta Lake configured (it
+            owns the static settings); ``master`` is ignored and ``conf`` may hold runtime
+            SQL settings only. See ``docs/spark-connect.md``.
 
     Example:
         >>> spark = create_spark_session("local[2]", conf={"spark.ui.enabled": "false"})
+        >>> spark = create_spark_session(remote="sc://127.0.0.1:15002")
     """
     import pyspark
     from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
 
+    if remote:
+        return _connect_session(remote, conf or {})
     os.environ.setdefault("PYSPARK_PIN_THREAD", "true")
     if (master or "").startswith("local"):
         # Python workers of a local session use the driver's interpreter (and its packages)
@@ -71,6 +81,55 @@ def create_spark_session(
         builder = builder.config(key, value)
     extra = [p for p in settings.get("spark.jars.packages", "").split(",") if p]
     return configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jars matching the installed pyspark and delta-spark,
+    e.g. ``io.delta:delta-spark_4.2_2.13:4.4.0``: what ``spark-submit --packages`` and a Spark
+    Connect server need (a session built in Python adds it by itself)."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_major_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_major_minor}_2.13:{version('delta-spark')}"
+
+
+def _connect_session(url: str, conf: Mapping[str, str]) -> Any:
+    """A Spark Connect session to ``url`` with exoflow's runtime settings applied."""
+    import pyspark
+    from pyspark.sql import SparkSession
+
+    try:
+        spark = SparkSession.builder.remote(url).getOrCreate()
+    except Exception as exc:
+        raise SparkSessionError(
+            f"cannot connect to the Spark Connect server at {url}: {exc}. Check that the "
+            "server runs and that the pyspark[connect] client packages are installed"
+        ) from exc
+    settings = {
+        **({ARROW_UDF_CONF: "false"} if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS else {}),
+        **dict(conf),
+    }
+    for key, value in settings.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:
+            raise SparkSessionError(
+                f"Spark Connect server {url} refused the setting {key}={value}: {exc}. Static "
+                "settings (extensions, catalogs, jars, memory) belong to the server's start "
+                "command, not to the client"
+            ) from exc
+    return spark
+
+
+def is_connect_session(spark: Any) -> bool:
+    """True for a Spark Connect (client-side) session: no JVM, no SparkContext."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except Exception:
+        return False
+    return isinstance(spark, ConnectSession)
 
 
 def resolve_spark(spark: Any | None) -> Any:
@@ -130,19 +189,30 @@ def _is_databricks(spark: Any) -> bool:
         return False
 
 
-def is_dataframe(value: Any) -> bool:
-    """True for classic and Spark Connect DataFrames."""
+@functools.lru_cache(maxsize=1)
+def _dataframe_types() -> tuple[type, ...]:
+    """The classic DataFrame class, plus Spark Connect's when it imports. Cached: without
+    grpc, every attempt to import ``pyspark.sql.connect`` fails after about 1 ms of import
+    machinery, and :func:`is_dataframe` runs for every task output and literal input."""
+    types: list[type] = []
     try:
         from pyspark.sql import DataFrame
+
+        types.append(DataFrame)
     except ImportError:  # pragma: no cover
-        return False
-    if isinstance(value, DataFrame):
-        return True
+        pass
     try:
         from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+
+        types.append(ConnectDataFrame)
     except Exception:
-        return False
-    return isinstance(value, ConnectDataFrame)
+        pass
+    return tuple(types)
+
+
+def is_dataframe(value: Any) -> bool:
+    """True for classic and Spark Connect DataFrames."""
+    return isinstance(value, _dataframe_types())
 
 
 @dataclass(frozen=True)
@@ -183,6 +253,16 @@ def write_checkpoint(df: Any, path: str) -> DeltaVersion:
         num_rows=int(metrics.get("numOutputRows", 0) or 0),
         write_seconds=time.perf_counter() - start,
     )
+
+
+def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
+    """The in-memory size of a cached, materialized DataFrame (Spark's plan statistics), or
+    ``default`` where Spark does not tell (Spark Connect)."""
+    try:
+        stats = df._jdf.queryExecution().optimizedPlan().stats()
+        return int(str(stats.sizeInBytes().toString()))
+    except Exception:
+        return default
 
 
 def read_checkpoint(spark: Any, path: str, version: int) -> Any:
@@ -233,6 +313,7 @@ _SYSTEM_ERROR_MARKERS = (
     "Py4JNetworkError",
     "Answer from Java side is empty",
     "BlockMissingException",
+    "StatusCode.UNAVAILABLE",  # Spark Connect: the server could not be reached
 )
 
 
@@ -246,5 +327,28 @@ def is_system_error(exc: BaseException) -> bool:
 
     if isinstance(exc, (Py4JNetworkError, ConnectionError)):
         return True
+    if _is_grpc_unavailable(exc):  # Spark Connect: the server or the channel went away
+        return True
     text = f"{type(exc).__name__}: {exc}"
     return any(marker in text for marker in _SYSTEM_ERROR_MARKERS)
+
+
+def _is_grpc_unavailable(exc: BaseException) -> bool:
+    """A Spark Connect call that failed because the server could not be reached."""
+    try:
+        import grpc
+    except ImportError:
+        return False
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, grpc.RpcError):
+            code = getattr(cur, "code", None)
+            if callable(code) and code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False

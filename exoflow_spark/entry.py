@@ -28,6 +28,12 @@ def job_arg_parser(description: str, default_workflow_id: str) -> argparse.Argum
         "--master", help="Spark master (default: the profile's; under spark-submit, spark-submit's)"
     )
     parser.add_argument(
+        "--remote",
+        default=os.environ.get("SPARK_REMOTE"),
+        help="Spark Connect URL (sc://host:port): run through that server instead of a local "
+        "driver JVM (default: $SPARK_REMOTE; see docs/spark-connect.md)",
+    )
+    parser.add_argument(
         "--profile",
         default=os.environ.get("EXOFLOW_PROFILE", "local"),
         help="profile in conf/profiles.toml (default: local)",
@@ -43,11 +49,16 @@ def under_spark_submit() -> bool:
 
 def start(args: argparse.Namespace, app_name: str) -> tuple[Any, Profile, str]:
     """Configure logging, load the profile and build the session; returns (spark, profile,
-    storage root)."""
+    storage root). With ``--remote`` the session is a Spark Connect client."""
     configure_logging(args.log_level)
     profile = load_profile(args.profile)
-    master = args.master or (None if under_spark_submit() else profile.master or "local[*]")
-    spark = create_spark_session(master, app_name=app_name, conf=profile.spark)
+    remote = getattr(args, "remote", None)
+    if remote:
+        # the server owns the static settings (Delta, memory, jars); none from the profile
+        spark = create_spark_session(None, app_name=app_name, remote=remote)
+    else:
+        master = args.master or (None if under_spark_submit() else profile.master or "local[*]")
+        spark = create_spark_session(master, app_name=app_name, conf=profile.spark)
     storage = args.storage or profile.storage or "./exoflow-data"
     if "://" not in storage and not storage.startswith("dbfs:"):
         storage = os.path.abspath(storage)

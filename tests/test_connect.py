@@ -1,0 +1,213 @@
+"""exoflow-spark through Spark Connect: a local Spark Connect server (the pip pyspark's
+``spark-connect`` jar, Delta configured) on 127.0.0.1, and client processes without a JVM.
+
+The clients run in their own processes: a Connect session switches pyspark into Connect mode
+for the whole process, which the suite's classic session must not see. The checks read the
+tables with the suite's classic session (the storage is a local path both can reach).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyspark
+import pytest
+from conftest import REPO
+from test_jobs import oracle
+
+import exoflow_spark as xf
+from exoflow_spark._spark import DELTA_CATALOG, DELTA_EXTENSION, delta_package
+from exoflow_spark.status import WorkflowStatus
+from exoflow_spark.store import WorkflowStore
+
+pytestmark = [pytest.mark.connect, pytest.mark.subprocess]
+
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+CLIENT = Path(__file__).with_name("connect_client.py")
+ROWS = 5000  # connect_client.ROWS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Spark Connect server on 127.0.0.1, stopped (process group killed) afterwards."""
+    tmp = tmp_path_factory.mktemp("connect-server")
+    port = free_port()
+    confs = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.sql.execution.pythonUDF.arrow.enabled": "false",
+    }
+    cmd = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        *("--class", "org.apache.spark.sql.connect.service.SparkConnectServer"),
+        *("--name", "exoflow-connect-test", "--master", "local[2]", "--driver-memory", "1g"),
+        *("--packages", delta_package()),
+        *(arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")),
+        "spark-internal",
+    ]
+    log = tmp / "server.log"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(SPARK_HOME)}
+    server = subprocess.Popen(
+        cmd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp,
+        start_new_session=True,  # its own process group, killed whole at the end
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "Spark Connect server started" not in log.read_text(errors="replace"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Spark Connect server did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def client(
+    url: str, tmp: Path, crash_at: str | None = None, wf: str = "connect-wf"
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("EXOFLOW_CRASH_AT", None)
+    if crash_at:
+        env["EXOFLOW_CRASH_AT"] = crash_at
+    (tmp / "counters").mkdir(exist_ok=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(CLIENT),
+            *("--remote", url, "--storage", str(tmp / "exo"), "--sink", str(tmp / "sink")),
+            *("--counter-dir", str(tmp / "counters"), "--workflow-id", wf),
+        ],
+        env=env,
+        cwd=CLIENT.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def executions(tmp: Path) -> dict[str, int]:
+    return {p.name: len(p.read_text().splitlines()) for p in (tmp / "counters").iterdir()}
+
+
+def expected_sink() -> dict[int, tuple[int, int]]:
+    """publish's rows, computed in plain Python."""
+    acc: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for i in range(ROWS):
+        amount = i * 13 % 97
+        if amount > 40:
+            acc[i % 7][0] += amount
+            acc[i % 7][1] += 1
+    return {k: (v[0], v[1]) for k, v in acc.items()}
+
+
+def sink_rows(spark, tmp: Path) -> dict[int, tuple[int, int]]:
+    rows = spark.read.format("delta").load(str(tmp / "sink")).collect()
+    assert len(rows) == len({r.store for r in rows}), "a sink row was written twice"
+    return {r.store: (r.revenue, r.n) for r in rows}
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_run_checkpoints_sink_and_outputs_over_connect(spark, connect_url, tmp_path) -> None:
+    out = last_json(client(connect_url, tmp_path))
+    assert out["connect"] is True  # the client really was a Spark Connect session
+    assert out["status"] == "SUCCESSFUL"
+    assert out["result"] == out["output"] == {"stores": 7}
+    assert sink_rows(spark, tmp_path) == expected_sink()
+    # the DataFrame-output workflow: returned and restored by get_output as Connect DataFrames
+    assert out["top_output_type"] == "pyspark.sql.connect.dataframe"
+    assert out["top_output_rows"] == 7
+    assert {r["store"]: (r["revenue"], r["n"]) for r in out["top"]} == expected_sink()
+    assert [r["name"] for r in out["top"]] == [f"store-{s}" for s in range(7)]
+    # the sync and async checkpoints are Delta tables written by the server, logged here
+    commits = WorkflowStore(str(tmp_path / "exo"), "connect-wf").read_state().commits
+    assert commits["orders"]["mode"] == "sync" and commits["big"]["mode"] == "async"
+    big = commits["big"]["delta"]
+    assert (
+        spark.read.format("delta").option("versionAsOf", big["version"]).load(big["path"]).count()
+        == big["rows"]
+        > 0
+    )
+
+    # a second run of both workflows executes nothing and writes nothing
+    before = executions(tmp_path)
+    assert before["connect-wf.orders"] == before["connect-wf-df.top_stores"] == 1
+    again = last_json(client(connect_url, tmp_path))
+    assert again["result"] == {"stores": 7}
+    assert executions(tmp_path) == before
+    assert sink_rows(spark, tmp_path) == expected_sink()
+
+
+def test_killed_client_resumes_exactly_once_over_connect(spark, connect_url, tmp_path) -> None:
+    crashed = client(connect_url, tmp_path, crash_at="publish:during-sink")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    storage = str(tmp_path / "exo")
+    assert xf.get_status("connect-wf", storage=storage) == WorkflowStatus.RESUMABLE
+    assert sink_rows(spark, tmp_path) == expected_sink()  # the sink committed, then the kill
+    before = executions(tmp_path)
+    assert before["connect-wf.orders"] == 1 and before["connect-wf.publish"] == 1
+
+    out = last_json(client(connect_url, tmp_path))
+    assert out["status"] == "SUCCESSFUL" and out["result"] == {"stores": 7}
+    after = executions(tmp_path)
+    assert after["connect-wf.orders"] == after["connect-wf.big"] == 1, "committed task re-ran"
+    # publish re-ran (it had not committed): its sink write was skipped by its txn version
+    assert after["connect-wf.publish"] == 2
+    assert sink_rows(spark, tmp_path) == expected_sink()
+
+
+def test_etl_job_with_remote_flag(spark, connect_url, tmp_path) -> None:
+    rows = 2000
+    storage = tmp_path / "exo"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "etl_pipeline.py"),
+            *("--remote", connect_url, "--storage", str(storage), "--rows", str(rows)),
+            *("--workflow-id", "etl-connect"),
+        ],
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    gold_expected, reasons = oracle(storage / "raw" / f"rows-{rows}")
+    assert summary["status"] == "SUCCESSFUL"
+    assert summary["reasons"] == reasons
+    assert summary["gold_rows"] == summary["gold_table_rows"] == len(gold_expected)
