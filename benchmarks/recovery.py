@@ -15,7 +15,9 @@ SIGKILL:
 Times are measured inside the driver from "session ready" to "run returned" (Spark start-up
 is reported separately, not counted). Candidates: none (checkpoint=False everywhere), async
 and sync (every stage), and selective (async on the four expensive UDF stages only, the
-paper's "selective" strategy, chosen by hand; recovery="cost"). Prints, per candidate, the
+paper's "selective" strategy, chosen by hand; recovery="cost") and auto (checkpoint="auto"
+on every stage: the runtime picks the stages to write from measured costs; recovery="cost").
+Prints, per candidate, the
 fault-free time as a ratio to `none`, and the recovery time as a ratio to a full re-run.
 """
 
@@ -42,6 +44,9 @@ STRATEGIES = {
     # the paper's "selective": checkpoint (async) only the stages whose compute is expensive
     # relative to their output, here the four UDF stages; chosen by hand
     "selective": {f"score{k}": "async" for k in range(1, 5)},
+    # cost-based, automatic: checkpoint="auto" everywhere; the runtime measures each stage as
+    # it materializes and writes it (async) only when recomputing it would cost more
+    "auto": {"*": "auto"},
 }
 
 
@@ -119,7 +124,7 @@ def job(args: argparse.Namespace) -> int:
         workflow_id=args.workflow_id,
         storage=args.storage,
         spark=spark,
-        recovery="cost" if args.strategy == "selective" else "restore",
+        recovery="cost" if args.strategy in ("selective", "auto") else "restore",
     )
     print(
         "TIMING "

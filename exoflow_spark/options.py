@@ -9,10 +9,12 @@ from typing import Literal, Union
 from .errors import InvalidOptionError
 
 #: ``False``: never durable, replayed from lineage; ``True``: durable before any consumer runs;
-#: ``"async"``: consumers start on the cached output while a background write commits it.
-CheckpointMode = Union[bool, Literal["async"]]  # noqa: UP007 - a runtime alias
+#: ``"async"``: consumers start on the cached output while a background write commits it;
+#: ``"auto"``: like ``"async"`` when recomputing the output after a crash is estimated to cost
+#: more than writing it (measured at run time), else kept in memory only.
+CheckpointMode = Union[bool, Literal["async", "auto"]]  # noqa: UP007 - a runtime alias
 
-_VALID_CHECKPOINT = (True, False, "async")
+_VALID_CHECKPOINT = (True, False, "async", "auto")
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,8 @@ class TaskOptions:
     """How a task runs and how its output is made recoverable.
 
     Attributes:
-        checkpoint: ``False`` (replay), ``True`` (sync Delta checkpoint) or ``"async"``.
+        checkpoint: ``False`` (replay), ``True`` (sync Delta checkpoint), ``"async"`` or
+            ``"auto"`` (async when recomputing is estimated dearer than writing).
         deterministic: re-running gives the same rows (as a multiset) / the same value.
         max_retries: extra attempts after a failure that is retried (system errors always,
             application errors only with ``retry_exceptions``).
@@ -51,7 +54,8 @@ class TaskOptions:
         ):
             raise InvalidOptionError(
                 f"{where}: checkpoint={self.checkpoint!r} is not valid; use False (replay), "
-                "True (sync Delta checkpoint) or 'async' (background Delta checkpoint)"
+                "True (sync Delta checkpoint), 'async' (background Delta checkpoint) or 'auto' "
+                "(async when recomputing would cost more than writing)"
             )
         for flag in ("deterministic", "retry_exceptions", "catch_exceptions", "sink"):
             if not isinstance(getattr(self, flag), bool):
@@ -90,6 +94,6 @@ class TaskOptions:
     @property
     def checkpoint_label(self) -> str:
         """``"none"``, ``"sync"`` or ``"async"``: the mode as a word for logs and tables."""
-        if self.checkpoint == "async":
-            return "async"
+        if self.checkpoint in ("async", "auto"):
+            return str(self.checkpoint)
         return "sync" if self.checkpoint is True else "none"

@@ -37,6 +37,10 @@ class Ref:
         #: nondeterministic tasks whose not-yet-durable output this ref's data depends on
         self.volatile: frozenset[str] = frozenset()
         self.committed = threading.Event()
+        #: seconds spent computing the output into the cache (async and auto checkpoints)
+        self.materialize_seconds = 0.0
+        #: an async checkpoint write follows (``"async"``, or ``"auto"`` judged worth it)
+        self.write_async = False
         if backing in ("delta", "value", "none"):
             self.committed.set()
 

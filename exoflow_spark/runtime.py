@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._faults import crash_point
-from ._spark import is_dataframe, is_system_error, job_context, read_checkpoint, write_checkpoint
+from ._spark import (
+    cached_size_bytes,
+    is_dataframe,
+    is_system_error,
+    job_context,
+    read_checkpoint,
+    write_checkpoint,
+)
 from .context import TaskContext, task_context
 from .dag import Dag
 from .errors import CheckpointError, DagError, ExoflowError, TaskFailedError
@@ -105,6 +112,8 @@ class WorkflowRun:
             if self.options.recovery == "cost"
             else load_throughput(self.store.fs)
         )
+        self.throughput = throughput
+        self._replay_cost: dict[str, float] = {}  # est. seconds to recompute a lost output
         rplan: RecoveryPlan = plan(
             self.dag.to_record(),
             self.state,
@@ -451,6 +460,8 @@ class WorkflowRun:
             return Ref(tid, "value", value=value), {"kind": "value", "value": value}
         if node is self.dag.output and mode is False:
             mode = True  # the workflow's output is always durable: get_output and re-runs
+        if node is self.dag.output and mode == "auto":
+            mode = "async"
         if mode is False:
             df = result
             if self._consumers.get(tid, 0) >= 2:
@@ -464,9 +475,64 @@ class WorkflowRun:
             crash_point(tid, "during-checkpoint")
             ref = Ref(tid, "delta", df=read_checkpoint(self.spark, dv.path, dv.version), delta=dv)
             return ref, _delta_record(dv, "sync")
+        # async / auto: the output is computed into executor memory now, before consumers
+        # and the background writer read it (both then read the cached blocks: computed once,
+        # and the checkpoint commits as soon as its stage is done, not when the DAG ends)
         df = result.persist()
         self._persisted.append(df)
-        return Ref(tid, "cache", df=df), None
+        start = time.perf_counter()
+        with job_context(self.spark, self.wf, f"materialize {tid}"):
+            df.count()
+        ref = Ref(tid, "cache", df=df)
+        ref.materialize_seconds = time.perf_counter() - start
+        replay = self._note_replay_cost(node, tid, ref.materialize_seconds)
+        ref.write_async = mode == "async" or self._worth_checkpointing(node, tid, df, replay)
+        return ref, None
+
+    def _note_replay_cost(self, node: Node, tid: str, own_seconds: float) -> float:
+        """Estimated seconds to recompute ``tid`` after a crash: its own measured compute
+        plus that of every input that is not durable (a crash loses caches too)."""
+        replay = own_seconds + sum(
+            self._replay_cost.get(u, 0.0)
+            for u in (self.dag.id_of(n) for n in self.dag.upstream(node))
+            if u not in self.state.commits and not self._ref(u).committed.is_set()
+        )
+        self._replay_cost[tid] = replay
+        return replay
+
+    def _worth_checkpointing(self, node: Node, tid: str, df: Any, replay: float) -> bool:
+        """``checkpoint="auto"``: write the output (async) when recomputing it after a crash
+        would cost more than writing it.
+
+        Recomputing costs this task's measured materialization plus the recomputation of
+        every input that is not durable (a crash loses caches too); writing costs the
+        storage's fixed cost plus the output's in-memory size over the measured write
+        throughput. Nondeterministic outputs and wait targets are always written.
+        """
+        size = cached_size_bytes(df)
+        tp = self.throughput
+        write = tp.write_fixed_s + size / tp.write_bps
+        waited_on = any(tid in self.dag.waits(n) for n in self.dag)
+        decide = replay >= write or not node.task.opts.deterministic or waited_on
+        self.store.event(
+            self.run,
+            "auto_checkpoint",
+            task=tid,
+            checkpoint=decide,
+            replay_s=round(replay, 4),
+            write_s=round(write, 4),
+            bytes=size,
+        )
+        logger.info(
+            "[%s] [%s] checkpoint='auto': %s (replay ~%.2fs, write ~%.2fs for %d bytes)",
+            self.wf,
+            tid,
+            "writing it (async)" if decide else "not worth writing",
+            replay,
+            write,
+            size,
+        )
+        return decide
 
     def _commit(
         self,
@@ -484,7 +550,7 @@ class WorkflowRun:
         fingerprint = self.dag.fingerprint(node)
         common = {
             "fingerprint": fingerprint,
-            "compute_seconds": compute_seconds,
+            "compute_seconds": compute_seconds + ref.materialize_seconds,
             "run": self.run,
             "attempts": attempt,
             "sink": wrote_sink,
@@ -500,7 +566,7 @@ class WorkflowRun:
             with self._cond:
                 self.refs[tid] = ref
             crash_point(tid, "after-commit")
-        elif node.task.opts.checkpoint == "async" and ref.is_dataframe:
+        elif ref.write_async and ref.is_dataframe:
             self.statuses[tid] = TaskStatus.CHECKPOINTING
             with self._cond:
                 self.refs[tid] = ref

@@ -148,7 +148,9 @@ def task(
     Args:
         checkpoint: ``False`` keeps the output a lazy plan (replayed if lost; cached when two or
             more consumers read it); ``True`` commits it to a Delta table before any consumer
-            runs; ``"async"`` lets consumers start on the cached output while a background
+            runs; ``"auto"`` writes it like ``"async"`` only when recomputing it after a crash
+            is estimated to cost more than writing it (measured as it runs);
+            ``"async"`` lets consumers start on the cached output while a background
             writer commits it.
         deterministic: whether re-running gives the same rows (as a multiset).
         max_retries: extra attempts for retried failures.

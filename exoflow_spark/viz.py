@@ -84,7 +84,7 @@ class DagView:
 
 
 def _mode(value: Any) -> str:
-    return "sync" if value is True else "async" if value == "async" else "none"
+    return "sync" if value is True else "async" if value in ("async", "auto") else "none"
 
 
 def _human(n: int) -> str:

@@ -517,3 +517,49 @@ def test_python_udf_over_a_checkpoint_completes(spark, storage, wf) -> None:
     assert xf.run(
         squares.bind(numbers.bind()), workflow_id=wf, storage=storage, spark=spark
     ) == sum(i * i for i in range(10))
+
+
+def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage, wf) -> None:
+    """checkpoint="auto": measured at run time, the slow stage (a Python UDF) is written in
+    the background; the cheap one, cheaper to recompute than the storage's fixed write cost,
+    stays in memory only."""
+    import json
+    import time as _time
+
+    from pyspark.sql.types import LongType
+
+    from exoflow_spark.store import WorkflowStore
+
+    os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 2.0, "measured_at": _time.time()}, fh)
+
+    def slow(x: int) -> int:
+        _time.sleep(0.25)
+        return x * 2
+
+    slow_udf = F.udf(slow, LongType())
+
+    @xf.task(checkpoint="auto")
+    def cheap():
+        return xf.get_spark().range(10)
+
+    @xf.task(checkpoint="auto")
+    def expensive(df):
+        return df.repartition(1).select(slow_udf(F.col("id")).alias("x"))  # >= 2.5 s
+
+    @xf.task
+    def total(df):
+        return df.agg(F.sum("x").alias("s")).first().s
+
+    assert xf.run(total.bind(expensive.bind(cheap.bind())), workflow_id=wf, storage=storage) == 90
+    store = WorkflowStore(storage, wf)
+    decisions = {e["task"]: e for e in store.events() if e["kind"] == "auto_checkpoint"}
+    assert decisions["cheap"]["checkpoint"] is False, decisions
+    assert decisions["expensive"]["checkpoint"] is True, decisions
+    assert decisions["expensive"]["replay_s"] >= 2.0
+    commits = store.read_state().commits
+    assert "cheap" not in commits
+    assert commits["expensive"]["mode"] == "async"
+    restored = spark.read.format("delta").load(commits["expensive"]["delta"]["path"])
+    assert sorted(r.x for r in restored.collect()) == [2 * i for i in range(10)]
