@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STORAGE ?= $(CURDIR)/exoflow-data
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help venv demo test faults chaos lint typecheck bench clean
+.PHONY: help venv demo test faults chaos lint typecheck bench bench-full clean
 
 
 help:  ## list the targets
@@ -38,8 +38,26 @@ lint: venv  ## ruff lint + format check
 typecheck: venv  ## mypy on the package
 	$(VENV)/bin/mypy
 
-bench: venv  ## engine overhead vs plain PySpark (prints medians and ratios)
-	$(PY) benchmarks/overhead.py
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed  ## short benchmarks vs plain PySpark, Spark and Dagster (< 10 min)
+	$(PY) benchmarks/overhead.py --rows 3000000 --reps 6 --warmup 2 --modes false
+	$(PY) benchmarks/peers.py --short
+	$(PY) benchmarks/sharing.py --short
+	$(PY) benchmarks/controller.py --short
+	$(PY) benchmarks/scaling.py --short
+	$(PY) benchmarks/report.py
+
+bench-full: $(VENV)/.bench-installed  ## the full benchmarks behind docs/benchmarks.md (~1 h)
+	$(PY) benchmarks/overhead.py --rows 10000000 --reps 9
+	$(PY) benchmarks/peers.py
+	$(PY) benchmarks/sharing.py
+	$(PY) benchmarks/controller.py
+	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/log_medium.py --records 200
+	$(PY) benchmarks/report.py
 
 clean:  ## remove the venv, demo storage and caches
 	rm -rf $(VENV) exoflow-data .pytest_cache .ruff_cache .mypy_cache spark-warehouse

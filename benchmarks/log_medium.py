@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine, save
+from _harness import command, machine, save
 
 import exoflow_spark as xf
 from exoflow_spark._logfs import HadoopLogFS, LocalLogFS
@@ -86,7 +86,10 @@ def main() -> int:
             }
         )
         print(f"| {name} | {med * 1000:.2f} | {p90 * 1000:.2f} | {1 / med:,.0f} |")
-    save("log_medium", {"benchmark": "log_medium", "machine": machine(), "results": rows})
+    save(
+        "log_medium",
+        {"benchmark": "log_medium", "command": command(), "machine": machine(), "results": rows},
+    )
     spark.stop()
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine, measure, save, summarise, table
+from _harness import command, machine, measure, save, summarise, table
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
@@ -74,6 +74,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=3_000_000)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
     p.add_argument(
         "--modes",
         default="false,async,true",
@@ -112,7 +113,7 @@ def main() -> int:
         f"overhead benchmark: {a.rows:,} rows, 9 stages + Delta sink, {a.reps} reps "
         f"(session start-up {startup:.1f} s, not counted)"
     )
-    times = measure(candidates, a.reps)
+    times = measure(candidates, a.reps, warmup=a.warmup)
     rows = summarise(times, "plain PySpark")
     print()
     print(table(rows, "plain PySpark"))
@@ -120,6 +121,8 @@ def main() -> int:
         "overhead",
         {
             "benchmark": "overhead",
+            "command": command(),
+            "startup_s": round(startup, 1),
             "rows": a.rows,
             "reps": a.reps,
             "machine": machine(),
