@@ -97,3 +97,17 @@ def test_recovery_walkthrough_notebook(tmp_path: Path) -> None:
     assert "result: {'users': 5}" in out["resume"]
     assert "status: SUCCESSFUL" in out["resume"]
     assert "published rows: 5" in out["resume"]
+
+
+def test_graph_demo_notebook(tmp_path: Path) -> None:
+    out = execute("graph_demo", tmp_path)
+    assert "epoch 2:" in out["online"] and "9000 in total" not in out["online"]
+    totals = [int(line.rsplit(",", 1)[1].split()[0]) for line in out["online"].splitlines()]
+    assert totals == [1000, 2000, 3000]  # each epoch's edges appended once
+    assert "top ranks:" in out["offline"]
+    diff = float(out["check"].split("top 5:", 1)[1].split()[0])
+    assert diff < 1e-6
+    ours = int(out["offline"].split("components:", 1)[1].split()[0])
+    theirs = int(out["check"].split("networkx components:", 1)[1].split()[0])
+    assert ours == theirs
+    assert "flowchart" in out["dag"] or "graph" in out["dag"]
