@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STORAGE ?= $(CURDIR)/exoflow-data
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help venv demo test faults chaos lint typecheck bench bench-full clean
+.PHONY: help venv demo test faults chaos soak lint typecheck bench bench-full clean
 
 
 help:  ## list the targets
@@ -30,6 +30,9 @@ faults: venv  ## the full fault matrix: every crash point x checkpoint mode (~7 
 
 chaos: venv  ## randomized driver kills (seeded, 20+ kills), prints kills per phase and the checks
 	$(PY) tests/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
+
+soak: venv  ## hundreds of runs in one driver (leak checks) + random driver kills
+	$(PY) tests/soak.py --runs $${RUNS:-300} --kills $${KILLS:-40} --seed $${SEED:-11}
 
 lint: venv  ## ruff lint + format check
 

@@ -18,6 +18,8 @@ Candidates (all in one process, one SparkSession, alternated ABBA after a warm-u
 * ``exoflow none``: every stage a task with ``checkpoint=False`` (fused; a stage read by two
   tasks is cached once);
 * ``exoflow async`` / ``exoflow sync``: every stage ``checkpoint="async"`` / ``True``;
+* ``exoflow auto``: ``checkpoint="auto"`` on every stage: the runtime measures each stage as
+  it materializes and writes it (async) only if recomputing it would cost more;
 * ``exoflow cost-based``: ``checkpoint="async"`` only on the stages a cost model would
   choose, and ``False`` elsewhere. Here the choice is made by hand with one rule: *save a
   stage's output when recomputing it would re-run a Python UDF, or an aggregation over a
@@ -267,6 +269,8 @@ def exoflow_policy(p: Pipeline, policy: str) -> dict[str, Any]:
         return {st.name: True for st in p.stages}
     if policy == "cost-based":
         return {st.name: ("async" if st.expensive else False) for st in p.stages}
+    if policy == "auto":  # the runtime's own choice, from costs measured as the stages run
+        return {st.name: "auto" for st in p.stages}
     raise ValueError(f"unknown policy {policy!r}")
 
 
@@ -405,7 +409,7 @@ def candidates_for(
         return str(work / slug / f"r{rep + 100}")
 
     c: dict[str, Callable[[int], list[int]]] = {"plain PySpark": lambda rep: run_plain(spark, p)}
-    for policy in ("none", "async", "sync", "cost-based"):
+    for policy in ("none", "async", "sync", "cost-based", "auto"):
         c[f"exoflow {policy}"] = lambda rep, policy=policy: run_exoflow(
             spark, p, policy, where(f"exo-{policy}", rep), f"{p.name}-{policy}"
         )

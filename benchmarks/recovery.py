@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def job(args: argparse.Namespace) -> int:
     import exoflow_spark as xf
 
     spark = xf.create_spark_session(
-        "local[*]",
+        args.master,
         app_name="exoflow-bench-recovery",
         conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"},
     )
@@ -135,11 +136,34 @@ def job(args: argparse.Namespace) -> int:
     return 0
 
 
+def executor_pids(driver_pid: int) -> list[int]:
+    """Executor JVMs of a local-cluster driver: children of its JVM (a child of ``driver_pid``)."""
+    jvms = subprocess.run(["pgrep", "-P", str(driver_pid)], capture_output=True, text=True)
+    pids: list[int] = []
+    for jvm in jvms.stdout.split():
+        out = subprocess.run(
+            ["pgrep", "-P", jvm, "-f", "CoarseGrainedExecutorBackend"],
+            capture_output=True,
+            text=True,
+        )
+        pids += [int(p) for p in out.stdout.split()]
+    return pids
+
+
 def driver(
-    strategy: str, work: Path, wf: str, rows: int, kill_after: float | None = None
+    strategy: str,
+    work: Path,
+    wf: str,
+    rows: int,
+    kill_after: float | None = None,
+    *,
+    master: str = "local[*]",
+    kill_executor_after: float | None = None,
 ) -> dict | None:
     """Run one driver; with ``kill_after``, SIGKILL it that many seconds after its run
-    started (its log's run record appeared), so Spark start-up is excluded."""
+    started (its log's run record appeared), so Spark start-up is excluded. With
+    ``kill_executor_after``, SIGKILL one executor JVM at that time instead and let the run
+    finish."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.pop("EXOFLOW_CRASH_AT", None)
     cmd = [
@@ -156,8 +180,18 @@ def driver(
         str(work / "exo"),
         "--sink",
         str(work / f"sink-{wf}"),
+        "--master",
+        master,
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kill_executor_after is not None:
+        runs = work / "exo" / "workflows" / wf / "log" / "runs"
+        while proc.poll() is None and not runs.exists():
+            time.sleep(0.02)
+        time.sleep(kill_executor_after)
+        victims = executor_pids(proc.pid)
+        assert victims, "no executor JVM found to kill"
+        os.kill(victims[0], signal.SIGKILL)
     if kill_after is not None:
         runs = work / "exo" / "workflows" / wf / "log" / "runs"
         while proc.poll() is None and not runs.exists():
@@ -182,6 +216,13 @@ def main() -> int:
     p.add_argument("--workflow-id", default="bench")
     p.add_argument("--storage")
     p.add_argument("--sink")
+    p.add_argument("--master", default="local[*]", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--executor-loss",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also kill one executor JVM of a local-cluster[2,1,1024] at 80%% of each run",
+    )
     a = p.parse_args()
     if a.job:
         return job(a)
@@ -212,6 +253,28 @@ def main() -> int:
                 f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, after "
                 f"crash {resumed['run_s']:6.2f} s"
             )
+    loss: dict[str, dict[str, list[float]]] = {s: {"clean": [], "lost": []} for s in STRATEGIES}
+    if a.executor_loss:
+        cluster = "local-cluster[2,1,1024]"
+        print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
+        for rep in range(a.reps):
+            for strategy in STRATEGIES:
+                clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
+                hit = driver(
+                    strategy,
+                    work,
+                    f"{strategy}-lost-{rep}",
+                    a.rows,
+                    master=cluster,
+                    kill_executor_after=0.8 * clean["run_s"],
+                )
+                assert clean["rows"] == hit["rows"]
+                loss[strategy]["clean"].append(clean["run_s"])
+                loss[strategy]["lost"].append(hit["run_s"])
+                print(
+                    f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, with "
+                    f"an executor killed {hit['run_s']:6.2f} s"
+                )
     base = statistics.median(results["none"]["clean"])
     rows = []
     print(f"\nSpark session start-up (not counted): median {statistics.median(startups):.1f} s")
@@ -229,6 +292,22 @@ def main() -> int:
             }
         )
         print(f"| {s} | {clean:.2f} | {clean / base:.2f}x | {rec:.2f} | {rec / clean:.2f} |")
+    if a.executor_loss:
+        print(
+            "\n| strategy | local-cluster fault-free s | executor killed at 80%: run s | "
+            "time after the kill vs fault-free run |"
+        )
+        print("|---|---:|---:|---:|")
+        for s, r in loss.items():
+            clean, lost = statistics.median(r["clean"]), statistics.median(r["lost"])
+            after = (lost - 0.8 * clean) / clean
+            rows_by = next(x for x in rows if x["strategy"] == s)
+            rows_by.update(
+                executor_clean_s=round(clean, 3),
+                executor_lost_s=round(lost, 3),
+                executor_after_kill_vs_run=round(after, 3),
+            )
+            print(f"| {s} | {clean:.2f} | {lost:.2f} | {after:.2f} |")
     save(
         "recovery",
         {
@@ -238,6 +317,7 @@ def main() -> int:
             "machine": machine(),
             "results": rows,
             "raw": results,
+            "raw_executor_loss": loss,
         },
     )
     return 0

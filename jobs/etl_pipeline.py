@@ -83,19 +83,48 @@ def generate_raw(spark: Any, raw_dir: str, rows: int) -> None:
 
 
 # -- tasks ---------------------------------------------------------------------------------
+#: the fields an order record has; anything else is schema drift
+ORDER_FIELDS = ("order_id", "customer_id", "amount", "ts")
+#: a raw record longer than this is quarantined unparsed
+MAX_RECORD_BYTES = 64 * 1024
+
+
+class SchemaDriftError(xf.ExoflowError):
+    """The raw orders' fields differ from :data:`ORDER_FIELDS`."""
+
+
 @xf.task
 def raw_orders(path: str) -> DataFrame:
-    return xf.get_spark().read.text(path)
+    return (
+        xf.get_spark().read.text(path).select("value", F.col("_metadata.file_path").alias("source"))
+    )
 
 
 @xf.task(checkpoint=True)
-def bronze_orders(raw: DataFrame) -> DataFrame:
-    """Parse each line; keep every record, with the reason it is invalid (or null)."""
-    m = F.from_json("value", "MAP<STRING,STRING>")
-    parsed = raw.select(F.col("value").alias("raw"), m.alias("m"))
+def bronze_orders(raw: DataFrame, schema_drift: str = "reject") -> DataFrame:
+    """Parse each line; keep every record, with the reason it is invalid (or null).
+
+    Fields outside :data:`ORDER_FIELDS` (schema drift) stop the run with a message naming
+    them (``schema_drift="reject"``), or are carried into bronze as extra string columns
+    (``"evolve"``).
+    """
+    oversized = F.length("value") > MAX_RECORD_BYTES
+    m = F.when(oversized, F.lit(None)).otherwise(F.from_json("value", "MAP<STRING,STRING>"))
+    parsed = raw.select(F.col("value").alias("raw"), "source", m.alias("m"), oversized.alias("big"))
+    seen = {r.k for r in parsed.select(F.explode(F.map_keys("m")).alias("k")).distinct().collect()}
+    new = sorted(seen - set(ORDER_FIELDS))
+    if new and schema_drift != "evolve":
+        ctx = xf.current_task()
+        raise SchemaDriftError(
+            f"workflow [{ctx.workflow_id}] task [{ctx.task_id}]: the raw orders have field(s) "
+            f"{new} that are not in the expected schema {list(ORDER_FIELDS)}. Nothing was "
+            "published. Fix the producer, or re-run with --schema-drift evolve to carry them "
+            "into bronze as string columns"
+        )
     amount = F.expr("try_cast(m['amount'] AS DOUBLE)")
     reason = (
-        F.when(F.col("m").isNull(), "malformed JSON")
+        F.when(F.col("big"), f"oversized record (> {MAX_RECORD_BYTES} bytes)")
+        .when(F.col("m").isNull(), "malformed JSON")
         .when(F.col("m")["order_id"].isNull(), "missing order_id")
         .when(F.col("m")["customer_id"].isNull(), "missing customer_id")
         .when(amount.isNull(), "amount is not a number")
@@ -103,10 +132,12 @@ def bronze_orders(raw: DataFrame) -> DataFrame:
     )
     return parsed.select(
         "raw",
+        "source",
         F.col("m")["order_id"].cast("long").alias("order_id"),
         F.col("m")["customer_id"].cast("long").alias("customer_id"),
         amount.alias("amount"),
         F.expr("try_to_timestamp(m['ts'])").alias("ts"),
+        *[F.col("m")[k].alias(k) for k in new],
         reason.alias("error"),
     )
 
@@ -118,7 +149,11 @@ def customers(path: str) -> DataFrame:
 
 @xf.task(checkpoint="async")
 def silver_orders(bronze: DataFrame) -> DataFrame:
-    return bronze.filter(F.col("error").isNull()).drop("raw", "error").dropDuplicates(["order_id"])
+    return (
+        bronze.filter(F.col("error").isNull())
+        .drop("raw", "source", "error")
+        .dropDuplicates(["order_id"])
+    )
 
 
 @xf.task
@@ -143,7 +178,7 @@ def publish_gold(gold: DataFrame, lake: str) -> dict[str, int]:
 @xf.task
 def quarantine(bronze: DataFrame, lake: str) -> dict[str, Any]:
     bad = bronze.filter(F.col("error").isNotNull()).select(
-        "raw", "error", F.lit(xf.current_task().workflow_id).alias("workflow_id")
+        "raw", "error", "source", F.lit(xf.current_task().workflow_id).alias("workflow_id")
     )
     xf.write_delta(bad, f"{lake}/quarantine", mode="append")
     by_reason = {
@@ -157,9 +192,9 @@ def report(published: dict[str, int], quarantined: dict[str, Any]) -> dict[str, 
     return {**published, **quarantined}
 
 
-def build_dag(raw_dir: str, lake: str) -> xf.Node:
+def build_dag(raw_dir: str, lake: str, schema_drift: str = "reject") -> xf.Node:
     """The ETL DAG: raw -> bronze -> silver -> join -> gold -> publish, plus quarantine."""
-    bronze = bronze_orders.bind(raw_orders.bind(f"{raw_dir}/orders"))
+    bronze = bronze_orders.bind(raw_orders.bind(f"{raw_dir}/orders"), schema_drift)
     joined = silver_join.bind(silver_orders.bind(bronze), customers.bind(f"{raw_dir}/customers"))
     return report.bind(
         publish_gold.bind(gold_daily.bind(joined), lake), quarantine.bind(bronze, lake)
@@ -172,14 +207,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lake", help="where gold and quarantine tables go (default: <storage>/lake)"
     )
+    parser.add_argument(
+        "--raw",
+        help="read raw data from this directory (orders/ and customers/) instead of generating it",
+    )
+    parser.add_argument(
+        "--schema-drift",
+        choices=["reject", "evolve"],
+        default="reject",
+        help="fields the orders should not have: stop the run (reject, default) or carry "
+        "them into bronze (evolve)",
+    )
     args = parser.parse_args(argv)
     spark, _profile, storage = start(args, "exoflow-etl")
     lake = args.lake or f"{storage}/lake"
-    raw_dir = f"{storage}/raw/rows-{args.rows}"
-    generate_raw(spark, raw_dir, args.rows)
+    raw_dir = args.raw or f"{storage}/raw/rows-{args.rows}"
+    if not args.raw:
+        generate_raw(spark, raw_dir, args.rows)
     try:
         summary = xf.run(
-            build_dag(raw_dir, lake), workflow_id=args.workflow_id, storage=storage, spark=spark
+            build_dag(raw_dir, lake, args.schema_drift),
+            workflow_id=args.workflow_id,
+            storage=storage,
+            spark=spark,
         )
     except xf.ExoflowError as exc:
         logger.error("%s", exc)
