@@ -1,4 +1,5 @@
-"""The README's quickstart runs as written (only its paths are moved under tmp_path)."""
+"""The README's quickstart runs as written (only its paths are moved under tmp_path); the
+other Python snippets are excerpts (they use names the text introduces) and must compile."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def readme_python_blocks() -> list[str]:
 
 
 def test_quickstart_runs(spark, tmp_path, capsys) -> None:
-    [code] = readme_python_blocks()
+    code = readme_python_blocks()[0]  # the quickstart; later blocks are excerpts
     code = code.replace("/tmp/exo-lake", str(tmp_path / "lake"))
     code = code.replace("/tmp/exo-quickstart", str(tmp_path / "exo"))
     namespace: dict = {"__name__": "readme"}
@@ -30,3 +31,10 @@ def test_quickstart_runs(spark, tmp_path, capsys) -> None:
         ).count()
         == 10_000
     )
+
+
+def test_other_snippets_compile() -> None:
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 2
+    for i, code in enumerate(blocks[1:], start=2):
+        compile(code, f"README.md python block {i}", "exec")
