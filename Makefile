@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STORAGE ?= $(CURDIR)/exoflow-data
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help venv demo test faults chaos soak lint typecheck bench bench-full clean
+.PHONY: help venv demo test test-integration faults chaos soak lint typecheck bench bench-full clean
 
 
 help:  ## list the targets
@@ -22,8 +22,11 @@ venv: $(VENV)/.installed  ## create .venv and install the package with its dev t
 demo: venv  ## run the bronze/silver/gold ETL demo on local[*] with storage in ./exoflow-data
 	$(PY) jobs/etl_pipeline.py --workflow-id demo --storage $(STORAGE)
 
-test: venv  ## run the whole test suite (real Spark, real Delta)
+test: venv  ## run the test suite (real Spark, real Delta, real SIGKILLed drivers)
 	$(PY) -m pytest -q tests
+
+test-integration: venv  ## standalone cluster, Spark Connect server, S3 endpoint, notebooks
+	$(PY) -m pytest -q tests -m integration
 
 faults: venv  ## the full fault matrix: every crash point x checkpoint mode (~7 min)
 	$(PY) -m pytest -q tests/test_crash.py -m matrix -p no:cacheprovider

@@ -29,7 +29,7 @@ from exoflow_spark._spark import DELTA_CATALOG, DELTA_EXTENSION, delta_package
 from exoflow_spark.status import WorkflowStatus
 from exoflow_spark.store import WorkflowStore
 
-pytestmark = [pytest.mark.connect, pytest.mark.subprocess]
+pytestmark = [pytest.mark.connect, pytest.mark.subprocess, pytest.mark.integration]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 CLIENT = Path(__file__).with_name("connect_client.py")

@@ -20,7 +20,8 @@ from conftest import REPO
 from drivers import driver_env
 from test_jobs import load_job
 
-ARGS = ["--edges", "4000", "--scale", "10", "--epochs", "4", "--every", "2", "--seed", "3"]
+EDGES = 2000
+ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "2", "--seed", "3"]
 
 
 def events_graph(spark, lake: str) -> tuple[nx.MultiDiGraph, int]:
@@ -32,9 +33,9 @@ def events_graph(spark, lake: str) -> tuple[nx.MultiDiGraph, int]:
 
 def check_online_tables(spark, lake: str) -> nx.MultiDiGraph:
     g, n_events = events_graph(spark, lake)
-    assert n_events == 4000
+    assert n_events == EDGES
     edges = spark.read.format("delta").load(f"{lake}/edges")
-    assert edges.count() == edges.select("event_id").distinct().count() == 4000
+    assert edges.count() == edges.select("event_id").distinct().count() == EDGES
     degrees = {
         r.node: (r.out_degree, r.in_degree)
         for r in spark.read.format("delta").load(f"{lake}/degrees").collect()

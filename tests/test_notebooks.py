@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 from nbclient import NotebookClient
 
-pytestmark = pytest.mark.subprocess
+pytestmark = [pytest.mark.subprocess, pytest.mark.integration]
 
 INJECTED = """
 import os

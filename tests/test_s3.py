@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from drivers import driver_env
 
-pytestmark = [pytest.mark.s3, pytest.mark.subprocess]
+pytestmark = [pytest.mark.s3, pytest.mark.subprocess, pytest.mark.integration]
 
 JOB = Path(__file__).with_name("s3_job.py")
 BUCKET = "exo-lake"

@@ -25,7 +25,7 @@ from test_jobs import load_job, oracle
 from exoflow_spark._spark import delta_package
 from exoflow_spark.store import WorkflowStore
 
-pytestmark = [pytest.mark.cluster, pytest.mark.subprocess]
+pytestmark = [pytest.mark.cluster, pytest.mark.subprocess, pytest.mark.integration]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 ETL_ROWS = 2000
