@@ -160,8 +160,15 @@ def pagerank(
 
     initial = nodes.select("node", F.lit(1.0 / n).alias("rank"))
     ranks, report = iterate(
-        step, initial, max_iter, path=path, every=every, until=_converged(n * tol, "rank")
+        step,
+        initial,
+        max_iter,
+        path=path,
+        every=every,
+        until=_converged(n * tol, "rank"),
+        cut_last=True,
     )
+    _release(graph, nodes, links, dangling)
     return ranks, report
 
 
@@ -203,14 +210,17 @@ def tunkrank(
 
     initial = nodes.select("node", F.lit(0.0).alias("influence"))
     n = nodes.count()
-    return iterate(
+    infl, report = iterate(
         step,
         initial,
         max_iter,
         path=path,
         every=every,
         until=_converged(max(n, 1) * tol, "influence"),
+        cut_last=True,
     )
+    _release(graph, nodes, links)
+    return infl, report
 
 
 def connected_components(
@@ -250,7 +260,17 @@ def connected_components(
         )
         return moved.limit(1).count() == 0
 
-    return iterate(step, initial, max_iter, path=path, every=4, until=unchanged)
+    comps, report = iterate(
+        step, initial, max_iter, path=path, every=4, until=unchanged, cut_last=True
+    )
+    _release(reach)
+    return comps, report
+
+
+def _release(*cached: Any) -> None:
+    """Drop the caches a function made (its result no longer depends on them)."""
+    for df in cached:
+        df.unpersist()
 
 
 def _converged(threshold: float, column: str) -> Any:

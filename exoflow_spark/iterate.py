@@ -56,6 +56,7 @@ def iterate(
     max_depth: int = 25,
     path: str | None = None,
     until: Callable[[Any, Any, int], bool] | None = None,
+    cut_last: bool = False,
 ) -> tuple[Any, IterationReport]:
     """Run ``df = step(df, i)`` for ``i`` in ``range(iterations)``, cutting lineage as needed.
 
@@ -69,6 +70,8 @@ def iterate(
             task's checkpoint table under the workflow's storage root.
         until: ``until(previous, current, i)`` returning True stops early (convergence);
             it runs right after a cut, on the materialised data, so it is cheap.
+        cut_last: also cut after the last step, so the result depends on nothing the
+            caller cached (which it may then unpersist).
 
     Returns:
         The final DataFrame and an :class:`IterationReport`.
@@ -123,6 +126,9 @@ def iterate(
             if until is not None and until(previous, df, i):
                 break
             previous = df
+    if cut_last and depth > 0:
+        written = write_checkpoint(df, path)
+        df = read_checkpoint(df.sparkSession, written.path, written.version)
     logger.info(
         "%d iterations, %d lineage cuts (longest run %d steps)",
         report.iterations,

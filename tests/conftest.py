@@ -29,6 +29,11 @@ TEST_CONF = {
     "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.host": "127.0.0.1",
+    # one session serves the whole suite: keep less history, and give it room
+    "spark.driver.memory": "2g",
+    "spark.sql.ui.retainedExecutions": "20",
+    "spark.ui.retainedJobs": "50",
+    "spark.ui.retainedStages": "50",
 }
 
 

@@ -11,6 +11,7 @@ DRIVER_CONF = {
     "spark.ui.enabled": "false",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.ui.retainedExecutions": "20",
 }
 
 
