@@ -60,3 +60,18 @@ def wf(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def sink_path(tmp_path: Path) -> str:
     return str(tmp_path / "sink")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Jobs run in-process configure logging (handlers on the stream of that test's capture);
+    drop what a test added so later tests do not log to a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)

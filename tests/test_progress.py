@@ -104,7 +104,8 @@ def test_forced_progress_writes_to_stderr_and_auto_stays_quiet(spark, storage, c
 
     xf.run(one.bind(), workflow_id="progress-forced", storage=storage, spark=spark, progress=True)
     err = capsys.readouterr().err
-    assert "[progress-forced] 1/1 tasks" in err and err.rstrip().endswith("done")
+    lines = [ln for ln in err.splitlines() if ln.startswith("[progress-forced]")]
+    assert lines and "1/1 tasks" in lines[-1] and lines[-1].rstrip().endswith("done"), err
     assert "\r" not in err  # not a terminal: whole lines, no in-place rewriting
     xf.run(one.bind(), workflow_id="progress-auto", storage=storage, spark=spark, progress="auto")
     assert "[progress-auto]" not in capsys.readouterr().err

@@ -535,7 +535,7 @@ def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage,
         json.dump({"write_fixed_s": 2.0, "measured_at": _time.time()}, fh)
 
     def slow(x: int) -> int:
-        _time.sleep(0.25)
+        _time.sleep(0.5)
         return x * 2
 
     slow_udf = F.udf(slow, LongType())
@@ -546,7 +546,7 @@ def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage,
 
     @xf.task(checkpoint="auto")
     def expensive(df):
-        return df.repartition(1).select(slow_udf(F.col("id")).alias("x"))  # >= 2.5 s
+        return df.repartition(1).select(slow_udf(F.col("id")).alias("x"))  # >= 5 s
 
     @xf.task
     def total(df):
