@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, SparkSessionError
@@ -29,6 +32,16 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.ui.showConsoleProgress": "false",
+}
+
+#: the scheduler pool of background checkpoint writes (see ``fairscheduler.xml``)
+CHECKPOINT_POOL = "exoflow-checkpoints"
+#: FAIR scheduling with exoflow's pools: your jobs stay FIFO in the default pool; async
+#: checkpoint writes get a task slot of their own as soon as one frees up. Set
+#: ``spark.scheduler.mode`` yourself to opt out.
+SCHEDULER_DEFAULTS: dict[str, str] = {
+    "spark.scheduler.mode": "FAIR",
+    "spark.scheduler.allocation.file": Path(__file__).with_name("fairscheduler.xml").as_uri(),
 }
 
 
@@ -74,6 +87,7 @@ def create_spark_session(
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         **(LOCAL_DEFAULTS if (master or "").startswith("local") else {}),
+        **(SCHEDULER_DEFAULTS if "spark.scheduler.mode" not in (conf or {}) else {}),
         **({ARROW_UDF_CONF: "false"} if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS else {}),
         **dict(conf or {}),
     }
@@ -238,21 +252,54 @@ def write_checkpoint(df: Any, path: str) -> DeltaVersion:
     start = time.perf_counter()
     try:
         (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path))
-        row = (
-            spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1")
-            .select("version", "operationMetrics")
-            .first()
-        )
+        last = _last_commit(spark, path)
+        if last is None:  # no readable log listing (e.g. Spark Connect): ask Delta
+            row = (
+                spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1")
+                .select("version", "operationMetrics")
+                .first()
+            )
+            last = int(row.version), dict(row.operationMetrics or {})
     except Exception as exc:
         raise CheckpointError(f"writing checkpoint table {path} failed: {exc}") from exc
-    metrics = row.operationMetrics or {}
+    version, metrics = last
     return DeltaVersion(
         path=path,
-        version=int(row.version),
+        version=version,
         num_bytes=int(metrics.get("numOutputBytes", 0) or 0),
         num_rows=int(metrics.get("numOutputRows", 0) or 0),
         write_seconds=time.perf_counter() - start,
     )
+
+
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+
+
+def _last_commit(spark: Any, path: str) -> tuple[int, dict[str, str]] | None:
+    """The latest version of the Delta table at ``path`` and its commit's operation metrics,
+    read from the newest ``_delta_log/<version>.json`` (one listing and one small read,
+    where ``DESCRIBE HISTORY`` runs a Spark job); ``None`` if the log cannot be read so."""
+    from ._logfs import is_local, open_logfs
+
+    if is_connect_session(spark):  # the server's file system, not necessarily ours
+        return None
+    try:
+        fs = open_logfs(path, None if is_local(path) else spark)
+        versions = [m for m in map(_COMMIT_FILE.match, fs.list_files("_delta_log")) if m]
+        if not versions:
+            return None
+        newest = max(versions, key=lambda m: int(m.group(1)))
+        raw = fs.get(f"_delta_log/{newest.group(0)}")
+        if raw is None:
+            return None
+        for line in raw.decode().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "commitInfo" in action:
+                return int(newest.group(1)), dict(action["commitInfo"].get("operationMetrics", {}))
+        return int(newest.group(1)), {}
+    except Exception as exc:
+        logger.debug("cannot read the Delta log of %s directly (%s)", path, exc)
+        return None
 
 
 def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
@@ -261,8 +308,24 @@ def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
     try:
         stats = df._jdf.queryExecution().optimizedPlan().stats()
         return int(str(stats.sizeInBytes().toString()))
-    except Exception:
+    except Exception as exc:  # Spark Connect has no _jdf; anything else is worth knowing
+        logger.debug("plan statistics unavailable (%s); assuming %d bytes", exc, default)
         return default
+
+
+def forget_delta_state(spark: Any, paths: list[str]) -> None:
+    """Drop Delta's cached state (snapshot and its persisted blocks) of the tables at
+    ``paths``; the next read rebuilds it from the log. Classic sessions only (a Spark
+    Connect server manages its own cache)."""
+    if not paths or is_connect_session(spark):
+        return
+    try:
+        jvm = spark.sparkContext._jvm
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog
+        for path in paths:
+            delta_log.invalidateCache(spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(path))
+    except Exception as exc:  # only memory is at stake
+        logger.debug("could not drop Delta's cached table state (%s)", exc)
 
 
 def read_checkpoint(spark: Any, path: str, version: int) -> Any:
@@ -271,8 +334,11 @@ def read_checkpoint(spark: Any, path: str, version: int) -> Any:
 
 
 @contextlib.contextmanager
-def job_context(spark: Any, workflow_id: str, label: str) -> Iterator[None]:
-    """Name the Spark jobs started in this thread after the workflow and task (Spark UI)."""
+def job_context(
+    spark: Any, workflow_id: str, label: str, pool: str | None = None
+) -> Iterator[None]:
+    """Name the Spark jobs started in this thread after the workflow and task (Spark UI),
+    and submit them to scheduler ``pool`` if given (it takes effect in FAIR mode)."""
     description = f"[{workflow_id}] {label}"
     sc = None
     try:
@@ -284,11 +350,15 @@ def job_context(spark: Any, workflow_id: str, label: str) -> Iterator[None]:
         previous = sc.getLocalProperty("spark.job.description")
         sc.setLocalProperty("spark.job.description", description)
         sc.setLocalProperty("spark.jobGroup.id", tag)
+        if pool:
+            sc.setLocalProperty("spark.scheduler.pool", pool)
         try:
             yield
         finally:
             sc.setLocalProperty("spark.job.description", previous)
             sc.setLocalProperty("spark.jobGroup.id", None)
+            if pool:
+                sc.setLocalProperty("spark.scheduler.pool", None)
         return
     added = False
     with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import api
+from ._fmt import human_bytes as _human
 from ._logfs import is_local
 from ._redact import MASK
 from .config import load_profile
@@ -575,15 +576,6 @@ def _cmd_history(args: argparse.Namespace) -> int:
     if doc["gc"]:
         print(f"\ncheckpoint tables deleted by gc: {', '.join(sorted(doc['gc']))}")
     return 0
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ._fmt import human_bytes as _human
 from ._logfs import LogFS
 from ._redact import redact
 from .errors import CheckpointError, ExoflowError
@@ -434,15 +435,6 @@ def plan(
         replay_committed=[t for t in order if t in replay_committed],
         rolled_back=rolled,
     )
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 # -- throughput ----------------------------------------------------------------------------

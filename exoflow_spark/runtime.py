@@ -20,7 +20,9 @@ from typing import Any
 
 from ._faults import crash_point
 from ._spark import (
+    CHECKPOINT_POOL,
     cached_size_bytes,
+    forget_delta_state,
     is_dataframe,
     is_system_error,
     job_context,
@@ -591,7 +593,7 @@ class WorkflowRun:
         self, node: Node, tid: str, generation: int, ref: Ref, common: dict[str, Any]
     ) -> None:
         try:
-            with job_context(self.spark, self.wf, f"checkpoint {tid} (async)"):
+            with job_context(self.spark, self.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL):
                 dv = write_checkpoint(ref.get(), self.store.ref_uri(tid))
             crash_point(tid, "during-checkpoint")
             record = _delta_record(dv, "async")
@@ -626,13 +628,22 @@ class WorkflowRun:
         return ref.get()
 
     def release(self) -> None:
-        """Drop the executor caches this run created (outputs stay readable from Delta)."""
+        """Drop the executor caches this run created (outputs stay readable from Delta), and
+        the table state Delta cached for this workflow's checkpoint tables: a long-lived
+        driver running workflow after workflow would otherwise keep one cached state per
+        table it ever read."""
         for df in self._persisted:
             try:
                 df.unpersist(blocking=False)
             except Exception:  # pragma: no cover - session already stopped
                 logger.debug("[%s] unpersist failed", self.wf, exc_info=True)
         self._persisted.clear()
+        paths = {
+            str(rec["delta"]["path"])
+            for rec in self.state.commits.values()
+            if isinstance(rec.get("delta"), dict) and rec["delta"].get("path")
+        }
+        forget_delta_state(self.spark, sorted(paths))
 
 
 def _delta_record(dv: Any, mode: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._config import resolve_storage
+from ._fmt import human_bytes as _human
 from .errors import DagError, InvalidOptionError
 from .store import WorkflowState, WorkflowStore
 from .task import Node
@@ -85,15 +86,6 @@ class DagView:
 
 def _mode(value: Any) -> str:
     return "sync" if value is True else "async" if value in ("async", "auto") else "none"
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def task_states(

@@ -173,8 +173,12 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
 
     rec = WorkflowStore(storage, wf).read_state().commits["silver"]
     assert rec["mode"] == "async" and rec["delta"]["rows"] == 20000
-    assert marks["eager_start"] < rec["committed_at"] <= marks["after_start"]
+    # the version and sizes read from the Delta log are what Delta itself reports
     ref_dir = os.path.join(storage, "workflows", wf, "refs", "silver")
+    hist = spark.sql(f"DESCRIBE HISTORY delta.`{ref_dir}` LIMIT 1").first()
+    assert rec["delta"]["version"] == hist.version
+    assert rec["delta"]["bytes"] == int(hist.operationMetrics["numOutputBytes"]) > 0
+    assert marks["eager_start"] < rec["committed_at"] <= marks["after_start"]
     assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
 
 
@@ -496,6 +500,7 @@ def test_spark_jobs_are_named_after_workflow_and_task(spark, storage, wf) -> Non
     assert job_ids, "the workflow's Spark jobs carry its job group"
     # the thread's description is restored afterwards (no leak into the caller's jobs)
     assert spark.sparkContext.getLocalProperty("spark.job.description") is None
+    assert spark.sparkContext.getLocalProperty("spark.scheduler.pool") is None
 
 
 def test_python_udf_over_a_checkpoint_completes(spark, storage, wf) -> None:
