@@ -130,8 +130,11 @@ def job(args: argparse.Namespace) -> int:
 
     @xf.task
     def publish(df):
+        df = df.persist()  # written and counted: computed once
         xf.write_delta(df, args.sink, mode="append")
-        return df.count()
+        n = df.count()
+        df.unpersist()
+        return n
 
     node = joined.bind(orders.bind(), customers.bind())
     for k in range(1, 5):

@@ -563,6 +563,8 @@ def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage,
     assert decisions["cheap"]["checkpoint"] is False, decisions
     assert decisions["expensive"]["checkpoint"] is True, decisions
     assert decisions["expensive"]["replay_s"] >= 2.0
+    # sizes are Spark's statistics of the cached data (10 longs), not a fallback guess
+    assert 0 < decisions["cheap"]["bytes"] < 1 << 16, decisions
     commits = store.read_state().commits
     assert "cheap" not in commits
     assert commits["expensive"]["mode"] == "async"
