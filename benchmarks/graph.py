@@ -1,6 +1,6 @@
 """Online-offline graph pipeline: time to data availability per checkpoint strategy.
 
-    .venv/bin/python benchmarks/graph.py                      # short: 200k edges, 6 epochs
+    .venv/bin/python benchmarks/graph.py     # 100k edges, 4 epochs, offline every 2: ~19 min
     .venv/bin/python benchmarks/graph.py --edges 2000000 --scale 18 --epochs 8 --every 4
 
 For each strategy (none / async / sync / cost) the job ``jobs/graph_pipeline.py`` runs as its
@@ -136,11 +136,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--edges", type=int, default=200_000)
+    p.add_argument("--edges", type=int, default=100_000)
     p.add_argument("--scale", type=int, default=15)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--every", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--every", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--crash-at", default="components:after-output")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
