@@ -74,8 +74,9 @@ LEGACY: dict[str, dict[str, Any]] = {
 }
 
 
-#: Sections written by hand from their own runs: regenerated only when named in ``--only``.
-MANUAL = {"recovery"}
+#: Sections written by hand from their own runs: regenerated only when named in ``--only``
+#: (``graph`` plots itself and has no generated section).
+MANUAL = {"recovery", "graph"}
 
 
 def load(only: set[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -86,6 +87,8 @@ def load(only: set[str] | None = None) -> dict[str, dict[str, Any]]:
         if (only and name not in only) or (not only and name in MANUAL):
             continue
         doc = json.loads(path.read_text())
+        if "results" not in doc:
+            continue
         for key, value in LEGACY.get(name, {}).items():
             doc.setdefault(key, value)
         if name == "overhead" and "command" not in doc:  # written before it recorded it
