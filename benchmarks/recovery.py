@@ -231,7 +231,13 @@ def driver(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--strategy", default="none")
+    p.add_argument("--strategy", default="none", help=argparse.SUPPRESS)  # of one --job driver
+    p.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated candidates to measure (default: all); none is always included, "
+        "as every ratio is to it",
+    )
     p.add_argument("--rows", type=int, default=600_000)
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--workflow-id", default="bench")
@@ -247,10 +253,12 @@ def main() -> int:
     a = p.parse_args()
     if a.job:
         return job(a)
+    chosen = ["none"] + [s for s in a.strategies.split(",") if s and s != "none"]
+    unknown = sorted(set(chosen) - set(STRATEGIES))
+    if unknown:
+        p.error(f"unknown strategies {unknown}: choose from {', '.join(STRATEGIES)}")
     work = Path(tempfile.mkdtemp(prefix="exoflow-bench-recovery-"))
-    results: dict[str, dict[str, list[float]]] = {
-        s: {"clean": [], "recover": []} for s in STRATEGIES
-    }
+    results: dict[str, dict[str, list[float]]] = {s: {"clean": [], "recover": []} for s in chosen}
     startups = []
     print(
         f"recovery benchmark: {a.rows:,} rows, 8 stages, driver SIGKILLed at 80% of each "
@@ -260,7 +268,7 @@ def main() -> int:
     # week), so that no timed run pays for the calibration
     driver("selective", work, "warmup", max(a.rows // 10, 1000))
     for rep in range(a.reps):
-        for strategy in STRATEGIES:
+        for strategy in chosen:
             clean = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
             driver(
                 strategy, work, f"{strategy}-crash-{rep}", a.rows, kill_after=0.8 * clean["run_s"]
@@ -274,12 +282,12 @@ def main() -> int:
                 f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, after "
                 f"crash {resumed['run_s']:6.2f} s"
             )
-    loss: dict[str, dict[str, list[float]]] = {s: {"clean": [], "lost": []} for s in STRATEGIES}
+    loss: dict[str, dict[str, list[float]]] = {s: {"clean": [], "lost": []} for s in chosen}
     if a.executor_loss:
         cluster = "local-cluster[2,1,1024]"
         print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
         for rep in range(a.reps):
-            for strategy in STRATEGIES:
+            for strategy in chosen:
                 clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
                 hit = driver(
                     strategy,
