@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._config import set_default_storage
-from ._spark import create_spark_session
+from ._spark import CheckpointFormat, create_spark_session
 from .api import WorkflowInfo, explain, get_output, get_status, list_workflows, resume, run
 from .context import TaskContext, current_task, get_spark
 from .errors import (
@@ -44,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CheckpointFormat",
     "CheckpointMode",
     "ConcurrentRunError",
     "DagError",

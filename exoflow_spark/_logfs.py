@@ -370,3 +370,23 @@ def missing_files(spark: Any, uris: list[str]) -> list[str]:
             present = set()
         gone.extend(f for f in files if jvm.org.apache.hadoop.fs.Path(f).getName() not in present)
     return gone
+
+
+def data_file_sizes(spark: Any, directory: str) -> dict[str, int]:
+    """Name -> size of the data files directly in ``directory`` (names starting with ``_``
+    or ``.``, such as ``_SUCCESS`` and checksum files, are not data)."""
+
+    def is_data(name: str) -> bool:
+        return not name.startswith(("_", "."))
+
+    if is_local(directory):
+        with os.scandir(local_path(directory)) as it:
+            return {e.name: e.stat().st_size for e in it if e.is_file() and is_data(e.name)}
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
+    return {
+        st.getPath().getName(): int(st.getLen())
+        for st in fs.listStatus(path)
+        if st.isFile() and is_data(st.getPath().getName())
+    }

@@ -9,10 +9,13 @@ import logging
 import os
 import re
 import sys
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import unquote
 
 from .errors import CheckpointError, SparkSessionError
 
@@ -231,23 +234,50 @@ def is_dataframe(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class DeltaVersion:
-    """A committed version of a checkpoint table, with what it cost to write."""
+    """A committed version of a checkpoint table, with what it cost to write.
+
+    ``files`` (data file paths relative to ``path``, as the version's commit names them) and
+    ``schema`` (the Spark schema as JSON) are known for versions that overwrote the whole
+    table: those are read as exactly these Parquet files, without replaying the Delta log
+    (which costs Spark jobs every time a new version is read). ``None``: read through Delta.
+    """
 
     path: str
     version: int
     num_bytes: int
     num_rows: int
     write_seconds: float
+    files: tuple[str, ...] | None = None
+    schema: str | None = None
+    #: ``"delta"`` (a version of the task's Delta table) or ``"parquet"`` (a directory of
+    #: Parquet files written once, made a checkpoint by exoflow's commit record alone)
+    format: str = "delta"
 
 
-def write_checkpoint(df: Any, path: str) -> DeltaVersion:
-    """Overwrite the Delta table at ``path`` with ``df``; return the version written.
+#: how checkpoints are stored: ``"delta"`` (default) or ``"parquet"`` (see :func:`write_checkpoint`)
+CheckpointFormat = Literal["delta", "parquet"]
+CHECKPOINT_FORMATS: tuple[str, ...] = ("delta", "parquet")
+#: the folder under a task's ref directory that holds its Parquet checkpoints, one per write
+PARQUET_DIR = "_parquet"
 
-    The caller owns the table: exactly one driver writes a workflow's ref tables (the run
-    claim guarantees it), so the latest history entry is this write.
+
+def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> DeltaVersion:
+    """Write ``df`` as the checkpoint of the task whose ref directory is ``path``.
+
+    ``"delta"``: overwrite the Delta table at ``path``; the caller owns the table (exactly
+    one driver writes a workflow's ref tables, the run claim guarantees it), so the latest
+    history entry is this write.
+
+    ``"parquet"``: write plain Parquet files into a new directory
+    ``<path>/_parquet/<random>`` (one Spark job, no Delta commit and no log replay when it is
+    read). Nothing reads the directory unless the task's commit record names it, so a write
+    interrupted by a crash is never mistaken for a checkpoint; the record lists the files.
+    A Spark Connect session falls back to Delta (the files cannot be listed from here).
     """
-    import time
-
+    if fmt == "parquet":
+        if not is_connect_session(df.sparkSession):
+            return _write_parquet(df, f"{path.rstrip('/')}/{PARQUET_DIR}/{uuid.uuid4().hex}")
+        logger.info("checkpoint_format='parquet' needs a classic session: writing Delta")
     spark = df.sparkSession
     start = time.perf_counter()
     try:
@@ -258,6 +288,9 @@ def write_checkpoint(df: Any, path: str) -> DeltaVersion:
             # a checkpoint is read whole: no per-file column statistics (a third of the
             # write's cost on narrow tables), they would only serve data skipping
             .option("delta.dataSkippingNumIndexedCols", "0")
+            # Parquet column names are the DataFrame's (a session default of column mapping
+            # would rename them, and the files could no longer be read without Delta)
+            .option("delta.columnMapping.mode", "none")
             .save(path)
         )
         last = _last_commit(spark, path)
@@ -267,26 +300,95 @@ def write_checkpoint(df: Any, path: str) -> DeltaVersion:
                 .select("version", "operationMetrics")
                 .first()
             )
-            last = int(row.version), dict(row.operationMetrics or {})
+            last = _Commit(int(row.version), dict(row.operationMetrics or {}), None)
+        schema = df.schema.json() if last.files is not None else None
     except Exception as exc:
         raise CheckpointError(f"writing checkpoint table {path} failed: {exc}") from exc
-    version, metrics = last
     return DeltaVersion(
         path=path,
-        version=version,
-        num_bytes=int(metrics.get("numOutputBytes", 0) or 0),
-        num_rows=int(metrics.get("numOutputRows", 0) or 0),
+        version=last.version,
+        num_bytes=int(last.metrics.get("numOutputBytes", 0) or 0),
+        num_rows=int(last.metrics.get("numOutputRows", 0) or 0),
         write_seconds=time.perf_counter() - start,
+        files=last.files,
+        schema=schema,
+    )
+
+
+def _write_parquet(df: Any, path: str) -> DeltaVersion:
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from ._logfs import data_file_sizes
+
+    start = time.perf_counter()
+    try:
+        seen = Observation(f"exoflow-checkpoint-{uuid.uuid4().hex[:8]}")
+        counted = df.observe(seen, F.count(F.lit(1)).alias("rows"))
+        counted.write.mode("errorifexists").parquet(path)
+        rows = int(seen.get.get("rows", 0) or 0)
+        sizes = data_file_sizes(df.sparkSession, path)
+    except Exception as exc:
+        raise CheckpointError(f"writing checkpoint files {path} failed: {exc}") from exc
+    return DeltaVersion(
+        path=path,
+        version=0,
+        num_bytes=sum(sizes.values()),
+        num_rows=rows,
+        write_seconds=time.perf_counter() - start,
+        files=tuple(sorted(sizes)),
+        schema=df.schema.json(),
+        format="parquet",
     )
 
 
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
 
-def _last_commit(spark: Any, path: str) -> tuple[int, dict[str, str]] | None:
-    """The latest version of the Delta table at ``path`` and its commit's operation metrics,
-    read from the newest ``_delta_log/<version>.json`` (one listing and one small read,
-    where ``DESCRIBE HISTORY`` runs a Spark job); ``None`` if the log cannot be read so."""
+@dataclass(frozen=True)
+class _Commit:
+    version: int
+    metrics: dict[str, str]
+    #: every data file of the version, if the commit overwrote the whole table (else None)
+    files: tuple[str, ...] | None
+
+
+def _commit_actions(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+
+
+def _whole_table_files(actions: list[dict[str, Any]]) -> tuple[str, ...] | None:
+    """The data files of a version whose commit replaced the whole table (an unpartitioned
+    overwrite with plain files), or None when the version's files cannot be told from this
+    one commit."""
+    info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+    params = info.get("operationParameters", {})
+    if info.get("operation") != "WRITE" or params.get("mode") != "Overwrite":
+        return None
+    if params.get("partitionBy", "[]") not in ("[]", []) or any("predicate" in k for k in params):
+        return None
+    for a in actions:  # physical column names differ from the schema's: read through Delta
+        conf = (a.get("metaData") or {}).get("configuration") or {}
+        if conf.get("delta.columnMapping.mode", "none") != "none":
+            return None
+    files = []
+    for a in actions:
+        add = a.get("add")
+        if add is None:
+            continue
+        if add.get("deletionVector") or add.get("partitionValues"):
+            return None
+        files.append(unquote(str(add["path"])))
+    if any("/" in f or ":" in f for f in files):  # absolute or nested: not ours
+        return None
+    return tuple(files)
+
+
+def _last_commit(spark: Any, path: str) -> _Commit | None:
+    """The latest version of the Delta table at ``path``, its commit's operation metrics and
+    (for a whole-table overwrite) its data files, read from the newest
+    ``_delta_log/<version>.json`` (one listing and one small read, where ``DESCRIBE HISTORY``
+    runs a Spark job); ``None`` if the log cannot be read so."""
     from ._logfs import is_local, open_logfs
 
     if is_connect_session(spark):  # the server's file system, not necessarily ours
@@ -300,14 +402,34 @@ def _last_commit(spark: Any, path: str) -> tuple[int, dict[str, str]] | None:
         raw = fs.get(f"_delta_log/{newest.group(0)}")
         if raw is None:
             return None
-        for line in raw.decode().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "commitInfo" in action:
-                return int(newest.group(1)), dict(action["commitInfo"].get("operationMetrics", {}))
-        return int(newest.group(1)), {}
+        actions = _commit_actions(raw)
+        info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        return _Commit(
+            int(newest.group(1)),
+            dict(info.get("operationMetrics", {})),
+            _whole_table_files(actions),
+        )
     except Exception as exc:
         logger.debug("cannot read the Delta log of %s directly (%s)", path, exc)
         return None
+
+
+def commit_readable(spark: Any, dv: DeltaVersion) -> str | None:
+    """Why the Delta log entry of ``dv`` is unusable (gone, or not a commit that names
+    ``dv.files``), or None if it is sound. One small read, no Spark job."""
+    from ._logfs import is_local, open_logfs
+
+    name = f"_delta_log/{dv.version:020d}.json"
+    try:
+        raw = open_logfs(dv.path, None if is_local(dv.path) else spark).get(name)
+        if raw is None:
+            return f"its Delta log entry {name} is missing"
+        files = _whole_table_files(_commit_actions(raw))
+    except Exception as exc:
+        return f"its Delta log entry {name} cannot be read ({exc})"
+    if files is None or sorted(files) != sorted(dv.files or ()):
+        return f"its Delta log entry {name} does not name the recorded data files"
+    return None
 
 
 def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
@@ -337,9 +459,21 @@ def forget_delta_state(spark: Any, paths: list[str]) -> None:
         logger.debug("could not drop Delta's cached table state (%s)", exc)
 
 
-def read_checkpoint(spark: Any, path: str, version: int) -> Any:
-    """The DataFrame of one committed checkpoint version (lazy: nothing is read yet)."""
-    return spark.read.format("delta").option("versionAsOf", int(version)).load(path)
+def read_checkpoint(spark: Any, dv: DeltaVersion) -> Any:
+    """The DataFrame of one committed checkpoint version (lazy: nothing is read yet).
+
+    A version with known files is read as those Parquet files with the recorded schema: no
+    Delta log replay (two Spark jobs per new version) and no schema inference.
+    """
+    if dv.files is not None and dv.schema:
+        from pyspark.sql.types import StructType
+
+        schema = StructType.fromJson(json.loads(dv.schema))
+        if not dv.files:
+            return spark.createDataFrame([], schema)
+        base = dv.path.rstrip("/")
+        return spark.read.schema(schema).parquet(*(f"{base}/{f}" for f in dv.files))
+    return spark.read.format("delta").option("versionAsOf", int(dv.version)).load(dv.path)
 
 
 @contextlib.contextmanager

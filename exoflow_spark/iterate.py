@@ -111,7 +111,7 @@ def iterate(
         if due and i < iterations - 1:
             start = time.perf_counter()
             written = write_checkpoint(df, path)
-            df = read_checkpoint(df.sparkSession, written.path, written.version)
+            df = read_checkpoint(df.sparkSession, written)
             cut_cost = time.perf_counter() - start
             report.cuts.append(i)
             report.cut_seconds.append(cut_cost)
@@ -128,7 +128,7 @@ def iterate(
             previous = df
     if cut_last and depth > 0:
         written = write_checkpoint(df, path)
-        df = read_checkpoint(df.sparkSession, written.path, written.version)
+        df = read_checkpoint(df.sparkSession, written)
     logger.info(
         "%d iterations, %d lineage cuts (longest run %d steps)",
         report.iterations,

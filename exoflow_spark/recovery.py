@@ -29,6 +29,7 @@ from typing import Any, Literal
 from ._fmt import human_bytes as _human
 from ._logfs import LogFS
 from ._redact import redact
+from ._spark import read_checkpoint, write_checkpoint
 from .errors import CheckpointError, ExoflowError
 from .store import WorkflowState
 
@@ -482,14 +483,11 @@ def measure_throughput(
         df = spark.range(rows).select(
             F.col("id"), F.sha2(F.col("id").cast("string"), 256).alias("h")
         )
+        # the same write and read paths as checkpoints and restores
+        dv = write_checkpoint(df, path)
         start = time.perf_counter()
-        df.write.format("delta").save(path)
-        write_s = time.perf_counter() - start
-        hist = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
-        nbytes = int((hist.operationMetrics or {}).get("numOutputBytes", rows * 40))
-        start = time.perf_counter()
-        spark.read.format("delta").load(path).write.format("noop").mode("overwrite").save()
-        return nbytes, write_s, time.perf_counter() - start
+        read_checkpoint(spark, dv).write.format("noop").mode("overwrite").save()
+        return dv.num_bytes or rows * 40, dv.write_seconds, time.perf_counter() - start
 
     try:
         sample(1, "warmup")

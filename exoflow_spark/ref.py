@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from ._logfs import missing_files
 from ._redact import redact
-from ._spark import DeltaVersion, read_checkpoint
+from ._spark import DeltaVersion, commit_readable, read_checkpoint
 
 Backing = Literal["plan", "cache", "delta", "value", "none", "error"]
 
@@ -74,10 +74,13 @@ class Ref:
                 int(d.get("bytes", 0)),
                 int(d.get("rows", 0)),
                 float(d.get("write_seconds", 0.0)),
+                tuple(str(f) for f in d["files"]) if isinstance(d.get("files"), list) else None,
+                str(d["schema"]) if d.get("schema") else None,
+                str(d.get("format", "delta")),
             )
             df = verified_checkpoint(spark, task_id, dv) if verify else None
             if df is None:
-                df = read_checkpoint(spark, dv.path, dv.version)
+                df = read_checkpoint(spark, dv)
             return cls(task_id, "delta", df=df, delta=dv)
         if kind == "value":
             return cls(task_id, "value", value=record.get("value"))
@@ -110,9 +113,11 @@ class Ref:
 def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
     """The DataFrame of a committed checkpoint version, after checking it is all there.
 
-    Reading the version resolves its snapshot (a missing or corrupt ``_delta_log`` entry fails
-    here); its data files are then listed, one LIST per folder. A Parquet file that exists but
-    is damaged is not detected here: reading it fails later, as a task error.
+    A version with recorded files: its Delta log entry must still name exactly those files,
+    and each must exist (one LIST per folder). Otherwise reading the version resolves its
+    snapshot (a missing or corrupt ``_delta_log`` entry fails here) and its data files are
+    listed. A Parquet file that exists but is damaged is not detected here: reading it fails
+    later, as a task error.
 
     Raises:
         CheckpointLostError: the version cannot be read or some of its files are gone.
@@ -120,11 +125,24 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
     from .recovery import CheckpointLostError
 
     if getattr(spark, "_jvm", None) is None:  # Spark Connect: nothing to probe with
-        return read_checkpoint(spark, dv.path, dv.version)
+        return read_checkpoint(spark, dv)
     try:
-        df = read_checkpoint(spark, dv.path, dv.version)
-        files = list(df.inputFiles())
-        gone = missing_files(spark, files)
+        if dv.files is not None:
+            broken = None if dv.format == "parquet" else commit_readable(spark, dv)
+            if broken is not None:
+                raise CheckpointLostError(
+                    task_id, dv.path, dv.version, f"the Delta version cannot be read ({broken})"
+                )
+            base = dv.path.rstrip("/")
+            files = [f"{base}/{f}" for f in dv.files]
+            gone = missing_files(spark, files)
+            df = None if gone else read_checkpoint(spark, dv)  # the read probes every file
+        else:
+            df = read_checkpoint(spark, dv)
+            files = list(df.inputFiles())
+            gone = missing_files(spark, files)
+    except CheckpointLostError:
+        raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointLostError(

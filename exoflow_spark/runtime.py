@@ -21,6 +21,7 @@ from typing import Any
 from ._faults import crash_point
 from ._spark import (
     CHECKPOINT_POOL,
+    CheckpointFormat,
     cached_size_bytes,
     forget_delta_state,
     is_dataframe,
@@ -69,12 +70,15 @@ class RunOptions:
         recovery: ``"restore"`` reads every committed input from its checkpoint;
             ``"cost"`` may re-derive a committed deterministic output from its inputs when
             that is estimated cheaper (see :mod:`exoflow_spark.recovery`).
+        checkpoint_format: how this run writes checkpoints, ``"delta"`` or ``"parquet"``
+            (see :func:`exoflow_spark.run`); restores read each as it was written.
     """
 
     max_parallel: int = 4
     checkpoint_writers: int = 2
     retry_backoff: float = 0.5
     recovery: Strategy = "restore"
+    checkpoint_format: CheckpointFormat = "delta"
 
 
 class WorkflowRun:
@@ -473,9 +477,11 @@ class WorkflowRun:
             return Ref(tid, "plan", df=df), None
         if mode is True:
             with job_context(self.spark, self.wf, f"checkpoint {tid}"):
-                dv = write_checkpoint(result, self.store.ref_uri(tid))
+                dv = write_checkpoint(
+                    result, self.store.ref_uri(tid), self.options.checkpoint_format
+                )
             crash_point(tid, "during-checkpoint")
-            ref = Ref(tid, "delta", df=read_checkpoint(self.spark, dv.path, dv.version), delta=dv)
+            ref = Ref(tid, "delta", df=read_checkpoint(self.spark, dv), delta=dv)
             return ref, _delta_record(dv, "sync")
         # async / auto: the output is computed into executor memory now, before consumers
         # and the background writer read it (both then read the cached blocks: computed once,
@@ -594,12 +600,14 @@ class WorkflowRun:
     ) -> None:
         try:
             with job_context(self.spark, self.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL):
-                dv = write_checkpoint(ref.get(), self.store.ref_uri(tid))
+                dv = write_checkpoint(
+                    ref.get(), self.store.ref_uri(tid), self.options.checkpoint_format
+                )
             crash_point(tid, "during-checkpoint")
             record = _delta_record(dv, "async")
             self.store.commit_task(tid, generation, {**record, **common})
             self.state.commits[tid] = {**record, **common}
-            ref.repoint(read_checkpoint(self.spark, dv.path, dv.version), dv)
+            ref.repoint(read_checkpoint(self.spark, dv), dv)
             self.statuses[tid] = TaskStatus.COMMITTED
             logger.info(
                 "[%s] [%s] async checkpoint committed (v%d, %d bytes, %.2fs)",
@@ -641,7 +649,9 @@ class WorkflowRun:
         paths = {
             str(rec["delta"]["path"])
             for rec in self.state.commits.values()
-            if isinstance(rec.get("delta"), dict) and rec["delta"].get("path")
+            if isinstance(rec.get("delta"), dict)
+            and rec["delta"].get("path")
+            and rec["delta"].get("format", "delta") == "delta"
         }
         forget_delta_state(self.spark, sorted(paths))
 
@@ -656,6 +666,8 @@ def _delta_record(dv: Any, mode: str) -> dict[str, Any]:
             "bytes": dv.num_bytes,
             "rows": dv.num_rows,
             "write_seconds": dv.write_seconds,
+            **({"files": list(dv.files), "schema": dv.schema} if dv.files is not None else {}),
+            **({"format": dv.format} if dv.format != "delta" else {}),
         },
     }
 

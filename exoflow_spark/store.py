@@ -9,6 +9,7 @@ Layout under the storage root (every name below ``<root>`` is validated first)::
     workflows/<wf>/log/tasks/<task>/g<k>.invalidated.json  generation k discarded
     workflows/<wf>/log/events/<n>-<seq>.<kind>.json     what happened (history, costs)
     workflows/<wf>/refs/<task>                      Delta table of the task's checkpoints
+    workflows/<wf>/refs/<task>/_parquet/<random>    one checkpoint (checkpoint_format="parquet")
 
 Every record is written once with create-if-absent, so records are never torn and never
 overwritten (heartbeats excepted). A task is committed exactly when its commit record for the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -36,6 +38,8 @@ from .status import WorkflowStatus
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+#: where a Parquet checkpoint lives inside its task's ref directory (see write_checkpoint)
+_PARQUET_FOLDER = re.compile(r"/_parquet/[0-9a-f]{32}")
 #: A run whose owner is on another host is presumed dead when its heartbeat is this old.
 HEARTBEAT_TTL_SECONDS = 30.0
 
@@ -188,6 +192,10 @@ class WorkflowStore:
         own = self.ref_uri(task_id)
         if not recorded or recorded in (own, redact(own)):
             return own
+        for prefix in (own, redact(own)):  # a Parquet checkpoint: a folder inside it
+            rest = recorded[len(prefix) :]
+            if recorded.startswith(prefix + "/") and _PARQUET_FOLDER.fullmatch(rest):
+                return own + rest
         return recorded
 
     def stream_checkpoint_uri(self, task_id: str) -> str:

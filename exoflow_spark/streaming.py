@@ -529,7 +529,7 @@ def snapshot_dataframe(spark: Any, snap: DeltaSnapshot) -> Any:
     """The rows of a snapshot (an empty stream gives an empty DataFrame)."""
     if snap.version < 0:
         return spark.createDataFrame([], "_empty STRING")
-    return read_checkpoint(spark, snap.path, snap.version)
+    return read_checkpoint(spark, as_delta_version(snap))
 
 
 def as_delta_version(snap: DeltaSnapshot) -> DeltaVersion:

@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--mode", default="async")
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
+    p.add_argument("--checkpoint-format", default="delta", choices=["delta", "parquet"])
     a = p.parse_args()
     mode = {"true": True, "false": False, "async": "async"}[a.mode]
     spark = driver_session("local[2]", "exoflow-crash-job")
@@ -101,6 +102,7 @@ def main() -> int:
         workflow_id=a.workflow_id,
         storage=a.storage,
         spark=spark,
+        checkpoint_format=a.checkpoint_format,
     )
     print(f"RESULT {out}")
     return 0

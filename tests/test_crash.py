@@ -37,7 +37,11 @@ def expected(spark):
 
 
 def launch(
-    tmp: Path, mode: str, crash_at: str | None, scenario: str = "pipeline"
+    tmp: Path,
+    mode: str,
+    crash_at: str | None,
+    scenario: str = "pipeline",
+    checkpoint_format: str = "delta",
 ) -> subprocess.Popen:
     env = driver_env(crash_at)
     (tmp / "counters").mkdir(exist_ok=True)
@@ -59,6 +63,8 @@ def launch(
             str(ROWS),
             "--scenario",
             scenario,
+            "--checkpoint-format",
+            checkpoint_format,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -128,6 +134,34 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
     if crash_at.startswith("publish"):
         # the sink ran twice (it had not committed) yet its rows landed once
         assert counts(tmp_path)["publish"] == 2
+
+
+def test_parquet_checkpoint_files_written_before_the_crash_are_never_read(
+    spark, tmp_path: Path
+) -> None:
+    """checkpoint_format="parquet": the driver is killed after `enriched`'s files are written
+    but before its commit record. The resumed run writes a new folder and commits that one;
+    the orphaned folder is never read, and the sink holds every row once."""
+    proc = launch(tmp_path, "async", "enriched:during-checkpoint", checkpoint_format="parquet")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    folders = tmp_path / "exo/workflows/crashy/refs/enriched/_parquet"
+    orphans = {p.name for p in folders.iterdir()}
+    assert len(orphans) == 1 and list((folders / next(iter(orphans))).glob("*.parquet"))
+    state = WorkflowStore(str(tmp_path / "exo"), "crashy").read_state()
+    assert "enriched" not in state.commits and "orders" in state.commits
+    committed, before = set(state.commits), counts(tmp_path)
+
+    proc = launch(tmp_path, "async", None, checkpoint_format="parquet")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "RESULT {'rows': 26}" in out
+    check_recovered(spark, tmp_path, committed, before)
+    rec = WorkflowStore(str(tmp_path / "exo"), "crashy").read_state().commits["enriched"]
+    assert rec["delta"]["format"] == "parquet"
+    used = rec["delta"]["path"].rsplit("/", 1)[-1]
+    assert used not in orphans and (folders / used).is_dir()
+    assert not (tmp_path / "exo/workflows/crashy/refs/enriched/_delta_log").exists()
 
 
 def test_external_sigkill_after_a_commit_then_resume(spark, tmp_path: Path) -> None:

@@ -182,6 +182,110 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
     assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
 
 
+def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
+    spark, storage, wf
+) -> None:
+    """A checkpoint version is read as exactly the Parquet files its commit added (no Delta
+    log replay on the critical path), and that is the same data Delta reads at that version,
+    for a first write, an overwrite (re-run after invalidation) and an empty output."""
+    from exoflow_spark.store import WorkflowStore
+
+    rows = {"n": 50}
+
+    @xf.task(checkpoint=True)
+    def part():
+        return spark.range(rows["n"]).withColumn("half", F.col("id") / 2)
+
+    @xf.task
+    def total(df):
+        return df.count()
+
+    ref_dir = os.path.join(storage, "workflows", wf, "refs", "part")
+    for n, invalidate in ((50, []), (7, ["part"]), (0, ["part"])):
+        rows["n"] = n
+        dag = total.bind(part.bind())
+        assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=invalidate) == n
+        d = WorkflowStore(storage, wf).read_state().commits["part"]["delta"]
+        # the recorded files are the version's files as Delta resolves them
+        by_delta = spark.read.format("delta").option("versionAsOf", d["version"]).load(ref_dir)
+        assert sorted(f.rsplit("/", 1)[-1] for f in by_delta.inputFiles()) == sorted(d["files"])
+        restored = xf.get_output(wf, task="part", storage=storage, spark=spark)
+        assert "delta" not in restored._jdf.queryExecution().analyzed().toString().lower()
+        assert_df_equality(restored, by_delta, ignore_row_order=True, ignore_nullable=True)
+        assert restored.count() == n == d["rows"]
+    assert d["version"] == 2
+
+    # a session that turns on Delta column mapping by default (Parquet columns renamed) must
+    # not make the direct read return nulls: checkpoint tables keep their column names
+    from exoflow_spark._spark import read_checkpoint, write_checkpoint
+
+    key = "spark.databricks.delta.properties.defaults.columnMapping.mode"
+    spark.conf.set(key, "name")
+    try:
+        df = spark.range(5).withColumn("tag", F.lit("x"))
+        dv = write_checkpoint(df, os.path.join(storage, "mapped"))
+    finally:
+        spark.conf.unset(key)
+    assert dv.files
+    assert_df_equality(read_checkpoint(spark, dv), df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
+    spark, storage, wf
+) -> None:
+    """checkpoint_format="parquet": sync and async checkpoints are plain Parquet folders
+    named by their commit records (no Delta table); a re-run restores them, executing only
+    what it must, and reads exactly the recorded files; a wrong format is refused up
+    front."""
+    from pathlib import Path
+
+    from exoflow_spark.store import WorkflowStore
+
+    calls: Counter[str] = Counter()
+
+    @xf.task(checkpoint=True)
+    def base():
+        calls["base"] += 1
+        return spark.range(3000).withColumn("x", F.col("id") % 7)
+
+    @xf.task(checkpoint="async")
+    def grouped(df):
+        calls["grouped"] += 1
+        return df.groupBy("x").agg(F.count("*").alias("n"))
+
+    @xf.task
+    def total(df):
+        calls["total"] += 1
+        return sorted([r.x, r.n] for r in df.collect())
+
+    want = sorted([x, len(range(x, 3000, 7))] for x in range(7))
+    dag = total.bind(grouped.bind(base.bind()))
+    with pytest.raises(xf.InvalidOptionError, match=r"checkpoint_format='orc'.*'parquet'"):
+        xf.run(dag, workflow_id=wf, storage=storage, spark=spark, checkpoint_format="orc")
+    assert not (Path(storage) / "workflows" / wf).exists()  # refused before writing
+
+    first = xf.run(dag, workflow_id=wf, storage=storage, spark=spark, checkpoint_format="parquet")
+    assert first == want
+    commits = WorkflowStore(storage, wf).read_state().commits
+    refs = Path(storage) / "workflows" / wf / "refs"
+    for tid, rows in (("base", 3000), ("grouped", 7)):
+        d = commits[tid]["delta"]
+        assert d["format"] == "parquet" and d["rows"] == rows and d["bytes"] > 0
+        folder = Path(d["path"])
+        assert folder.parent == refs / tid / "_parquet"
+        assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d["files"])
+        assert d["bytes"] == sum((folder / f).stat().st_size for f in d["files"])
+        assert not (refs / tid / "_delta_log").exists()
+
+    calls.clear()  # total runs again, on grouped restored from its files
+    assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=["total"]) == want
+    assert calls == Counter(total=1)
+    restored = xf.get_output(wf, task="grouped", storage=storage, spark=spark)
+    d = commits["grouped"]["delta"]
+    assert sorted(f.rsplit("/", 1)[-1] for f in restored.inputFiles()) == sorted(d["files"])
+    assert sorted([r.x, r.n] for r in restored.collect()) == want
+
+
 def test_failed_async_checkpoint_fails_the_run(spark, storage, wf) -> None:
     @xf.task(checkpoint="async")
     def bad_columns():

@@ -54,11 +54,15 @@ def pipeline(spark, calls: Counter, fail: dict[str, bool], *, deterministic: boo
 EXPECTED = {"rows": 100, "sum": 2 * sum(range(100))}
 
 
-def first_run_fails_after_mid(spark, storage: str, wf: str, calls: Counter, **kw):
+def first_run_fails_after_mid(
+    spark, storage: str, wf: str, calls: Counter, checkpoint_format: str = "delta", **kw
+):
     fail = {"final": True}
     dag = pipeline(spark, calls, fail, **kw)
     with pytest.raises(xf.TaskFailedError):
-        xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
+        xf.run(
+            dag, workflow_id=wf, storage=storage, spark=spark, checkpoint_format=checkpoint_format
+        )
     fail["final"] = False
     assert calls == Counter(src=1, mid=1, final=1)
     return dag
@@ -81,12 +85,15 @@ def damage(table: Path, how: str) -> None:
 
 # (deleting the version's _delta_log entry fails the same way as corrupting it:
 # damage(..., "delta-log-entry") is kept for trying it by hand)
-@pytest.mark.parametrize("how", ["data-files", "corrupt-delta-log"])
+@pytest.mark.parametrize(
+    ("how", "fmt"),
+    [("data-files", "delta"), ("corrupt-delta-log", "delta"), ("data-files", "parquet")],
+)
 def test_damaged_checkpoint_of_a_deterministic_task_is_replayed_from_its_inputs(
-    spark, storage: str, wf: str, how: str, caplog: pytest.LogCaptureFixture
+    spark, storage: str, wf: str, how: str, fmt: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: Counter[str] = Counter()
-    dag = first_run_fails_after_mid(spark, storage, wf, calls)
+    dag = first_run_fails_after_mid(spark, storage, wf, calls, checkpoint_format=fmt)
     damage(Path(storage) / f"workflows/{wf}/refs/mid", how)
 
     caplog.set_level(logging.WARNING, logger="exoflow_spark")
