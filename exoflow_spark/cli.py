@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import api
+from ._fmt import checkpoint_label
 from ._fmt import human_bytes as _human
 from ._logfs import is_local
 from ._redact import MASK
@@ -133,7 +134,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for t in last.start.get("dag", {}).get("tasks", []):
         rec = state.commits.get(t["id"])
         output = (
-            f"delta v{rec['delta']['version']}"
+            checkpoint_label(rec["delta"], with_format=True)
             if rec and rec.get("kind") == "dataframe"
             else (rec or {}).get("kind", "-")
         )

@@ -26,10 +26,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ._fmt import checkpoint_label
 from ._fmt import human_bytes as _human
 from ._logfs import LogFS
 from ._redact import redact
-from ._spark import read_checkpoint, write_checkpoint
+from ._spark import CheckpointFormat, read_checkpoint, write_checkpoint
 from .errors import CheckpointError, ExoflowError
 from .store import WorkflowState
 
@@ -57,10 +58,14 @@ class CheckpointLostError(RecoveryError, CheckpointError):
     inputs instead (see :func:`restore_or_replay`), anything else stops with this error.
     """
 
-    def __init__(self, task_id: str, path: str, version: int, reason: str) -> None:
+    def __init__(self, task_id: str, path: str, version: int | None, reason: str) -> None:
+        where = (
+            f"Parquet files in {redact(path)}"
+            if version is None
+            else f"Delta table {redact(path)}, version {version}"
+        )
         super().__init__(
-            f"task [{task_id}]: its committed checkpoint (Delta table {redact(path)}, "
-            f"version {version}) is damaged: {reason}"
+            f"task [{task_id}]: its committed checkpoint ({where}) is damaged: {reason}"
         )
         self.task_id = task_id
         self.path = path
@@ -376,7 +381,7 @@ def plan(
             elif read:
                 if rec.get("kind") == "dataframe":
                     d = rec["delta"]
-                    why = f"checkpoint v{d['version']}, {_human(int(d.get('bytes', 0)))}"
+                    why = f"checkpoint {checkpoint_label(d)}, {_human(int(d.get('bytes', 0)))}"
                     if replay_s is not None:
                         why += f"; cheaper than replay ({restore_s:.2f} s vs {replay_s:.2f} s)"
                     elif not t["deterministic"]:
@@ -439,12 +444,16 @@ def plan(
 
 
 # -- throughput ----------------------------------------------------------------------------
-_THROUGHPUT_REL = "_exoflow/throughput.json"
+def _throughput_rel(fmt: CheckpointFormat) -> str:
+    """Where a storage root caches the cost model of one checkpoint format."""
+    return "_exoflow/throughput.json" if fmt == "delta" else f"_exoflow/throughput-{fmt}.json"
 
 
-def load_throughput(fs: LogFS) -> Throughput:
-    """The storage root's measured throughput, or the assumed defaults."""
-    raw = fs.get(_THROUGHPUT_REL)
+def load_throughput(fs: LogFS, fmt: CheckpointFormat = "delta") -> Throughput:
+    """The storage root's measured throughput for checkpoints written as ``fmt``, or the
+    assumed defaults."""
+    rel = _throughput_rel(fmt)
+    raw = fs.get(rel)
     if raw is None:
         return Throughput()
     try:
@@ -453,21 +462,28 @@ def load_throughput(fs: LogFS) -> Throughput:
             **{k: float(doc[k]) for k in Throughput.__dataclass_fields__ if doc.get(k) is not None}
         )
     except (ValueError, KeyError, TypeError):
-        logger.warning("ignoring unreadable %s", fs.uri(_THROUGHPUT_REL))
+        logger.warning("ignoring unreadable %s", fs.uri(rel))
         return Throughput()
 
 
 def measure_throughput(
-    spark: Any, fs: LogFS, *, megabytes: int = 64, force: bool = False
+    spark: Any,
+    fs: LogFS,
+    *,
+    megabytes: int = 64,
+    force: bool = False,
+    fmt: CheckpointFormat = "delta",
 ) -> Throughput:
-    """Measure Delta write and read throughput of the storage root (cached for a week).
+    """Measure checkpoint write and read throughput of the storage root (cached for a week,
+    per checkpoint format: a Parquet checkpoint skips Delta's commit, so its fixed write cost
+    is lower).
 
-    Writes a one-row and a ``megabytes``-sized Delta table of incompressible data under
-    ``<root>/_exoflow/calibration``, reads each back with Spark's ``noop`` sink, deletes
-    them: the one-row table gives the fixed cost per read and write, the difference gives
-    bytes per second.
+    Writes a one-row and a ``megabytes``-sized checkpoint of incompressible data under
+    ``<root>/_exoflow/calibration`` in format ``fmt``, reads each back with Spark's ``noop``
+    sink, deletes them: the one-row checkpoint gives the fixed cost per read and write, the
+    difference gives bytes per second.
     """
-    current = load_throughput(fs)
+    current = load_throughput(fs, fmt)
     if (
         current.measured
         and not force
@@ -484,7 +500,7 @@ def measure_throughput(
             F.col("id"), F.sha2(F.col("id").cast("string"), 256).alias("h")
         )
         # the same write and read paths as checkpoints and restores
-        dv = write_checkpoint(df, path)
+        dv = write_checkpoint(df, path, fmt)
         start = time.perf_counter()
         read_checkpoint(spark, dv).write.format("noop").mode("overwrite").save()
         return dv.num_bytes or rows * 40, dv.write_seconds, time.perf_counter() - start
@@ -503,9 +519,10 @@ def measure_throughput(
         write_fixed_s=small[1],
         measured_at=time.time(),
     )
-    fs.put(_THROUGHPUT_REL, json.dumps(asdict(tp)).encode())
+    fs.put(_throughput_rel(fmt), json.dumps(asdict(tp)).encode())
     logger.info(
-        "storage measured: read %.2f s + %.0f MB/s, write %.2f s + %.0f MB/s",
+        "storage measured (%s checkpoints): read %.2f s + %.0f MB/s, write %.2f s + %.0f MB/s",
+        fmt,
         tp.read_fixed_s,
         tp.read_bps / 1e6,
         tp.write_fixed_s,
@@ -574,11 +591,11 @@ def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
         err.args = (f"workflow [{run.wf}] {err.args[0]}",)
         raise err from lost
     logger.warning(
-        "[%s] [%s] checkpoint v%d is damaged (%s): replaying the task from its inputs "
+        "[%s] [%s] checkpoint %s is damaged (%s): replaying the task from its inputs "
         "(deterministic, no sink) instead of restoring it",
         run.wf,
         tid,
-        lost.version,
+        "parquet" if lost.version is None else f"v{lost.version}",
         why,
     )
     run.store.event(run.run, "recovery_fallback", task=tid, action="replay", reason=why)

@@ -106,7 +106,9 @@ class Ref:
         self.committed.set()
 
     def __repr__(self) -> str:
-        where = f" v{self.delta.version}" if self.delta else ""
+        where = ""
+        if self.delta is not None:
+            where = " parquet" if self.delta.format == "parquet" else f" v{self.delta.version}"
         return f"Ref({self.task_id}, {self.backing}{where})"
 
 
@@ -131,7 +133,10 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
             broken = None if dv.format == "parquet" else commit_readable(spark, dv)
             if broken is not None:
                 raise CheckpointLostError(
-                    task_id, dv.path, dv.version, f"the Delta version cannot be read ({broken})"
+                    task_id,
+                    dv.path,
+                    _version_of(dv),
+                    f"the Delta version cannot be read ({broken})",
                 )
             base = dv.path.rstrip("/")
             files = [f"{base}/{f}" for f in dv.files]
@@ -146,18 +151,23 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointLostError(
-            task_id, dv.path, dv.version, f"the Delta version cannot be read ({redact(first)})"
+            task_id, dv.path, _version_of(dv), f"the Delta version cannot be read ({redact(first)})"
         ) from exc
     if gone:
         raise CheckpointLostError(
             task_id,
             dv.path,
-            dv.version,
+            _version_of(dv),
             f"{len(gone)} of its {len(files)} data file(s) are missing, e.g. "
             f"{redact(gone[0].rsplit('/', 1)[-1])}",
         )
     if dv.num_rows > 0 and not files:
         raise CheckpointLostError(
-            task_id, dv.path, dv.version, f"it should hold {dv.num_rows} rows but has no files"
+            task_id, dv.path, _version_of(dv), f"it should hold {dv.num_rows} rows but has no files"
         )
     return df
+
+
+def _version_of(dv: DeltaVersion) -> int | None:
+    """The Delta version a damaged checkpoint is reported as (None: a Parquet folder)."""
+    return None if dv.format == "parquet" else dv.version

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._faults import crash_point
+from ._fmt import checkpoint_label
 from ._spark import (
     CHECKPOINT_POOL,
     CheckpointFormat,
@@ -113,10 +114,11 @@ class WorkflowRun:
     # -- planning ------------------------------------------------------------------------
     def _plan(self) -> list[str]:
         done = self.store.done_tasks()
+        fmt = self.options.checkpoint_format  # costs of the write path this run uses
         throughput = (
-            measure_throughput(self.spark, self.store.fs)  # once per storage root, cached
+            measure_throughput(self.spark, self.store.fs, fmt=fmt)  # once per root and format
             if self.options.recovery == "cost"
-            else load_throughput(self.store.fs)
+            else load_throughput(self.store.fs, fmt)
         )
         self.throughput = throughput
         self._replay_cost: dict[str, float] = {}  # est. seconds to recompute a lost output
@@ -610,10 +612,10 @@ class WorkflowRun:
             ref.repoint(read_checkpoint(self.spark, dv), dv)
             self.statuses[tid] = TaskStatus.COMMITTED
             logger.info(
-                "[%s] [%s] async checkpoint committed (v%d, %d bytes, %.2fs)",
+                "[%s] [%s] async checkpoint committed (%s, %d bytes, %.2fs)",
                 self.wf,
                 tid,
-                dv.version,
+                checkpoint_label(record["delta"]),
                 dv.num_bytes,
                 dv.write_seconds,
             )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._config import resolve_storage
+from ._fmt import checkpoint_label
 from ._fmt import human_bytes as _human
 from .errors import DagError, InvalidOptionError
 from .store import WorkflowState, WorkflowStore
@@ -169,7 +170,7 @@ def dag_view(
         if rec is not None:
             if rec.get("kind") == "dataframe":
                 d = rec["delta"]
-                detail = f"v{d['version']} {_human(int(d.get('bytes', 0)))}"
+                detail = f"{checkpoint_label(d)} {_human(int(d.get('bytes', 0)))}"
             else:
                 detail = str(rec.get("kind", ""))
         tasks.append(

@@ -206,6 +206,17 @@ def test_throughput_is_measured_once_and_cached(spark, storage) -> None:
     import os
 
     assert os.listdir(os.path.join(storage, "_exoflow", "calibration")) == []
+    # Parquet checkpoints have their own write path, so their own cost model and cache file
+    assert not load_throughput(fs, "parquet").measured
+    pq = measure_throughput(spark, fs, megabytes=16, fmt="parquet")
+    assert pq.measured and pq.write_bps > 1e6 and 0 < pq.write_fixed_s < 30
+    assert pq != tp and load_throughput(fs, "parquet") == pq and load_throughput(fs) == tp
+    assert sorted(os.listdir(os.path.join(storage, "_exoflow"))) == [
+        "calibration",
+        "throughput-parquet.json",
+        "throughput.json",
+    ]
+    assert os.listdir(os.path.join(storage, "_exoflow", "calibration")) == []
 
 
 def test_cost_strategy_replays_or_restores_for_a_reason(spark, storage, wf) -> None:

@@ -5,6 +5,7 @@ Each workflow's result is compared (chispa) with the same pipeline in plain PySp
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -231,7 +232,7 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
 
 
 def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
-    spark, storage, wf
+    spark, storage, wf, capsys
 ) -> None:
     """checkpoint_format="parquet": sync and async checkpoints are plain Parquet folders
     named by their commit records (no Delta table); a re-run restores them, executing only
@@ -276,6 +277,13 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
         assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d["files"])
         assert d["bytes"] == sum((folder / f).stat().st_size for f in d["files"])
         assert not (refs / tid / "_delta_log").exists()
+    # people are shown "parquet" for such a checkpoint, not a Delta version it does not have
+    from exoflow_spark.cli import main
+
+    capsys.readouterr()
+    assert main(["status", wf, "--storage", storage, "--json"]) == 0
+    shown = {t["task"]: t["output"] for t in json.loads(capsys.readouterr().out)["tasks"]}
+    assert shown == {"base": "parquet", "grouped": "parquet", "total": "value"}, shown
 
     calls.clear()  # total runs again, on grouped restored from its files
     assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=["total"]) == want
