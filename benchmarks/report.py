@@ -204,7 +204,8 @@ def _barh(ax: Any, rows: list[dict[str, Any]], spec: dict[str, Any]) -> None:
                 [v - r[lo] for v, r in zip(vals, rows, strict=True)],
                 [r[hi] - v for v, r in zip(vals, rows, strict=True)],
             ]
-        ax.barh(pos, vals, height=width, xerr=err, label=y if n > 1 else None, capsize=2)
+        label = spec.get("labels", {}).get(y, y) if n > 1 else None
+        ax.barh(pos, vals, height=width, xerr=err, label=label, capsize=2)
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
     if spec.get("log"):
