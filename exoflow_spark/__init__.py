@@ -25,7 +25,7 @@ from .gc import GcReport, collect_garbage
 from .iterate import IterationReport, iterate
 from .options import CheckpointMode, TaskOptions
 from .progress import ProgressSnapshot
-from .recovery import Decision, RecoveryError, RecoveryPlan, Throughput
+from .recovery import CheckpointLostError, Decision, RecoveryError, RecoveryPlan, Throughput
 from .sink import write_delta
 from .status import TaskStatus, WorkflowStatus
 from .streaming import (
@@ -45,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "CheckpointFormat",
+    "CheckpointLostError",
     "CheckpointMode",
     "ConcurrentRunError",
     "DagError",

@@ -74,7 +74,7 @@ class Ref:
                 int(d.get("bytes", 0)),
                 int(d.get("rows", 0)),
                 float(d.get("write_seconds", 0.0)),
-                tuple(str(f) for f in d["files"]) if isinstance(d.get("files"), list) else None,
+                _recorded_files(task_id, d),
                 str(d["schema"]) if d.get("schema") else None,
                 str(d.get("format", "delta")),
             )
@@ -171,3 +171,31 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
 def _version_of(dv: DeltaVersion) -> int | None:
     """The Delta version a damaged checkpoint is reported as (None: a Parquet folder)."""
     return None if dv.format == "parquet" else dv.version
+
+
+def _recorded_files(task_id: str, d: dict[str, Any]) -> tuple[str, ...] | None:
+    """The data files a commit record lists, each a plain name inside the checkpoint's folder
+    (as the writer recorded them); None when the record lists none (read through Delta).
+
+    Raises:
+        CheckpointLostError: a name that is not a plain file name (a path, ``..``): the
+            record was altered, and reading it could reach files outside the checkpoint.
+    """
+    from .recovery import CheckpointLostError
+
+    files = d.get("files")
+    if not isinstance(files, list):
+        return None
+    names = tuple(str(f) for f in files)
+    for name in names:
+        if not name or name in (".", "..") or any(c in name for c in "/\\:\x00"):
+            version = None if d.get("format") == "parquet" else int(d.get("version", 0))
+            raise CheckpointLostError(
+                task_id,
+                str(d.get("path", "")),
+                version,
+                f"its commit record lists {name!r}, which is not a file name inside the "
+                "checkpoint (the log was altered); restore the log from a backup, or re-run "
+                f"the task with xf.run(..., invalidate={[task_id]!r})",
+            )
+    return names

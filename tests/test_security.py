@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -190,6 +191,38 @@ def test_a_planted_pickle_is_rejected_as_corrupt_and_never_executed(tmp_path: Pa
     with pytest.raises(xf.StorageError, match=r"g0\.commit\.json is corrupt"):
         store.read_state()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("fmt", ["delta", "parquet"])
+def test_a_commit_record_naming_files_outside_its_checkpoint_is_refused(
+    spark, tmp_path: Path, fmt: str
+) -> None:
+    """A restore reads exactly the files a commit record lists, inside the checkpoint's
+    folder: an altered record that names a path (here a real Parquet file planted outside
+    the workflow) is refused with CheckpointLostError, and nothing outside is read."""
+
+    @xf.task(checkpoint=True, deterministic=False)
+    def data():
+        return xf.get_spark().range(5)
+
+    @xf.task
+    def total(df):
+        return df.count()
+
+    storage = str(tmp_path / "exo")
+    xf.run(total.bind(data.bind()), workflow_id="w", storage=storage, checkpoint_format=fmt)
+    planted = tmp_path / "planted"
+    spark.range(1000).write.parquet(str(planted))
+    outside = next(planted.glob("*.parquet"))
+    rec_path = tmp_path / "exo/workflows/w/log/tasks/data/g0.commit.json"
+    rec = json.loads(rec_path.read_bytes())
+    folder = Path(rec["delta"]["path"])
+    rec["delta"]["files"] = [os.path.relpath(outside, folder)]  # ../../../planted/part-...
+    assert (folder / rec["delta"]["files"][0]).resolve() == outside.resolve()
+    rec_path.chmod(0o644)
+    rec_path.write_text(json.dumps(rec))
+    with pytest.raises(xf.CheckpointLostError, match=r"not a file name inside the checkpoint"):
+        xf.get_output("w", task="data", storage=storage, spark=spark)
 
 
 # -- credentials -----------------------------------------------------------------------------
