@@ -54,6 +54,7 @@ bench: $(VENV)/.bench-installed  ## short benchmarks vs plain PySpark, Spark and
 	$(PY) benchmarks/sharing.py --short
 	$(PY) benchmarks/controller.py --short
 	$(PY) benchmarks/scaling.py --short
+	$(PY) benchmarks/checkpoint_cost.py --reps 3
 	$(PY) benchmarks/report.py
 
 bench-full: $(VENV)/.bench-installed  ## the full benchmarks behind docs/benchmarks.md (~1 h)
@@ -63,6 +64,7 @@ bench-full: $(VENV)/.bench-installed  ## the full benchmarks behind docs/benchma
 	$(PY) benchmarks/controller.py
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/log_medium.py --records 200
+	$(PY) benchmarks/checkpoint_cost.py
 	$(PY) benchmarks/report.py
 
 clean:  ## remove the venv, demo storage and caches
