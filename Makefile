@@ -28,7 +28,7 @@ test: venv  ## run the test suite (real Spark, real Delta, real SIGKILLed driver
 test-integration: venv  ## standalone cluster, Spark Connect server, S3 endpoint, notebooks
 	$(PY) -m pytest -q tests -m integration
 
-faults: venv  ## the full fault matrix: every crash point x checkpoint mode (~7 min)
+faults: venv  ## the full fault matrix: crash point x checkpoint mode x format (~14 min)
 	$(PY) -m pytest -q tests/test_crash.py -m matrix -p no:cacheprovider
 
 chaos: venv  ## randomized driver kills (seeded, 20+ kills), prints kills per phase and the checks

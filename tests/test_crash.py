@@ -96,29 +96,33 @@ DEFAULT_CASES = {
 
 
 def fault_matrix() -> list:
-    """Every crash phase x the checkpoint mode of `enriched`; three run in `make test`, the
-    whole matrix in `make faults` (about 7 minutes)."""
+    """Every crash phase x the checkpoint mode of `enriched` x the checkpoint format; three
+    Delta cells run in `make test`, the whole matrix (30 cells) in `make faults` (about 14
+    minutes)."""
     cases = []
-    for mode in ("false", "true", "async"):
-        durable = "orders" if mode == "false" else "enriched"  # a task that checkpoints
-        for crash_at in (
-            "enriched:before-run",
-            "enriched:after-output",
-            f"{durable}:during-checkpoint",
-            f"{durable}:after-commit",
-            "publish:during-sink",
-        ):
-            marks = [] if (mode, crash_at) in DEFAULT_CASES else [pytest.mark.matrix]
-            cases.append(pytest.param(mode, crash_at, marks=marks, id=f"{mode}-{crash_at}"))
+    for fmt in ("delta", "parquet"):
+        for mode in ("false", "true", "async"):
+            durable = "orders" if mode == "false" else "enriched"  # a task that checkpoints
+            for crash_at in (
+                "enriched:before-run",
+                "enriched:after-output",
+                f"{durable}:during-checkpoint",
+                f"{durable}:after-commit",
+                "publish:during-sink",
+            ):
+                default = fmt == "delta" and (mode, crash_at) in DEFAULT_CASES
+                marks = [] if default else [pytest.mark.matrix]
+                name = f"{mode}-{crash_at}" if fmt == "delta" else f"parquet-{mode}-{crash_at}"
+                cases.append(pytest.param(mode, crash_at, fmt, marks=marks, id=name))
     for mode, crash_at in sorted(DEFAULT_CASES):
-        if not any(c.values == (mode, crash_at) for c in cases):
-            cases.append(pytest.param(mode, crash_at, id=f"{mode}-{crash_at}"))
+        if not any(c.values == (mode, crash_at, "delta") for c in cases):
+            cases.append(pytest.param(mode, crash_at, "delta", id=f"{mode}-{crash_at}"))
     return cases
 
 
-@pytest.mark.parametrize(("mode", "crash_at"), fault_matrix())
-def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str) -> None:
-    proc = launch(tmp_path, mode, crash_at)
+@pytest.mark.parametrize(("mode", "crash_at", "fmt"), fault_matrix())
+def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str, fmt: str) -> None:
+    proc = launch(tmp_path, mode, crash_at, checkpoint_format=fmt)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
     store = WorkflowStore(str(tmp_path / "exo"), "crashy")
@@ -126,11 +130,17 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
     assert state.status is xf.WorkflowStatus.RESUMABLE
     committed, before = set(state.commits), counts(tmp_path)
 
-    proc = launch(tmp_path, mode, None)
+    proc = launch(tmp_path, mode, None, checkpoint_format=fmt)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "RESULT {'rows': 26}" in out
     check_recovered(spark, tmp_path, committed, before)
+    formats = {
+        c["delta"].get("format", "delta")
+        for c in store.read_state().commits.values()
+        if c.get("kind") == "dataframe" and c.get("mode") != "stream"
+    }
+    assert formats == {fmt}, formats  # every checkpoint of both runs in the format asked
     if crash_at.startswith("publish"):
         # the sink ran twice (it had not committed) yet its rows landed once
         assert counts(tmp_path)["publish"] == 2
