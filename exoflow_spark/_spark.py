@@ -273,7 +273,22 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
     read). Nothing reads the directory unless the task's commit record names it, so a write
     interrupted by a crash is never mistaken for a checkpoint; the record lists the files.
     A Spark Connect session falls back to Delta (the files cannot be listed from here).
+
+    A DataFrame whose column names a Delta table cannot hold without column mapping (a space,
+    ``,;{}()=``, a tab or newline) is written as ``"parquet"`` whatever ``fmt`` says: the
+    task's table is created without column mapping (so its files can be read directly), and
+    Delta cannot switch that on for an existing table.
     """
+    if fmt == "delta" and not is_connect_session(df.sparkSession):
+        bad = _unstorable_in_delta(df.schema)
+        if bad is not None:
+            logger.info(
+                "checkpoint %s: column %r cannot be stored in a Delta table without column "
+                "mapping, writing it as Parquet files instead",
+                path,
+                bad,
+            )
+            fmt = "parquet"
     if fmt == "parquet":
         if not is_connect_session(df.sparkSession):
             return _write_parquet(df, f"{path.rstrip('/')}/{PARQUET_DIR}/{uuid.uuid4().hex}")
@@ -313,6 +328,32 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
         files=last.files,
         schema=schema,
     )
+
+
+#: characters Delta refuses in column names unless the table uses column mapping
+_DELTA_RESERVED_CHARS = frozenset(" ,;{}()\n\t=")
+
+
+def _unstorable_in_delta(dtype: Any, prefix: str = "") -> str | None:
+    """The first (dotted) field name of ``dtype`` that Delta refuses without column
+    mapping, or None if every name, nested ones included, can be stored."""
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(dtype, StructType):
+        for field in dtype.fields:
+            name = f"{prefix}{field.name}"
+            if _DELTA_RESERVED_CHARS.intersection(field.name):
+                return name
+            bad = _unstorable_in_delta(field.dataType, f"{name}.")
+            if bad is not None:
+                return bad
+    elif isinstance(dtype, ArrayType):
+        return _unstorable_in_delta(dtype.elementType, prefix)
+    elif isinstance(dtype, MapType):
+        return _unstorable_in_delta(dtype.keyType, prefix) or _unstorable_in_delta(
+            dtype.valueType, prefix
+        )
+    return None
 
 
 def _write_parquet(df: Any, path: str) -> DeltaVersion:

@@ -230,6 +230,16 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
     assert dv.files
     assert_df_equality(read_checkpoint(spark, dv), df, ignore_row_order=True, ignore_nullable=True)
 
+    # column names a Delta table refuses without column mapping (a space, a nested "a=b")
+    # used to fail the checkpoint: such an output is written as Parquet files instead
+    odd = spark.sql("SELECT id AS `order id`, named_struct('a=b', id) AS s FROM range(4)")
+    dv = write_checkpoint(odd, os.path.join(storage, "odd"))
+    assert dv.format == "parquet" and dv.num_rows == 4
+    assert "/odd/_parquet/" in dv.path and not os.path.exists(
+        os.path.join(storage, "odd/_delta_log")
+    )
+    assert_df_equality(read_checkpoint(spark, dv), odd, ignore_row_order=True, ignore_nullable=True)
+
 
 def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     spark, storage, wf, capsys
