@@ -256,7 +256,7 @@ class DeltaVersion:
 
 #: how checkpoints are stored: ``"delta"`` (default) or ``"parquet"`` (see :func:`write_checkpoint`)
 CheckpointFormat = Literal["delta", "parquet"]
-CHECKPOINT_FORMATS: tuple[str, ...] = ("delta", "parquet")
+CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = ("delta", "parquet")
 #: the folder under a task's ref directory that holds its Parquet checkpoints, one per write
 PARQUET_DIR = "_parquet"
 
@@ -279,20 +279,8 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
     task's table is created without column mapping (so its files can be read directly), and
     Delta cannot switch that on for an existing table.
     """
-    if fmt == "delta" and not is_connect_session(df.sparkSession):
-        bad = _unstorable_in_delta(df.schema)
-        if bad is not None:
-            logger.info(
-                "checkpoint %s: column %r cannot be stored in a Delta table without column "
-                "mapping, writing it as Parquet files instead",
-                path,
-                bad,
-            )
-            fmt = "parquet"
-    if fmt == "parquet":
-        if not is_connect_session(df.sparkSession):
-            return _write_parquet(df, f"{path.rstrip('/')}/{PARQUET_DIR}/{uuid.uuid4().hex}")
-        logger.info("checkpoint_format='parquet' needs a classic session: writing Delta")
+    if _format_for(df, path, fmt) == "parquet":
+        return _write_parquet(df, f"{path.rstrip('/')}/{PARQUET_DIR}/{uuid.uuid4().hex}")
     spark = df.sparkSession
     start = time.perf_counter()
     try:
@@ -316,6 +304,8 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
                 .first()
             )
             last = _Commit(int(row.version), dict(row.operationMetrics or {}), None)
+        if not _readable_as_files(df.schema, path):
+            last = _Commit(last.version, last.metrics, None)  # read it through Delta
         schema = df.schema.json() if last.files is not None else None
     except Exception as exc:
         raise CheckpointError(f"writing checkpoint table {path} failed: {exc}") from exc
@@ -328,6 +318,59 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
         files=last.files,
         schema=schema,
     )
+
+
+def _format_for(df: Any, path: str, fmt: CheckpointFormat) -> CheckpointFormat:
+    """The format this checkpoint is written in: ``fmt``, unless the data or the session
+    needs the other one (each switch is logged with its reason)."""
+    if is_connect_session(df.sparkSession):
+        if fmt == "parquet":
+            logger.info("checkpoint %s: Parquet checkpoints need a classic session: Delta", path)
+        return "delta"
+    if fmt == "parquet" and not _readable_as_files(df.schema, path):
+        logger.info(
+            "checkpoint %s: a void column or a glob character in the path cannot be read back "
+            "as plain files: writing it as a Delta table instead",
+            path,
+        )
+        return "delta"
+    if fmt == "delta":
+        bad = _unstorable_in_delta(df.schema)
+        if bad is not None and _readable_as_files(df.schema, path):
+            logger.info(
+                "checkpoint %s: column %r cannot be stored in a Delta table without column "
+                "mapping, writing it as Parquet files instead",
+                path,
+                bad,
+            )
+            return "parquet"
+    return fmt
+
+
+#: characters a path-based Spark read expands as a glob pattern (a Delta table is opened
+#: by its exact path instead)
+_GLOB_CHARS = frozenset("*?[]{}\\")
+
+
+def _readable_as_files(schema: Any, path: str) -> bool:
+    """Whether a checkpoint can be read back as its listed Parquet files: not when a column
+    is of type void (Parquet cannot hold it; Delta drops it from the files) or when the
+    path holds glob characters (Spark would expand them)."""
+    return not _GLOB_CHARS.intersection(path) and not _has_null_type(schema)
+
+
+def _has_null_type(dtype: Any) -> bool:
+    from pyspark.sql.types import ArrayType, MapType, NullType, StructType
+
+    if isinstance(dtype, NullType):
+        return True
+    if isinstance(dtype, StructType):
+        return any(_has_null_type(f.dataType) for f in dtype.fields)
+    if isinstance(dtype, ArrayType):
+        return _has_null_type(dtype.elementType)
+    if isinstance(dtype, MapType):
+        return _has_null_type(dtype.keyType) or _has_null_type(dtype.valueType)
+    return False
 
 
 #: characters Delta refuses in column names unless the table uses column mapping

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from ._config import resolve_storage
 from ._logfs import is_local, local_path
+from ._spark import CHECKPOINT_FORMATS
 from .errors import StorageError
 from .recovery import RecoveryError, load_throughput, plan
 from .status import WorkflowStatus
@@ -88,15 +89,21 @@ class GcReport:
 
 
 def needed_checkpoints(
-    dag_record: dict[str, Any], state: WorkflowState, done: set[str], throughput: Any
+    dag_record: dict[str, Any],
+    state: WorkflowState,
+    done: set[str],
+    throughputs: Iterable[Any],
 ) -> dict[str, str]:
     """Task ids whose checkpoint the next run of a non-finished workflow reads, with why.
 
-    The union of what the ``restore`` and the ``cost`` strategy restore, plus the output.
+    The union of what the ``restore`` and the ``cost`` strategy restore (the latter under
+    the cost model of every checkpoint format, as the next run may use either), plus the
+    output.
     """
     keep: dict[str, str] = {}
-    for strategy in ("restore", "cost"):
-        rplan = plan(dag_record, state, done=done, strategy=strategy, throughput=throughput)
+    plans = [("restore", None)] + [("cost", tp) for tp in throughputs]
+    for strategy, tp in plans:
+        rplan = plan(dag_record, state, done=done, strategy=strategy, throughput=tp)
         for tid in rplan.actions("restore"):
             keep.setdefault(tid, f"restored by the next run ({strategy} strategy)")
     keep.setdefault(dag_record["output"], "the workflow's output")
@@ -160,7 +167,8 @@ def _plan_workflow(
             state,
         )
     try:
-        keep = needed_checkpoints(record, state, store.done_tasks(), load_throughput(store.fs))
+        models = [load_throughput(store.fs, fmt) for fmt in CHECKPOINT_FORMATS]
+        keep = needed_checkpoints(record, state, store.done_tasks(), models)
     except RecoveryError as exc:
         return {}, f"its log needs attention before recovery ({exc}); left alone", state
     return {t: f"{why}; the workflow is {status.value}" for t, why in keep.items()}, None, state

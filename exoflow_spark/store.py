@@ -44,9 +44,10 @@ _PARQUET_FOLDER = re.compile(r"/_parquet/[0-9a-f]{32}")
 HEARTBEAT_TTL_SECONDS = 30.0
 
 
-#: Record fields copied as they are: a task's returned value is data (redacting it would
-#: change what a restore gives back).
-_VERBATIM_FIELDS = frozenset({"value"})
+#: Record fields copied as they are: a task's returned value, a checkpoint's schema and its
+#: data file names are data (redacting a column named ``password:hash`` in the schema would
+#: make a restore read a column that does not exist: nulls).
+_VERBATIM_FIELDS = frozenset({"value", "schema", "files"})
 
 
 def _dumps(record: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -105,15 +106,17 @@ def test_sink_waits_for_nondeterministic_inputs_to_be_durable(
 def test_observer_of_a_lost_nondeterministic_output_is_rolled_back(spark, storage, wf) -> None:
     """`stats` commits having read `sample` from the cache; `sample`'s async write fails.
     On resume `sample` is recomputed (a different sample), so `stats` must be rolled back."""
-    broken = {"on": True}
     calls: Counter[str] = Counter()
+    # while this file stands where sample's checkpoint table must go, its write fails
+    blocker = os.path.join(storage, "workflows", wf, "refs", "sample")
+    os.makedirs(os.path.dirname(blocker))
+    with open(blocker, "w") as fh:
+        fh.write("not a table")
 
     @xf.task(deterministic=False, checkpoint="async")
     def sample():
         calls["sample"] += 1
-        df = spark.range(5000).sample(fraction=0.5)
-        # while broken, a column name Delta refuses makes the background write fail
-        return df.withColumn("bad name" if broken["on"] else "ok", F.lit(1))
+        return spark.range(5000).sample(fraction=0.5).withColumn("ok", F.lit(1))
 
     @xf.task(checkpoint=True)
     def stats(df):
@@ -138,7 +141,7 @@ def test_observer_of_a_lost_nondeterministic_output_is_rolled_back(spark, storag
     assert "stats" in state.commits and "sample" not in state.commits
     assert state.commits["stats"]["observed_volatile"] == ["sample"]
 
-    broken["on"] = False
+    os.remove(blocker)  # the storage is fixed
     plan = xf.explain(dag, workflow_id=wf, storage=storage)
     assert plan.decision("stats").action == "roll back"
     assert "observed [sample] before it was durable" in plan.decision("stats").reason
@@ -203,7 +206,6 @@ def test_throughput_is_measured_once_and_cached(spark, storage) -> None:
     assert 0 < tp.read_fixed_s < 30 and 0 < tp.write_fixed_s < 30
     assert load_throughput(fs) == tp
     assert measure_throughput(spark, fs) == tp  # cached: not measured again
-    import os
 
     assert os.listdir(os.path.join(storage, "_exoflow", "calibration")) == []
     # Parquet checkpoints have their own write path, so their own cost model and cache file
@@ -224,7 +226,6 @@ def test_cost_strategy_replays_or_restores_for_a_reason(spark, storage, wf) -> N
     recompute from a tiny input but slow to read back: replay wins. `slow` is expensive to
     compute (a sleeping UDF) and tiny: restore wins."""
     import json
-    import os
 
     from exoflow_spark.recovery import Throughput
 
