@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import command, machine, save, spark_session
+from _harness import command, machine, markdown, save, spark_session
 from pyspark.sql import functions as F
 
 from exoflow_spark._logfs import LocalLogFS
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ["checkpoint_write_s", f"{a.rows:,}-row checkpoint: write s", ".3f"],
         ["checkpoint_read_s", "read back s", ".3f"],
     ]
-    print("| " + " | ".join(c[1] for c in columns) + " |")
-    for r in rows:
-        print("| " + " | ".join(str(r[c[0]]) for c in columns) + " |")
+    print(markdown(rows, columns))
     path = save(
         "checkpoint_cost",
         {
