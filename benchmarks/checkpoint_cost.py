@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import command, machine, markdown, save, spark_session
 from pyspark.sql import functions as F
 
-from exoflow_spark._logfs import LocalLogFS
-from exoflow_spark._spark import read_checkpoint, write_checkpoint
-from exoflow_spark.recovery import measure_throughput
+from exoflow_spark.engine.cost import measure_throughput
+from exoflow_spark.storage.checkpoints import read_checkpoint, write_checkpoint
+from exoflow_spark.storage.logfs import LocalLogFS
 
 FORMATS = ("delta", "parquet")
 

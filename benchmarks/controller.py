@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import PeakMemory, command, machine, save, spark_session
 
 import exoflow_spark as xf
-from exoflow_spark.dag import Dag
+from exoflow_spark.core.dag import Dag
 
 
 @xf.task

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import command, machine, save
 
 import exoflow_spark as xf
-from exoflow_spark._logfs import HadoopLogFS, LocalLogFS
+from exoflow_spark.spark.hadoop import HadoopLogFS
+from exoflow_spark.storage.logfs import LocalLogFS
 
 
 def timed(fn, n: int) -> list[float]:

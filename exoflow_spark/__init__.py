@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from ._config import set_default_storage
-from ._spark import CheckpointFormat, create_spark_session
 from .api import WorkflowInfo, explain, get_output, get_status, list_workflows, resume, run
-from .context import TaskContext, current_task, get_spark
+from .core.context import TaskContext, current_task, get_spark
+from .core.defaults import set_default_storage
+from .core.options import CheckpointMode, TaskOptions
+from .core.status import TaskStatus, WorkflowStatus
+from .core.task import Node, Task, task
+from .engine.cost import Throughput
+from .engine.gc import GcReport, collect_garbage
+from .engine.planner import Decision, RecoveryPlan
 from .errors import (
     CheckpointError,
+    CheckpointLostError,
     ConcurrentRunError,
     DagError,
     ExoflowError,
     InvalidIdError,
     InvalidOptionError,
+    RecoveryError,
     SinkError,
     SparkSessionError,
     StorageError,
@@ -21,15 +28,9 @@ from .errors import (
     TaskNotCommittedError,
     WorkflowNotFoundError,
 )
-from .gc import GcReport, collect_garbage
-from .iterate import IterationReport, iterate
-from .options import CheckpointMode, TaskOptions
-from .progress import ProgressSnapshot
-from .recovery import CheckpointLostError, Decision, RecoveryError, RecoveryPlan, Throughput
-from .sink import write_delta
-from .status import TaskStatus, WorkflowStatus
-from .streaming import (
-    DeltaSnapshot,
+from .io.iterate import IterationReport, iterate
+from .io.sink import write_delta
+from .io.streaming import (
     StreamBatch,
     StreamingTask,
     StreamOptions,
@@ -37,8 +38,10 @@ from .streaming import (
     request_stop,
     streaming_task,
 )
-from .task import Node, Task, task
-from .viz import Picture, show_dag, show_timeline
+from .spark.session import create_spark_session
+from .storage.checkpoints import CheckpointFormat, DeltaSnapshot
+from .surface.progress import ProgressSnapshot
+from .surface.viz import Picture, show_dag, show_timeline
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import resolve_storage
-from ._redact import MASK, has_secret
-from ._spark import CHECKPOINT_FORMATS, CheckpointFormat, resolve_spark
-from .dag import Dag
+from .core.dag import Dag
+from .core.defaults import resolve_storage
+from .core.redact import MASK, has_secret
+from .core.status import WorkflowStatus
+from .core.task import Node
+from .engine.cost import load_throughput
+from .engine.planner import RecoveryPlan, Strategy, plan
+from .engine.ref import Ref
+from .engine.runtime import RunOptions, WorkflowRun, finish_status
 from .errors import (
     DagError,
     InvalidOptionError,
@@ -22,14 +27,11 @@ from .errors import (
     TaskNotCommittedError,
     WorkflowNotFoundError,
 )
-from .progress import ProgressMode, check_progress_mode
-from .progress import watch as watch_progress
-from .recovery import RecoveryPlan, Strategy, load_throughput, plan
-from .ref import Ref
-from .runtime import RunOptions, WorkflowRun, finish_status
-from .status import WorkflowStatus
-from .store import Heartbeat, WorkflowState, WorkflowStore, list_workflow_ids
-from .task import Node
+from .spark.session import resolve_spark
+from .storage.checkpoints import CHECKPOINT_FORMATS, CheckpointFormat
+from .storage.store import Heartbeat, WorkflowState, WorkflowStore, list_workflow_ids
+from .surface.progress import ProgressMode, check_progress_mode
+from .surface.progress import watch as watch_progress
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ errors are wrapped once (``raise ... from exc``) so the original cause stays att
 
 from __future__ import annotations
 
+from .core.redact import redact
+
 
 class ExoflowError(Exception):
     """Base class of every exoflow-spark error."""
@@ -87,3 +89,39 @@ class SparkSessionError(ExoflowError):
 
 class SinkError(ExoflowError):
     """An exactly-once sink was used wrongly (outside a task, bad mode or path)."""
+
+
+class TaskContextError(ExoflowError, RuntimeError):
+    """A task-only call (``xf.current_task()``, ``xf.get_spark()`` without a session) was made
+    outside a running task."""
+
+
+class UsageError(ExoflowError):
+    """A command cannot do what was asked (bad target, nothing to resume from): the CLI exits 2."""
+
+
+class RecoveryError(ExoflowError):
+    """The log describes a state that cannot be recovered exactly once."""
+
+
+class CheckpointLostError(RecoveryError, CheckpointError):
+    """A committed task's Delta checkpoint is missing or unreadable.
+
+    Raised while restoring; a deterministic task without sinks is then replayed from its
+    inputs instead (see :func:`exoflow_spark.engine.restore.restore_or_replay`); anything
+    else stops with this error.
+    """
+
+    def __init__(self, task_id: str, path: str, version: int | None, reason: str) -> None:
+        where = (
+            f"Parquet files in {redact(path)}"
+            if version is None
+            else f"Delta table {redact(path)}, version {version}"
+        )
+        super().__init__(
+            f"task [{task_id}]: its committed checkpoint ({where}) is damaged: {reason}"
+        )
+        self.task_id = task_id
+        self.path = path
+        self.version = version
+        self.reason = reason

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import InvalidOptionError
-from .iterate import IterationReport, iterate
+from . import InvalidOptionError, IterationReport, iterate
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 import exoflow_spark as xf
 from exoflow_spark import graph as xg
-from exoflow_spark.entry import job_arg_parser, start
+from exoflow_spark.surface.entry import job_arg_parser, start
 
 logger = logging.getLogger("jobs.graph_pipeline")
 

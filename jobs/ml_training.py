@@ -37,7 +37,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.entry import job_arg_parser, start
+from exoflow_spark.surface.entry import job_arg_parser, start
 
 logger = logging.getLogger("jobs.ml_training")
 

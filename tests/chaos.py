@@ -70,7 +70,7 @@ def counters(root: Path, wf: str) -> dict[str, int]:
 
 
 def phase(root: Path, wf: str, scenario: str) -> str:
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     store = WorkflowStore(str(root / wf / "exo"), wf)
     state = store.read_state()
@@ -97,7 +97,7 @@ def main() -> int:
     a = p.parse_args()
     rng = random.Random(a.seed)
     root = Path(tempfile.mkdtemp(prefix="exoflow-chaos-"))
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     # how long a fault-free run takes, and when its engine starts (after JVM start-up), to
     # spread the kills over the part of the run where the engine works

@@ -24,7 +24,7 @@ import exoflow_spark as xf
 
 def fill_disk_after(n: int) -> None:
     """Fail the log's writes after the first ``n`` with ENOSPC, as a full disk would."""
-    from exoflow_spark import _logfs
+    from exoflow_spark.storage import logfs as _logfs
 
     real_link, real_replace = _logfs.os.link, _logfs.os.replace
     count = {"n": 0}

@@ -16,7 +16,7 @@ import sys
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark._spark import is_connect_session
+from exoflow_spark.spark.session import is_connect_session
 
 ROWS = 5000
 

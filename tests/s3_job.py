@@ -52,7 +52,7 @@ def session(endpoint: str, access_key: str, secret_key: str):
 def probe(spark, root: str) -> dict:
     """Create-if-absent on S3A: a second create of a name loses, and so does a create that
     races another writer between its existence check and its upload (If-None-Match)."""
-    from exoflow_spark._logfs import CONDITIONAL_CREATE_OPTION, HadoopLogFS
+    from exoflow_spark.spark.hadoop import CONDITIONAL_CREATE_OPTION, HadoopLogFS
 
     fs = HadoopLogFS(root, spark)
     out: dict = {

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import controller
 import peers
 
-from exoflow_spark.dag import Dag
+from exoflow_spark.core.dag import Dag
 
 
 @pytest.mark.parametrize("shape", ["chain", "fan"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark.cli import main
+from exoflow_spark.surface.cli import main
 
 
 def test_list_and_status(spark, storage, capsys) -> None:

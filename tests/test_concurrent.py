@@ -19,9 +19,9 @@ import pytest
 from drivers import driver_env
 
 import exoflow_spark as xf
-from exoflow_spark import store as store_mod
-from exoflow_spark.status import WorkflowStatus
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.status import WorkflowStatus
+from exoflow_spark.storage import store as store_mod
+from exoflow_spark.storage.store import WorkflowStore
 
 JOB = Path(__file__).with_name("concurrent_job.py")
 ROWS = 2000

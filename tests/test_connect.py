@@ -25,9 +25,9 @@ from conftest import REPO
 from test_jobs import oracle
 
 import exoflow_spark as xf
-from exoflow_spark._spark import DELTA_CATALOG, DELTA_EXTENSION, delta_package
-from exoflow_spark.status import WorkflowStatus
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.status import WorkflowStatus
+from exoflow_spark.spark.session import DELTA_CATALOG, DELTA_EXTENSION, delta_package
+from exoflow_spark.storage.store import WorkflowStore
 
 pytestmark = [pytest.mark.connect, pytest.mark.subprocess, pytest.mark.integration]
 

@@ -19,7 +19,7 @@ from drivers import driver_env
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.storage.store import WorkflowStore
 
 JOB = Path(__file__).with_name("crash_job.py")
 ROWS = 20000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark.dag import Dag
+from exoflow_spark.core.dag import Dag
 
 
 @xf.task

@@ -11,8 +11,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.cli import main
-from exoflow_spark.gc import collect_garbage
+from exoflow_spark.engine.gc import collect_garbage
+from exoflow_spark.surface.cli import main
 
 
 def _refs(storage: str, wf: str) -> set[str]:

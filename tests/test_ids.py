@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark.ids import validate_id
+from exoflow_spark.core.ids import validate_id
 
 
 @pytest.mark.parametrize("good", ["a", "sales-2026-11-24", "A_b.c-9", "x" * 128])

@@ -15,8 +15,8 @@ from drivers import driver_env
 from test_jobs import load_job
 
 import exoflow_spark as xf
-from exoflow_spark.status import WorkflowStatus
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.status import WorkflowStatus
+from exoflow_spark.storage.store import WorkflowStore
 
 EPOCHS = 3
 SIZE = [

@@ -8,8 +8,8 @@ import time
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark import progress
-from exoflow_spark.progress import ProgressSnapshot, StageProgress, render_html, render_line
+from exoflow_spark.surface import progress
+from exoflow_spark.surface.progress import ProgressSnapshot, StageProgress, render_html, render_line
 
 
 class FakeTTY(io.StringIO):

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.storage.store import WorkflowStore
 
 
 def publish_to(path: str):
@@ -196,8 +196,8 @@ def test_explain_names_each_action(spark, storage, wf) -> None:
 
 
 def test_throughput_is_measured_once_and_cached(spark, storage) -> None:
-    from exoflow_spark._logfs import LocalLogFS
-    from exoflow_spark.recovery import load_throughput, measure_throughput
+    from exoflow_spark.engine.cost import load_throughput, measure_throughput
+    from exoflow_spark.storage.logfs import LocalLogFS
 
     fs = LocalLogFS(storage)
     assert not load_throughput(fs).measured
@@ -227,7 +227,7 @@ def test_cost_strategy_replays_or_restores_for_a_reason(spark, storage, wf) -> N
     compute (a sleeping UDF) and tiny: restore wins."""
     import json
 
-    from exoflow_spark.recovery import Throughput
+    from exoflow_spark.engine.cost import Throughput
 
     os.makedirs(os.path.join(storage, "_exoflow"))
     # a fixed write cost of 1 s: a tiny table's write time (0.25-0.8 s here) is then read as

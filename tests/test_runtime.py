@@ -170,7 +170,7 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
     assert out == {"n": 20000, "m": 20000}
     commit = xf.get_output(wf, task="silver", storage=storage, spark=spark)
     assert commit.count() == 20000
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     rec = WorkflowStore(storage, wf).read_state().commits["silver"]
     assert rec["mode"] == "async" and rec["delta"]["rows"] == 20000
@@ -189,7 +189,7 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
     """A checkpoint version is read as exactly the Parquet files its commit added (no Delta
     log replay on the critical path), and that is the same data Delta reads at that version,
     for a first write, an overwrite (re-run after invalidation) and an empty output."""
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     rows = {"n": 50}
 
@@ -222,7 +222,7 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
 
     # a session that turns on Delta column mapping by default (Parquet columns renamed) must
     # not make the direct read return nulls: checkpoint tables keep their column names
-    from exoflow_spark._spark import read_checkpoint, write_checkpoint
+    from exoflow_spark.storage.checkpoints import read_checkpoint, write_checkpoint
 
     key = "spark.databricks.delta.properties.defaults.columnMapping.mode"
     spark.conf.set(key, "name")
@@ -279,7 +279,7 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     front."""
     from pathlib import Path
 
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     calls: Counter[str] = Counter()
 
@@ -317,7 +317,7 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
         assert d["bytes"] == sum((folder / f).stat().st_size for f in d["files"])
         assert not (refs / tid / "_delta_log").exists()
     # people are shown "parquet" for such a checkpoint, not a Delta version it does not have
-    from exoflow_spark.cli import main
+    from exoflow_spark.surface.cli import main
 
     capsys.readouterr()
     assert main(["status", wf, "--storage", storage, "--json"]) == 0
@@ -690,7 +690,7 @@ def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage,
 
     from pyspark.sql.types import LongType
 
-    from exoflow_spark.store import WorkflowStore
+    from exoflow_spark.storage.store import WorkflowStore
 
     os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
     with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:

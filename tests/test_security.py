@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark._redact import RedactingFilter, redact, redact_record
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.redact import RedactingFilter, redact, redact_record
+from exoflow_spark.storage.store import WorkflowStore
 
 PACKAGE = Path(xf.__file__).resolve().parent
 

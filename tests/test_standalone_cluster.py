@@ -22,8 +22,8 @@ import pytest
 from conftest import REPO
 from test_jobs import load_job, oracle
 
-from exoflow_spark._spark import delta_package
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.spark.session import delta_package
+from exoflow_spark.storage.store import WorkflowStore
 
 pytestmark = [pytest.mark.cluster, pytest.mark.subprocess, pytest.mark.integration]
 

@@ -23,9 +23,9 @@ import pytest
 from drivers import driver_env
 
 import exoflow_spark as xf
-from exoflow_spark.recovery import CheckpointLostError
-from exoflow_spark.status import WorkflowStatus
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.status import WorkflowStatus
+from exoflow_spark.errors import CheckpointLostError
+from exoflow_spark.storage.store import WorkflowStore
 
 
 def pipeline(spark, calls: Counter, fail: dict[str, bool], *, deterministic: bool = True):

@@ -9,9 +9,10 @@ import threading
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark._logfs import HadoopLogFS, LocalLogFS, open_logfs
-from exoflow_spark.status import WorkflowStatus
-from exoflow_spark.store import WorkflowStore
+from exoflow_spark.core.status import WorkflowStatus
+from exoflow_spark.spark.hadoop import HadoopLogFS
+from exoflow_spark.storage.logfs import LocalLogFS, open_logfs
+from exoflow_spark.storage.store import WorkflowStore
 
 
 @pytest.fixture(params=["local", "hadoop"])

@@ -20,8 +20,8 @@ from drivers import driver_env
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.store import WorkflowStore
-from exoflow_spark.streaming import clear_stop
+from exoflow_spark.io.streaming import clear_stop
+from exoflow_spark.storage.store import WorkflowStore
 
 JOB = Path(__file__).with_name("stream_job.py")
 

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import exoflow_spark as xf
-from exoflow_spark import viz
-from exoflow_spark.viz import DagView, TaskView
+from exoflow_spark.surface import viz
+from exoflow_spark.surface.viz import DagView, TaskView
 
 SVG = "{http://www.w3.org/2000/svg}"
 

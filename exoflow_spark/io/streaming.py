@@ -37,13 +37,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._faults import crash_point
-from ._spark import DeltaVersion, read_checkpoint
-from .context import TaskContext
-from .errors import DagError, InvalidOptionError, SinkError
-from .ids import validate_id
-from .options import TaskOptions
-from .task import Task
+from ..core.context import TaskContext
+from ..core.faults import crash_point
+from ..core.ids import validate_id
+from ..core.options import TaskOptions
+from ..core.task import Task
+from ..errors import DagError, InvalidOptionError, SinkError
+from ..storage.checkpoints import DeltaSnapshot, table_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,10 @@ class StreamingTask(Task[Any]):
         base = super().options(**task_changes)
         return StreamingTask(base.fn, base.opts, replace(self.stream, **stream_changes))
 
+    def finish(self, result: Any, ctx: Any) -> DeltaSnapshot | dict[str, Any]:
+        """Run the streaming query the function returned until its trigger says stop."""
+        return run_stream(result, self.stream, ctx)
+
     def __repr__(self) -> str:
         return f"StreamingTask({self.name}, trigger={self.stream.trigger!r})"
 
@@ -241,19 +245,6 @@ def streaming_task(
     if fn is not None:
         return StreamingTask(fn, opts, stream)
     return lambda f: StreamingTask(f, opts, stream)
-
-
-@dataclass(frozen=True)
-class DeltaSnapshot:
-    """A task output that is already durable: one version of a Delta table.
-
-    Returned by streaming tasks; the engine commits it by reference (no copy is written).
-    """
-
-    path: str
-    version: int
-    num_bytes: int = 0
-    num_rows: int = 0
 
 
 @dataclass
@@ -513,25 +504,3 @@ def install_stop_handlers() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-
-def table_snapshot(spark: Any, path: str) -> DeltaSnapshot:
-    """The latest version of the Delta table at ``path`` (an empty stream: version -1)."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        return DeltaSnapshot(path, -1)
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return DeltaSnapshot(path, int(row.version) if row is not None else -1)
-
-
-def snapshot_dataframe(spark: Any, snap: DeltaSnapshot) -> Any:
-    """The rows of a snapshot (an empty stream gives an empty DataFrame)."""
-    if snap.version < 0:
-        return spark.createDataFrame([], "_empty STRING")
-    return read_checkpoint(spark, as_delta_version(snap))
-
-
-def as_delta_version(snap: DeltaSnapshot) -> DeltaVersion:
-    """The snapshot as the commit record's Delta version."""
-    return DeltaVersion(snap.path, snap.version, snap.num_bytes, snap.num_rows, 0.0)

@@ -18,46 +18,36 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ._faults import crash_point
-from ._fmt import checkpoint_label
-from ._spark import (
+from ..core.context import TaskContext, task_context
+from ..core.dag import Dag
+from ..core.faults import crash_point
+from ..core.fmt import checkpoint_label
+from ..core.status import TaskStatus, WorkflowStatus
+from ..core.task import Node, map_nested
+from ..core.values import MAX_VALUE_BYTES, is_dataframe
+from ..errors import CheckpointError, DagError, ExoflowError, TaskFailedError
+from ..spark.session import (
     CHECKPOINT_POOL,
-    CheckpointFormat,
     cached_size_bytes,
     forget_delta_state,
-    is_dataframe,
     is_system_error,
     job_context,
+)
+from ..storage.checkpoints import (
+    CheckpointFormat,
+    DeltaSnapshot,
+    as_delta_version,
     read_checkpoint,
+    snapshot_dataframe,
     write_checkpoint,
 )
-from .context import TaskContext, task_context
-from .dag import Dag
-from .errors import CheckpointError, DagError, ExoflowError, TaskFailedError
-from .recovery import (
-    RecoveryPlan,
-    Strategy,
-    load_throughput,
-    measure_throughput,
-    plan,
-    restore_or_replay,
-)
+from ..storage.store import WorkflowState, WorkflowStore
+from .cost import load_throughput, measure_throughput
+from .planner import RecoveryPlan, Strategy, plan
 from .ref import Ref
-from .status import TaskStatus, WorkflowStatus
-from .store import WorkflowState, WorkflowStore
-from .streaming import (
-    DeltaSnapshot,
-    StreamingTask,
-    as_delta_version,
-    run_stream,
-    snapshot_dataframe,
-)
-from .task import Node, map_nested
+from .restore import restore_or_replay
 
 logger = logging.getLogger(__name__)
-
-#: Largest value (as JSON) a task may return inline; larger outputs should be DataFrames.
-MAX_VALUE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -375,8 +365,8 @@ class WorkflowRun:
             try:
                 with task_context(ctx), job_context(self.spark, self.wf, tid):
                     result = node.task.fn(*args, **kwargs)
-                    if isinstance(node.task, StreamingTask) and not replay:
-                        result = run_stream(result, node.task.stream, ctx)
+                    if not replay:
+                        result = node.task.finish(result, ctx)
                     compute_seconds = time.perf_counter() - start
                     if replay:  # a committed output re-derived from its inputs: no new commit
                         ref = Ref(tid, "plan", df=result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from .errors import InvalidIdError
+from ..errors import InvalidIdError
 
 MAX_ID_LENGTH = 128
 #: ASCII only (no look-alike letters, no separators, no quotes); matched with ``fullmatch``
@@ -64,7 +64,7 @@ def validate_storage_root(value: object) -> str:
         raise InvalidIdError(f"storage root must be a non-empty string, got {value!r}")
     bad = sorted(_UNSAFE_ROOT_CHARS & set(value))
     if bad:
-        from ._redact import redact
+        from .redact import redact
 
         raise InvalidIdError(
             f"storage root {redact(value)!r} contains {bad!r}, which is not allowed in a "
@@ -76,7 +76,7 @@ def validate_storage_root(value: object) -> str:
     except ValueError:  # e.g. an unbalanced '[' in the host: not a URI with credentials
         password = None
     if password is not None:
-        from ._redact import redact
+        from .redact import redact
 
         raise InvalidIdError(
             f"storage root {redact(value)!r} carries a password in its URI (user:password@). "

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ._faults import crash_point
-from ._spark import is_dataframe
-from .context import current_task
-from .errors import SinkError
+from ..core.context import current_task
+from ..core.faults import crash_point
+from ..core.values import is_dataframe
+from ..errors import SinkError, TaskContextError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ def write_delta(
         ... def publish(gold):
         ...     xf.write_delta(gold, "/lake/gold/daily", mode="append")
     """
-    ctx = current_task()
+    try:
+        ctx = current_task()
+    except TaskContextError as exc:  # a sink used outside a task is a sink misuse
+        raise SinkError(str(exc)) from exc
     if not ctx.is_sink:
         raise SinkError(
             f"workflow [{ctx.workflow_id}] task [{ctx.task_id}] calls write_delta but is not "

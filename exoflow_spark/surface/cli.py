@@ -29,29 +29,26 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from . import api
-from ._fmt import checkpoint_label
-from ._fmt import human_bytes as _human
-from ._logfs import is_local
-from ._redact import MASK
-from .config import load_profile
-from .errors import (
+from .. import api
+from ..core.fmt import checkpoint_label
+from ..core.fmt import human_bytes as _human
+from ..core.redact import MASK
+from ..core.status import WorkflowStatus
+from ..core.uris import is_local
+from ..errors import (
     CheckpointError,
     ConcurrentRunError,
     ExoflowError,
     StorageError,
     TaskFailedError,
+    UsageError,
     WorkflowNotFoundError,
 )
-from .status import WorkflowStatus
-from .store import WorkflowStore
+from ..storage.store import WorkflowStore
+from .config import load_profile
 
 #: Errors meaning "the workflow ran (or is running) and did not succeed": exit code 1.
 _RUN_FAILURES = (TaskFailedError, CheckpointError, ConcurrentRunError, StorageError)
-
-
-class UsageError(ExoflowError):
-    """The command cannot do what was asked (bad target, nothing to resume from): exit 2."""
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -66,7 +63,7 @@ def _dumps(doc: Any) -> str:
 def _storage(args: argparse.Namespace) -> str:
     """``--storage``, else the profile's (``$EXOFLOW_STORAGE`` wins over the file), else the
     library default."""
-    from ._config import resolve_storage
+    from ..core.defaults import resolve_storage
 
     if args.storage:
         return str(args.storage)
@@ -79,7 +76,7 @@ def _session(args: argparse.Namespace, app_name: str = "exoflow-spark-cli") -> A
     test), else a new one built from the profile."""
     from pyspark.sql import SparkSession
 
-    from ._spark import create_spark_session
+    from ..spark.session import create_spark_session
     from .entry import under_spark_submit
 
     active = SparkSession.getActiveSession()
@@ -123,7 +120,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .gc import collected_tables
+    from ..engine.gc import collected_tables
 
     store = _store(args)
     state = store.require_exists()
@@ -283,7 +280,7 @@ def _restartable_script(argv: Sequence[Any]) -> bool:
 
 
 def _output_summary(store: WorkflowStore, value: Any) -> Any:
-    from ._spark import is_dataframe
+    from ..core.values import is_dataframe
 
     if is_dataframe(value):
         state = store.read_state()
@@ -307,7 +304,7 @@ def _launch_function(
 ) -> int:
     fn = _load_function(target)
     node = fn(*job_args)
-    from .task import Node
+    from ..core.task import Node
 
     if not isinstance(node, Node):
         raise UsageError(
@@ -499,7 +496,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _history(store: WorkflowStore) -> dict[str, Any]:
-    from .gc import collected_tables
+    from ..engine.gc import collected_tables
 
     state = store.require_exists()
     events = store.events()
@@ -580,7 +577,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from .gc import collect_garbage
+    from ..engine.gc import collect_garbage
 
     storage = _storage(args)
     report = collect_garbage(

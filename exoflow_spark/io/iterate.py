@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._spark import read_checkpoint, write_checkpoint
-from .context import _current
-from .errors import InvalidOptionError
+from ..core.context import _current
+from ..errors import InvalidOptionError
+from ..storage.checkpoints import read_checkpoint, write_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._logfs import LogFS, open_logfs
-from ._redact import protect_loggers, redact, redact_record
-from .errors import ConcurrentRunError, InvalidIdError, StorageError, WorkflowNotFoundError
-from .ids import validate_id, validate_storage_root
-from .status import WorkflowStatus
+from ..core.ids import validate_id, validate_storage_root
+from ..core.redact import protect_loggers, redact, redact_record
+from ..core.status import WorkflowStatus
+from ..errors import ConcurrentRunError, InvalidIdError, StorageError, WorkflowNotFoundError
+from .logfs import LogFS, open_logfs
 
 logger = logging.getLogger(__name__)
 

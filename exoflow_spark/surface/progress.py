@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
-from .errors import InvalidOptionError
-from .status import TaskStatus
+from ..core.status import TaskStatus
+from ..errors import InvalidOptionError
 
 logger = logging.getLogger(__name__)
 

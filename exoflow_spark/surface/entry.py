@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ._spark import create_spark_session
+from ..spark.session import create_spark_session
 from .config import Profile, configure_logging, load_profile
 
 

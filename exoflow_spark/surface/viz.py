@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._config import resolve_storage
-from ._fmt import checkpoint_label
-from ._fmt import human_bytes as _human
-from .errors import DagError, InvalidOptionError
-from .store import WorkflowState, WorkflowStore
-from .task import Node
+from ..core.defaults import resolve_storage
+from ..core.fmt import checkpoint_label
+from ..core.fmt import human_bytes as _human
+from ..core.task import Node
+from ..errors import DagError, InvalidOptionError
+from ..storage.store import WorkflowState, WorkflowStore
 
 DagFormat = Literal["svg", "png", "mermaid", "dot", "text"]
 TimelineFormat = Literal["png", "svg", "text"]
@@ -144,7 +144,7 @@ def dag_view(
     state: WorkflowState | None = None
     events: list[dict[str, Any]] = []
     if isinstance(target, Node):
-        from .dag import Dag
+        from ..core.dag import Dag
 
         record = Dag(target).to_record()
         if workflow_id is not None:

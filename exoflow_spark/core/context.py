@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SinkError
+from ..errors import TaskContextError
 
 
 @dataclass
@@ -47,7 +47,7 @@ def current_task() -> TaskContext:
     """
     ctx = _current.get()
     if ctx is None:
-        raise SinkError(
+        raise TaskContextError(
             "no exoflow task is running in this thread: current_task() and write_delta() "
             "work only inside a function decorated with @xf.task while xf.run executes it"
         )

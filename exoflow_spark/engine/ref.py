@@ -8,9 +8,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-from ._logfs import missing_files
-from ._redact import redact
-from ._spark import DeltaVersion, commit_readable, read_checkpoint
+from ..core.redact import redact
+from ..errors import CheckpointLostError
+from ..spark.hadoop import has_jvm, missing_files
+from ..storage.checkpoints import DeltaVersion, commit_readable, read_checkpoint
 
 Backing = Literal["plan", "cache", "delta", "value", "none", "error"]
 
@@ -124,9 +125,7 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
     Raises:
         CheckpointLostError: the version cannot be read or some of its files are gone.
     """
-    from .recovery import CheckpointLostError
-
-    if getattr(spark, "_jvm", None) is None:  # Spark Connect: nothing to probe with
+    if not has_jvm(spark):  # Spark Connect: nothing to probe with
         return read_checkpoint(spark, dv)
     try:
         if dv.files is not None:
@@ -181,8 +180,6 @@ def _recorded_files(task_id: str, d: dict[str, Any]) -> tuple[str, ...] | None:
         CheckpointLostError: a name that is not a plain file name (a path, ``..``): the
             record was altered, and reading it could reach files outside the checkpoint.
     """
-    from .recovery import CheckpointLostError
-
     files = d.get("files")
     if not isinstance(files, list):
         return None

@@ -18,10 +18,10 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
-from ._spark import is_dataframe
-from .errors import DagError
+from ..errors import DagError
 from .ids import validate_id
 from .task import Node, map_nested
+from .values import is_dataframe
 
 logger = logging.getLogger(__name__)
 

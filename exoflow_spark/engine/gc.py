@@ -35,13 +35,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ._config import resolve_storage
-from ._logfs import is_local, local_path
-from ._spark import CHECKPOINT_FORMATS
-from .errors import StorageError
-from .recovery import RecoveryError, load_throughput, plan
-from .status import WorkflowStatus
-from .store import WorkflowState, WorkflowStore, list_workflow_ids
+from ..core.defaults import resolve_storage
+from ..core.redact import redact
+from ..core.status import WorkflowStatus
+from ..core.uris import is_local, local_path
+from ..errors import RecoveryError, StorageError
+from ..spark.hadoop import delete_path, tree_size
+from ..storage.checkpoints import CHECKPOINT_FORMATS
+from ..storage.store import WorkflowState, WorkflowStore, list_workflow_ids
+from .cost import load_throughput
+from .planner import plan
 
 logger = logging.getLogger(__name__)
 
@@ -119,30 +122,22 @@ def _size(storage: str, path: str, spark: Any | None) -> int:
                     total += os.path.getsize(os.path.join(dirpath, f))
         return total
     try:
-        fs, p = _hadoop(spark, path)
-        return int(fs.getContentSummary(p).getLength())
+        return tree_size(spark, path)
     except Exception:  # pragma: no cover - size is informative only
         return 0
 
 
-def _hadoop(spark: Any, path: str) -> tuple[Any, Any]:
-    if spark is None:
-        raise StorageError(
-            f"deleting {path} needs Hadoop's FileSystem: pass spark=... (or have an active "
-            "SparkSession)"
-        )
-    jvm = spark._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
-
-
 def _delete(storage: str, path: str, spark: Any | None) -> None:
-    if is_local(storage):
-        shutil.rmtree(local_path(path), ignore_errors=False)
+    if not is_local(storage):
+        delete_path(spark, path)
         return
-    fs, p = _hadoop(spark, path)
-    if not fs.delete(p, True) and fs.exists(p):
-        raise StorageError(f"could not delete checkpoint table {path}")
+    try:
+        shutil.rmtree(local_path(path))
+    except OSError as exc:
+        raise StorageError(
+            f"could not delete checkpoint table {redact(path)}: {redact(exc)}. Nothing else was "
+            "deleted for this table; fix the cause and run gc again"
+        ) from exc
 
 
 def _plan_workflow(

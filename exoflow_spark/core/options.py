@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 
 #: ``False``: never durable, replayed from lineage; ``True``: durable before any consumer runs;
 #: ``"async"``: consumers start on the cached output while a background write commits it;
@@ -83,7 +83,7 @@ class TaskOptions:
             )
         object.__setattr__(self, "wait_until_committed", names)
         if self.name is not None:
-            from .errors import InvalidIdError
+            from ..errors import InvalidIdError
             from .ids import validate_id
 
             try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 from .options import CheckpointMode, TaskOptions
 
 R = TypeVar("R")
@@ -55,6 +55,13 @@ class Task(Generic[R]):
                 f"{sorted(TaskOptions.__dataclass_fields__)}"
             )
         return Task(self.fn, replace(self.opts, **changes))
+
+    def finish(self, result: Any, ctx: Any) -> Any:
+        """Turn what the function returned into the task's output (the engine calls this once
+        per attempt, inside the task's context). A plain task's output is its return value;
+        a streaming task runs its query here (:class:`~exoflow_spark.io.streaming.StreamingTask`).
+        """
+        return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(

@@ -1,0 +1,1 @@
+"""Inputs and outputs of tasks: exactly-once sinks, streaming tasks, iterations."""

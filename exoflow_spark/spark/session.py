@@ -1,0 +1,317 @@
+"""Everything that touches SparkSession and Delta APIs directly lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import SparkSessionError
+
+logger = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+#: pyspark 4.2.0 runs Python UDFs through Arrow by default, and its columnar Arrow UDF runner
+#: hangs forever on a vectorized Parquet input such as a Delta checkpoint (SPARK-58241, fixed
+#: after 4.2.0; delta-spark 4.4.0 caps pyspark at 4.2.0). Sessions built here opt out.
+ARROW_UDF_CONF = "spark.sql.execution.pythonUDF.arrow.enabled"
+_ARROW_UDF_HANG_VERSIONS = ("4.2.0",)
+
+#: Settings that make small local runs fast; a cluster profile overrides them.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+#: the scheduler pool of background checkpoint writes (see ``fairscheduler.xml``)
+CHECKPOINT_POOL = "exoflow-checkpoints"
+#: FAIR scheduling with exoflow's pools: your jobs stay FIFO in the default pool; async
+#: checkpoint writes get a task slot of their own as soon as one frees up. Set
+#: ``spark.scheduler.mode`` yourself to opt out.
+SCHEDULER_DEFAULTS: dict[str, str] = {
+    "spark.scheduler.mode": "FAIR",
+    "spark.scheduler.allocation.file": Path(__file__).with_name("fairscheduler.xml").as_uri(),
+}
+
+
+def create_spark_session(
+    master: str | None = "local[*]",
+    app_name: str = "exoflow-spark",
+    conf: Mapping[str, str] | None = None,
+    *,
+    remote: str | None = None,
+) -> Any:
+    """Build (or get) a SparkSession with Delta Lake configured.
+
+    The Delta jars matching the installed ``delta-spark`` are added with
+    ``configure_spark_with_delta_pip`` and fetched from Maven Central on first use.
+
+    Args:
+        master: Spark master URL; ``None`` leaves it to ``spark-submit``.
+        app_name: the application name shown in the Spark UI.
+        conf: extra Spark settings (they win over the defaults).
+        remote: a Spark Connect URL (``sc://host:port``): connect to that server instead of
+            starting a driver JVM. The server must already have Delta Lake configured (it
+            owns the static settings); ``master`` is ignored and ``conf`` may hold runtime
+            SQL settings only. See ``docs/spark-connect.md``.
+
+    Example:
+        >>> spark = create_spark_session("local[2]", conf={"spark.ui.enabled": "false"})
+        >>> spark = create_spark_session(remote="sc://127.0.0.1:15002")
+    """
+    import pyspark
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    if remote:
+        return _connect_session(remote, conf or {})
+    os.environ.setdefault("PYSPARK_PIN_THREAD", "true")
+    if (master or "").startswith("local"):
+        # Python workers of a local session use the driver's interpreter (and its packages)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    settings = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        **(LOCAL_DEFAULTS if (master or "").startswith("local") else {}),
+        **(SCHEDULER_DEFAULTS if "spark.scheduler.mode" not in (conf or {}) else {}),
+        **({ARROW_UDF_CONF: "false"} if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS else {}),
+        **dict(conf or {}),
+    }
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    extra = [p for p in settings.get("spark.jars.packages", "").split(",") if p]
+    return configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jars matching the installed pyspark and delta-spark,
+    e.g. ``io.delta:delta-spark_4.2_2.13:4.4.0``: what ``spark-submit --packages`` and a Spark
+    Connect server need (a session built in Python adds it by itself)."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_major_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_major_minor}_2.13:{version('delta-spark')}"
+
+
+def _connect_session(url: str, conf: Mapping[str, str]) -> Any:
+    """A Spark Connect session to ``url`` with exoflow's runtime settings applied."""
+    import pyspark
+    from pyspark.sql import SparkSession
+
+    try:
+        spark = SparkSession.builder.remote(url).getOrCreate()
+    except Exception as exc:
+        raise SparkSessionError(
+            f"cannot connect to the Spark Connect server at {url}: {exc}. Check that the "
+            "server runs and that the pyspark[connect] client packages are installed"
+        ) from exc
+    settings = {
+        **({ARROW_UDF_CONF: "false"} if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS else {}),
+        **dict(conf),
+    }
+    for key, value in settings.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:
+            raise SparkSessionError(
+                f"Spark Connect server {url} refused the setting {key}={value}: {exc}. Static "
+                "settings (extensions, catalogs, jars, memory) belong to the server's start "
+                "command, not to the client"
+            ) from exc
+    return spark
+
+
+def is_connect_session(spark: Any) -> bool:
+    """True for a Spark Connect (client-side) session: no JVM, no SparkContext."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except Exception:
+        return False
+    return isinstance(spark, ConnectSession)
+
+
+def resolve_spark(spark: Any | None) -> Any:
+    """``spark`` if given, else the active session; checks that Delta is configured."""
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        if spark is None:
+            raise SparkSessionError(
+                "no active SparkSession: pass spark=... or create one with "
+                "xf.create_spark_session() (it configures Delta Lake)"
+            )
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    except Exception:  # pragma: no cover - some managed runtimes hide the conf
+        extensions = DELTA_EXTENSION
+    _warn_arrow_udf_hang(spark)
+    if DELTA_EXTENSION not in extensions and not _is_databricks(spark):
+        raise SparkSessionError(
+            "this SparkSession has no Delta Lake extension, which exoflow-spark's checkpoints "
+            "and sinks need: build it with xf.create_spark_session(), or set "
+            f"spark.sql.extensions={DELTA_EXTENSION} and spark.sql.catalog.spark_catalog="
+            f"{DELTA_CATALOG} with the delta-spark jars on the classpath"
+        )
+    return spark
+
+
+_warned_arrow = False
+
+
+def _warn_arrow_udf_hang(spark: Any) -> None:
+    global _warned_arrow
+    if _warned_arrow:
+        return
+    try:
+        import pyspark
+
+        enabled = str(spark.conf.get(ARROW_UDF_CONF, "true")).lower() == "true"
+    except Exception:  # pragma: no cover
+        return
+    if pyspark.__version__ in _ARROW_UDF_HANG_VERSIONS and enabled:
+        _warned_arrow = True
+        logger.warning(
+            "pyspark %s with %s=true: a Python UDF reading a Delta checkpoint can hang forever "
+            "(SPARK-58241). Set %s=false on the session (xf.create_spark_session does)",
+            pyspark.__version__,
+            ARROW_UDF_CONF,
+            ARROW_UDF_CONF,
+        )
+
+
+def _is_databricks(spark: Any) -> bool:
+    try:
+        return bool(spark.conf.get("spark.databricks.clusterUsageTags.clusterId", None))
+    except Exception:  # pragma: no cover
+        return False
+
+
+@contextlib.contextmanager
+def job_context(
+    spark: Any, workflow_id: str, label: str, pool: str | None = None
+) -> Iterator[None]:
+    """Name the Spark jobs started in this thread after the workflow and task (Spark UI),
+    and submit them to scheduler ``pool`` if given (it takes effect in FAIR mode)."""
+    description = f"[{workflow_id}] {label}"
+    sc = None
+    try:
+        sc = spark.sparkContext
+    except Exception:  # Spark Connect: no SparkContext
+        sc = None
+    tag = f"exoflow:{workflow_id}"
+    if sc is not None:
+        previous = sc.getLocalProperty("spark.job.description")
+        sc.setLocalProperty("spark.job.description", description)
+        sc.setLocalProperty("spark.jobGroup.id", tag)
+        if pool:
+            sc.setLocalProperty("spark.scheduler.pool", pool)
+        try:
+            yield
+        finally:
+            sc.setLocalProperty("spark.job.description", previous)
+            sc.setLocalProperty("spark.jobGroup.id", None)
+            if pool:
+                sc.setLocalProperty("spark.scheduler.pool", None)
+        return
+    added = False
+    with contextlib.suppress(Exception):
+        spark.addTag(tag)
+        added = True
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(Exception):
+                spark.removeTag(tag)
+
+
+_SYSTEM_ERROR_MARKERS = (
+    "ExecutorLostFailure",
+    "executor lost",
+    "Executor heartbeat timed out",
+    "SparkContext was shut down",
+    "FetchFailed",
+    "Connection reset",
+    "Connection refused",
+    "Py4JNetworkError",
+    "Answer from Java side is empty",
+    "BlockMissingException",
+    "StatusCode.UNAVAILABLE",  # Spark Connect: the server could not be reached
+)
+
+
+def is_system_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the platform (lost executor, JVM link) rather than user code.
+
+    System errors are always retried within ``max_retries``; user errors only when the task
+    says ``retry_exceptions=True``.
+    """
+    from py4j.protocol import Py4JNetworkError
+
+    if isinstance(exc, (Py4JNetworkError, ConnectionError)):
+        return True
+    if _is_grpc_unavailable(exc):  # Spark Connect: the server or the channel went away
+        return True
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _SYSTEM_ERROR_MARKERS)
+
+
+def _is_grpc_unavailable(exc: BaseException) -> bool:
+    """A Spark Connect call that failed because the server could not be reached."""
+    try:
+        import grpc
+    except ImportError:
+        return False
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, grpc.RpcError):
+            code = getattr(cur, "code", None)
+            if callable(code) and code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
+    """The in-memory size of a cached, materialized DataFrame (Spark's plan statistics), or
+    ``default`` where Spark does not tell (Spark Connect)."""
+    try:
+        size = df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()
+        # Py4J hands a Scala BigInt over as a Python int (a BigInteger underneath)
+        return int(size) if isinstance(size, int) else int(str(size.toString()))
+    except Exception as exc:  # Spark Connect has no _jdf; anything else is worth knowing
+        logger.debug("plan statistics unavailable (%s); assuming %d bytes", exc, default)
+        return default
+
+
+def forget_delta_state(spark: Any, paths: list[str]) -> None:
+    """Drop Delta's cached state (snapshot and its persisted blocks) of the tables at
+    ``paths``; the next read rebuilds it from the log. Classic sessions only (a Spark
+    Connect server manages its own cache)."""
+    if not paths or is_connect_session(spark):
+        return
+    try:
+        jvm = spark.sparkContext._jvm
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog
+        for path in paths:
+            delta_log.invalidateCache(spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(path))
+    except Exception as exc:  # only memory is at stake
+        logger.debug("could not drop Delta's cached table state (%s)", exc)

@@ -1,0 +1,1 @@
+"""The workflow log and checkpoint files: the one owner of the storage layout."""

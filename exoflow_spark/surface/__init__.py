@@ -1,0 +1,1 @@
+"""What users touch besides the verbs in api.py: the CLI, progress, pictures, profiles."""
