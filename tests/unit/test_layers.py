@@ -108,9 +108,8 @@ def test_imports_point_down() -> None:
                 continue
             theirs = LAYERS.index(layer_of(resolved))
             if theirs > mine:
-                broken.append(
-                    f"{module}:{line} ({layer_of(module)}) imports {resolved} ({layer_of(resolved)})"
-                )
+                up = f"{resolved} ({layer_of(resolved)})"
+                broken.append(f"{module}:{line} ({layer_of(module)}) imports {up}")
     assert not broken, "imports that point up a layer:\n" + "\n".join(broken)
 
 
