@@ -120,6 +120,15 @@ class WorkflowRun:
             throughput=throughput,
         )
         self.recovery_plan = rplan
+        for tid, evidence in rplan.missing.items():
+            logger.warning(
+                "[%s] [%s] commit record g%d is missing from the log (%s); the task is "
+                "deterministic, so it runs again if needed",
+                self.wf,
+                tid,
+                self.state.generation(tid),
+                evidence,
+            )
         if rplan.rolled_back:
             logger.warning(
                 "[%s] rolling back %s: they observed nondeterministic outputs that "
