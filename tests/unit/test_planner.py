@@ -292,6 +292,8 @@ ROWS = [
     # -- sinks: once committed, never executed again ---------------------------------------------
     Row("committed sink restored from its record, not re-run", dag("a s<a d<a,s", a=SYNC, s=SINK, d=SYNC), [sync("a"), value("s", None, sink=True)], "a=restore s=restore d=run", "d", why=("s", "none logged with its commit")),  # noqa: E501
     Row("committed sink with a big output: restored even when replay is cheaper", dag("a s<a d<s", a=SYNC, s={**SINK, **SYNC}, d=SYNC), [sync("a"), sync("s", mb=5000, compute=0.1, sink=True)], "a=skip s=restore d=run", "d", "cost", TP),  # noqa: E501
+    Row("declared sink that wrote nothing yet committed: restored, not replayed", dag("a s<a d<s", a=SYNC, s={**SINK, **SYNC}, d=SYNC), [sync("a"), sync("s", mb=5000, compute=0.1, sink=False)], "a=skip s=restore d=run", "d", "cost", TP),  # noqa: E501
+    Row("undeclared sink (a helper wrote) logged sink=True: restored, not replayed", dag("a s<a d<s", a=SYNC, s=SYNC, d=SYNC), [sync("a"), sync("s", mb=5000, compute=0.1, sink=True)], "a=skip s=restore d=run", "d", "cost", TP),  # noqa: E501
     Row("deterministic streaming task restored: a re-run reads newer input", dag("s b<s", s=STREAM, b=SYNC), [stream("s", mb=5000, compute=0.1)], "s=restore b=run", "b", "cost", TP),  # noqa: E501
     # -- a diamond a -> (b, c) -> d ----------------------------------------------------------------
     Row("diamond: branch b committed, c not", DIAMOND, [sync("a"), sync("b")], "a=restore b=restore c=run d=run", "c d"),  # noqa: E501
@@ -318,6 +320,7 @@ ROWS = [
     Row("cost: 5 s per read makes even the source a cheaper to replay", CHAIN3, [sync("a", compute=0.5), sync("b", compute=1)], "a=replay b=replay c=run", "c", "cost", SLOW_OPEN),  # noqa: E501
     Row("cost: no replay without every input committed", dag("a b<a c<b", a=ASYNC, b=SYNC, c=SYNC), [sync("b", mb=5000, compute=2)], "a=skip b=restore c=run", "c", "cost", TP),  # noqa: E501
     Row("cost: a logged value costs nothing to restore", dag("a b<a c<b", a=SYNC, c=SYNC), [sync("a"), value("b", compute=60)], "a=skip b=restore c=run", "c", "cost", TP),  # noqa: E501
+    Row("cost: c replayed from a logged value b, which costs nothing to read", dag("a b<a c<b d<c", a=SYNC, c=SYNC, d=SYNC), [sync("a"), value("b"), sync("c", mb=5000, compute=2)], "a=skip b=restore c=replay d=run", "d", "cost", TP, why=("b", "value logged with its commit")),  # noqa: E501
     Row("cost: a committed output is never replayed", CHAIN3, [sync("a"), sync("b"), sync("c", mb=5000, compute=0.1)], "a=skip b=skip c=skip", "", "cost", TP),  # noqa: E501
     # -- commit records gone from the log (a damaged log) ------------------------------------------
     Row("b's record gone though c committed after reading it (b not needed)", CHAIN_SYNC, [sync("a"), sync("c")], "a=skip b=skip c=restore d=run", "d", missing="b"),  # noqa: E501
