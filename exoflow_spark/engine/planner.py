@@ -19,6 +19,7 @@ root (:func:`measure_throughput`) and kept in ``<root>/_exoflow/throughput.json`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -384,3 +385,17 @@ def plan(
         rolled_back=rolled,
         missing=missing,
     )
+
+
+def report_missing(rplan: RecoveryPlan, state: WorkflowState, log: logging.Logger) -> None:
+    """Warn on the caller's logger about each commit record :func:`plan` found missing from
+    the log (deterministic tasks: they run again if needed). :func:`plan` logs nothing."""
+    for tid, evidence in rplan.missing.items():
+        log.warning(
+            "[%s] [%s] commit record g%d is missing from the log (%s); the task is "
+            "deterministic, so it runs again if needed",
+            state.workflow_id,
+            tid,
+            state.generation(tid),
+            evidence,
+        )

@@ -15,6 +15,7 @@ DAG order; ``runs`` is the plan's run order (runs, replays of lost outputs, roll
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import pytest
 import exoflow_spark as xf
 from exoflow_spark.core.dag import Dag
 from exoflow_spark.engine.cost import Throughput
-from exoflow_spark.engine.planner import RecoveryPlan, Strategy, plan
+from exoflow_spark.engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from exoflow_spark.errors import ExoflowError
 from exoflow_spark.storage.logfs import LocalLogFS
 from exoflow_spark.storage.store import WorkflowStore
@@ -386,6 +387,21 @@ def test_plan_is_a_function_of_its_arguments(tmp_path: Path) -> None:
     )
     assert json.dumps([state.commits, state.generations], sort_keys=True) == before
     assert json.dumps(graph, sort_keys=True) == before_graph
+
+
+def test_plan_logs_nothing_and_the_caller_reports_missing_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    row = next(r for r in ROWS if r.name.startswith("b's record gone and branch e"))
+    caplog.set_level(logging.DEBUG)
+    p = plan_from_disk(row, tmp_path)
+    assert caplog.records == []
+    report_missing(p, WorkflowStore(str(tmp_path), WF).read_state(), logging.getLogger("caller"))
+    [warning] = caplog.records
+    assert (warning.name, warning.levelno) == ("caller", logging.WARNING)
+    assert "[wf] [b] commit record g0 is missing from the log ([c] committed after" in (
+        warning.getMessage()
+    )
 
 
 def test_pyspark_is_never_imported() -> None:
