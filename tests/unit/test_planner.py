@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -353,7 +354,7 @@ def actions(p: RecoveryPlan) -> str:
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_plan(row: Row, tmp_path: Path) -> None:
     if row.error:
-        with pytest.raises(ExoflowError, match=row.error.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ExoflowError, match=re.escape(row.error)):
             plan_from_disk(row, tmp_path)
         return
     p = plan_from_disk(row, tmp_path)
