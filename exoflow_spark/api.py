@@ -17,7 +17,7 @@ from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
 from .engine.cost import load_throughput
-from .engine.planner import RecoveryPlan, Strategy, plan
+from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
 from .engine.runtime import RunOptions, WorkflowRun, finish_status
 from .errors import (
@@ -310,7 +310,9 @@ def explain(
         state = store.require_exists()
         record = state.runs[-1].start["dag"]
     done = store.done_tasks()
-    return plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
+    rplan = plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
+    report_missing(rplan, state, logger)
+    return rplan
 
 
 def get_status(

@@ -29,8 +29,6 @@ from ..errors import RecoveryError
 from ..storage.store import WorkflowState
 from .cost import Throughput
 
-logger = logging.getLogger(__name__)
-
 Action = Literal["skip", "restore", "replay", "run", "roll back"]
 Strategy = Literal["restore", "cost"]
 
@@ -61,6 +59,10 @@ class RecoveryPlan:
     replay_committed: list[str] = field(default_factory=list)
     #: committed tasks whose commits are discarded before running
     rolled_back: list[str] = field(default_factory=list)
+    #: deterministic tasks whose commit record is gone from the log, with the evidence (see
+    #: :func:`missing_commits`); they run again if needed. The caller reports them: planning
+    #: itself logs nothing
+    missing: dict[str, str] = field(default_factory=dict)
 
     def actions(self, action: Action) -> list[str]:
         """Task ids given ``action``."""
@@ -215,6 +217,9 @@ def plan(
 ) -> RecoveryPlan:
     """Plan the remaining work of a workflow.
 
+    A pure function of its arguments: it reads no file, clock or Spark session and logs
+    nothing, so the same log plans the same way in a run, in ``explain`` and in gc.
+
     Args:
         graph: the DAG record (``Dag.to_record()`` or the logged one).
         state: the workflow's log state.
@@ -241,14 +246,6 @@ def plan(
                 f"or accept a new result with xf.run(..., invalidate={[tid]!r}), which re-runs "
                 "it and everything downstream"
             )
-        logger.warning(
-            "[%s] [%s] commit record g%d is missing from the log (%s); the task is "
-            "deterministic, so it runs again if needed",
-            state.workflow_id,
-            tid,
-            gen,
-            evidence,
-        )
     rolled = rollbacks(graph, state.commits)
     available = {t: r for t, r in state.commits.items() if t in tasks and t not in rolled}
 
@@ -386,4 +383,19 @@ def plan(
         run_order=[t for t in order if t in needed],
         replay_committed=[t for t in order if t in replay_committed],
         rolled_back=rolled,
+        missing=missing,
     )
+
+
+def report_missing(rplan: RecoveryPlan, state: WorkflowState, log: logging.Logger) -> None:
+    """Warn on the caller's logger about each commit record :func:`plan` found missing from
+    the log (deterministic tasks: they run again if needed). :func:`plan` logs nothing."""
+    for tid, evidence in rplan.missing.items():
+        log.warning(
+            "[%s] [%s] commit record g%d is missing from the log (%s); the task is "
+            "deterministic, so it runs again if needed",
+            state.workflow_id,
+            tid,
+            state.generation(tid),
+            evidence,
+        )

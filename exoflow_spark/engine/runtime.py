@@ -43,7 +43,7 @@ from ..storage.checkpoints import (
 )
 from ..storage.store import WorkflowState, WorkflowStore
 from .cost import load_throughput, measure_throughput
-from .planner import RecoveryPlan, Strategy, plan
+from .planner import RecoveryPlan, Strategy, plan, report_missing
 from .ref import Ref
 from .restore import restore_or_replay
 
@@ -120,6 +120,7 @@ class WorkflowRun:
             throughput=throughput,
         )
         self.recovery_plan = rplan
+        report_missing(rplan, self.state, logger)
         if rplan.rolled_back:
             logger.warning(
                 "[%s] rolling back %s: they observed nondeterministic outputs that "
