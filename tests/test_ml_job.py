@@ -85,7 +85,7 @@ def test_every_checkpoint_mode_trains_the_same_model(spark, capsys, ml_job, mode
     # the sync checkpoint of epoch 2's model is a Delta table under the workflow storage
     state = WorkflowStore(storage, "ml-sync").read_state()
     delta = state.commits["train_e2"].checkpoint
-    model = spark.read.format("delta").option("versionAsOf", delta["version"]).load(delta["path"])
+    model = spark.read.format("delta").option("versionAsOf", delta.version).load(delta.path)
     assert model.first()["epoch"] == 2
 
     # running a finished workflow again executes nothing and returns the same model

@@ -91,7 +91,7 @@ def test_sink_waits_for_nondeterministic_inputs_to_be_durable(
         publish.bind(enrich.bind(sample.bind())), workflow_id=wf, storage=storage, spark=spark
     )
     rec = WorkflowStore(storage, wf).read_state().commits["sample"]
-    assert rec["committed_at"] <= marks["sink_start"]  # implicit wait_until_committed
+    assert rec.committed_at <= marks["sink_start"]  # implicit wait_until_committed
     published = spark.read.format("delta").load(sink_path)
     committed = xf.get_output(wf, task="sample", storage=storage, spark=spark)
     assert published.count() == n == committed.count()

@@ -179,7 +179,7 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
     hist = spark.sql(f"DESCRIBE HISTORY delta.`{ref_dir}` LIMIT 1").first()
     assert rec.checkpoint.version == hist.version
     assert rec.checkpoint.bytes == int(hist.operationMetrics["numOutputBytes"]) > 0
-    assert marks["eager_start"] < rec["committed_at"] <= marks["after_start"]
+    assert marks["eager_start"] < rec.committed_at <= marks["after_start"]
     assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
 
 
@@ -208,17 +208,17 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
         assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=invalidate) == n
         d = WorkflowStore(storage, wf).read_state().commits["part"].checkpoint
         # the recorded files are the version's files as Delta resolves them
-        by_delta = spark.read.format("delta").option("versionAsOf", d["version"]).load(ref_dir)
-        assert sorted(f.rsplit("/", 1)[-1] for f in by_delta.inputFiles()) == sorted(d["files"])
+        by_delta = spark.read.format("delta").option("versionAsOf", d.version).load(ref_dir)
+        assert sorted(f.rsplit("/", 1)[-1] for f in by_delta.inputFiles()) == sorted(d.files)
         restored = xf.get_output(wf, task="part", storage=storage, spark=spark)
         # a plain file listing, not Delta's log-backed file index (TahoeLogFileIndex); an
         # empty version has no files and is an empty DataFrame of the recorded schema
         scanned = restored._jdf.queryExecution().executedPlan().toString()
         assert "Tahoe" not in scanned, scanned
-        assert ("InMemoryFileIndex" in scanned) == bool(d["files"]), scanned
+        assert ("InMemoryFileIndex" in scanned) == bool(d.files), scanned
         assert_df_equality(restored, by_delta, ignore_row_order=True, ignore_nullable=True)
-        assert restored.count() == n == d["rows"]
-    assert d["version"] == 2
+        assert restored.count() == n == d.rows
+    assert d.version == 2
 
     # a session that turns on Delta column mapping by default (Parquet columns renamed) must
     # not make the direct read return nulls: checkpoint tables keep their column names
@@ -310,11 +310,11 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     refs = Path(storage) / "workflows" / wf / "refs"
     for tid, rows in (("base", 3000), ("grouped", 7)):
         d = commits[tid].checkpoint
-        assert d["format"] == "parquet" and d["rows"] == rows and d["bytes"] > 0
-        folder = Path(d["path"])
+        assert d.format == "parquet" and d.rows == rows and d.bytes > 0
+        folder = Path(d.path)
         assert folder.parent == refs / tid / "_parquet"
-        assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d["files"])
-        assert d["bytes"] == sum((folder / f).stat().st_size for f in d["files"])
+        assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d.files)
+        assert d.bytes == sum((folder / f).stat().st_size for f in d.files)
         assert not (refs / tid / "_delta_log").exists()
     # people are shown "parquet" for such a checkpoint, not a Delta version it does not have
     from exoflow_spark.surface.cli import main
@@ -329,7 +329,7 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     assert calls == Counter(total=1)
     restored = xf.get_output(wf, task="grouped", storage=storage, spark=spark)
     d = commits["grouped"].checkpoint
-    assert sorted(f.rsplit("/", 1)[-1] for f in restored.inputFiles()) == sorted(d["files"])
+    assert sorted(f.rsplit("/", 1)[-1] for f in restored.inputFiles()) == sorted(d.files)
     assert sorted([r.x, r.n] for r in restored.collect()) == want
 
 

@@ -126,3 +126,33 @@ def test_corrupt_record_is_reported(tmp_path) -> None:
     path.write_text('{"kind": "no')
     with pytest.raises(xf.StorageError, match=r"g0\.commit\.json is corrupt"):
         store.read_state()
+
+
+def test_a_log_written_by_a_newer_release_is_refused_before_any_write(spark, storage) -> None:
+    """A run record with a schema newer than this release reads: xf.run stops with advice to
+    upgrade, and the log and checkpoints are left exactly as they were."""
+    import json
+    from pathlib import Path
+
+    from exoflow_spark.core.records import SCHEMA_VERSION
+
+    @xf.task(checkpoint=True)
+    def numbers():
+        return xf.get_spark().range(3)
+
+    @xf.task
+    def total(df):
+        return df.count()
+
+    dag = total.bind(numbers.bind())
+    assert xf.run(dag, workflow_id="newer", storage=storage, spark=spark) == 3
+    root = Path(storage)
+    start = root / "workflows/newer/log/runs/000001.start.json"
+    doc = json.loads(start.read_text())
+    assert doc["schema"] == SCHEMA_VERSION  # this release writes its version
+    start.chmod(0o644)
+    start.write_text(json.dumps({**doc, "schema": SCHEMA_VERSION + 1}))
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(xf.LogSchemaError, match="upgrade exoflow-spark"):
+        xf.run(dag, workflow_id="newer", storage=storage, spark=spark, invalidate=["total"])
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
