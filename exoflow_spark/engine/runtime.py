@@ -595,8 +595,7 @@ class WorkflowRun:
                     ref.get(), self.store.ref_uri(tid), self.options.checkpoint_format
                 )
             crash_point(tid, "during-checkpoint")
-            record = CommitRecord.of_checkpoint(dv, "async")
-            record = replace(record, **common)
+            record = replace(CommitRecord.of_checkpoint(dv, "async"), **common)
             self.state.commits[tid] = self.store.commit_task(tid, generation, record)
             ref.repoint(read_checkpoint(self.spark, dv), dv)
             self.statuses[tid] = TaskStatus.COMMITTED

@@ -11,6 +11,7 @@ turns them into URIs)::
     workflows/<wf>/log/events/<n>-<seq>.<kind>.json     what happened (history, costs)
     workflows/<wf>/log/gc/<at>-<token>.json             tables garbage collection deleted
     workflows/<wf>/refs/<task>                          Delta table of the task's checkpoints
+    workflows/<wf>/refs/<task>/_parquet/<random>        one checkpoint (checkpoint_format="parquet")
     workflows/<wf>/refs/<task>__iterations              xf.iterate scratch table of a task
     workflows/<wf>/streams/<task>                       a streaming task's checkpointLocation
     streams/<name>/checkpoint, streams/<name>/table     a stream shared by several workflows
@@ -22,6 +23,8 @@ on-disk format: changing one would strand every workflow stored before.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..core.ids import validate_id
 
@@ -145,6 +148,17 @@ def shared_stream_checkpoint(stream_name: str) -> str:
 def shared_stream_table(stream_name: str) -> str:
     """The default output table of a stream shared by a series of workflows."""
     return f"streams/{stream_name}/table"
+
+
+#: the folder under a task's ref directory that holds its Parquet checkpoints, one per write
+PARQUET_DIR = "_parquet"
+#: what follows a ref directory's URI in the path of one of its Parquet checkpoints
+PARQUET_CHECKPOINT = re.compile(rf"/{PARQUET_DIR}/[0-9a-f]{{32}}")
+
+
+def parquet_checkpoint(ref_uri: str, token: str) -> str:
+    """``<ref>/_parquet/<token>``: one Parquet checkpoint (``token``: 32 hex digits)."""
+    return f"{ref_uri.rstrip('/')}/{PARQUET_DIR}/{token}"
 
 
 # -- the root's cost model -----------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -47,8 +46,6 @@ from .logfs import LogFS, open_logfs
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-#: where a Parquet checkpoint lives inside its task's ref directory (see write_checkpoint)
-_PARQUET_FOLDER = re.compile(r"/_parquet/[0-9a-f]{32}")
 #: A run whose owner is on another host is presumed dead when its heartbeat is this old.
 HEARTBEAT_TTL_SECONDS = 30.0
 
@@ -255,7 +252,7 @@ class WorkflowStore:
             return own
         for prefix in (own, redact(own)):  # a Parquet checkpoint: a folder inside it
             rest = recorded[len(prefix) :]
-            if recorded.startswith(prefix + "/") and _PARQUET_FOLDER.fullmatch(rest):
+            if recorded.startswith(prefix + "/") and layout.PARQUET_CHECKPOINT.fullmatch(rest):
                 return own + rest
         return recorded
 
@@ -460,7 +457,8 @@ class WorkflowStore:
             seq = self._event_seq
             if known is EventKind.TASK_DONE and self._done is not None and task is not None:
                 self._done.add(str(task))
-        rec = EventRecord(run, known, time.time(), task, payload)
+        data = {k: v for k, v in payload.items() if k not in ("run", "kind", "at")}
+        rec = EventRecord(run, known, time.time(), task, data)
         # events inform history and cost estimates; losing the last few to a crash is harmless,
         # so they skip the fsyncs that commit records pay for
         self.fs.put_if_absent(

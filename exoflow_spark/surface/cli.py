@@ -568,7 +568,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
             for d in r["decisions"]:
                 print(f"    {d['task']:{width}}  {d['action']:9} {d['reason']}")
         for e in r["errors"]:
-            what = "async checkpoint failed" if e["kind"] == "checkpoint_failed" else (
+            what = "async checkpoint failed" if e["kind"] == EventKind.CHECKPOINT_FAILED else (
                 f"attempt {e['attempt']} failed ({'system' if e['system'] else 'task'} error)"
             )  # fmt: skip
             print(f"  ! {e['task']}: {what}: {e['error']}")

@@ -619,6 +619,10 @@ def test_layout_paths_are_those_of_release_0_1_0() -> None:
     assert layout.throughput_file("delta") == "_exoflow/throughput.json"
     assert layout.throughput_file("parquet") == "_exoflow/throughput-parquet.json"
     assert layout.calibration_dir("ff") == "_exoflow/calibration/ff"
+    token = "0123456789abcdef" * 2
+    parquet = layout.parquet_checkpoint("/r/workflows/wf/refs/t/", token)
+    assert parquet == f"/r/workflows/wf/refs/t/_parquet/{token}"
+    assert layout.PARQUET_CHECKPOINT.fullmatch(parquet[len("/r/workflows/wf/refs/t") :])
 
 
 def test_layout_validates_ids() -> None:
