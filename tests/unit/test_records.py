@@ -272,6 +272,8 @@ def test_every_event_kind_written_is_listed() -> None:
     root = Path(__file__).resolve().parents[2] / "exoflow_spark"
     used = set()
     for path in root.rglob("*.py"):
+        if path.name == "records.py":  # where they are defined, not written
+            continue
         text = path.read_text()
         for member in EventKind:
             if f"EventKind.{member.name}" in text:
