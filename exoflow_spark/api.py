@@ -13,6 +13,7 @@ from typing import Any
 
 from .core.dag import Dag
 from .core.defaults import resolve_storage
+from .core.records import DagRecord
 from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
@@ -178,10 +179,13 @@ def _run(
 
     to_invalidate = graph.descendants(list(invalidate)) if invalidate else []
     _check_unchanged(graph, state, workflow_id, skip=set(to_invalidate))
+    store.done_tasks()  # every event is read (and a newer log refused) before anything is written
 
     number = store.start_run(
         state,
-        {"dag": graph.to_record(), "invalidate": to_invalidate, "launch": launch_record()},
+        DagRecord.from_json(graph.to_record()),
+        invalidate=to_invalidate,
+        launch=launch_record(),
     )
     logger.info(
         "[%s] run %d started (%d tasks, %d committed before)",
@@ -258,7 +262,7 @@ def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: s
         rec = state.commits.get(tid)
         if rec is None or tid in skip:
             continue
-        if rec.get("fingerprint") != graph.fingerprint(graph.node(tid)):
+        if rec.fingerprint != graph.fingerprint(graph.node(tid)):
             changed.append(tid)
     if changed:
         # Name the roots of the change: a task changed only because an upstream one did is
@@ -304,11 +308,11 @@ def explain(
         store = WorkflowStore(root, workflow_id, spark)
         state = store.read_state()
         _check_unchanged(graph, state, workflow_id, skip=set())
-        record = graph.to_record()
+        record = DagRecord.from_json(graph.to_record())
     else:
         store = WorkflowStore(root, target, spark)
         state = store.require_exists()
-        record = state.runs[-1].start["dag"]
+        record = state.dag
     done = store.done_tasks()
     rplan = plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
     report_missing(rplan, state, logger)
@@ -348,17 +352,17 @@ def get_output(
     store = WorkflowStore(resolve_storage(storage), workflow_id, spark)
     state = store.require_exists()
     if task is None:
-        task = state.runs[-1].start["dag"]["output"]
+        task = state.dag.output
     record = state.commits.get(task)
     if record is None:
-        known = [t["id"] for t in state.runs[-1].start["dag"]["tasks"]]
+        known = state.dag.ids
         raise TaskNotCommittedError(
             f"workflow [{workflow_id}] task [{task}] has no committed output"
             + ("" if task in known else f" (the workflow's tasks are {known})")
             + ": only checkpointed tasks (checkpoint=True/'async'), tasks returning values, "
             "and the output task keep their results; run or resume the workflow first"
         )
-    spark_needed = record.get("kind") == "dataframe"
+    spark_needed = record.kind == "dataframe"
     session = resolve_spark(spark) if spark_needed else spark
     return Ref.from_commit(task, record, session, store=store, verify=spark_needed).get()
 
@@ -397,9 +401,9 @@ def list_workflows(*, storage: str | None = None, spark: Any | None = None) -> l
                 workflow_id=wf,
                 status=state.status,
                 runs=len(state.runs),
-                started_at=first.start.get("started_at"),
-                ended_at=(last.end or {}).get("ended_at"),
-                tasks=len(last.start.get("dag", {}).get("tasks", [])),
+                started_at=first.started_at,
+                ended_at=last.end.ended_at if last.end is not None else None,
+                tasks=len(last.dag.tasks),
                 committed=len(state.commits),
             )
         )

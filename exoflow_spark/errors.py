@@ -83,6 +83,11 @@ class StorageError(ExoflowError, OSError):
     """The workflow log could not be read or written (after retries)."""
 
 
+class LogSchemaError(ExoflowError):
+    """A workflow log record this exoflow-spark cannot read: written by a newer release (upgrade
+    exoflow-spark), or altered by hand. Nothing is written to a log that raised it."""
+
+
 class SparkSessionError(ExoflowError):
     """No usable SparkSession: none active, or Delta Lake is not configured on it."""
 

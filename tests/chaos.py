@@ -74,12 +74,12 @@ def phase(root: Path, wf: str, scenario: str) -> str:
 
     store = WorkflowStore(str(root / wf / "exo"), wf)
     state = store.read_state()
-    if not state.exists or state.runs[-1].start.get("run") is None:
+    if not state.exists or state.runs[-1].start is None or state.runs[-1].start.run is None:
         return "start-up (nothing logged)"
     commits = set(state.commits)
     last = "publish" if "publish" in commits else None
     latest = state.runs[-1].number
-    sinks = [e for e in store.events() if e.get("kind") == "sink" and e.get("run") == latest]
+    sinks = [e for e in store.events() if e.kind == "sink" and e.run == latest]
 
     if last:
         return "after the sink committed"

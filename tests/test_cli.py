@@ -55,6 +55,9 @@ def test_status_exit_codes(spark, storage, capsys) -> None:
         xf.run(boom.bind(), workflow_id="cli-failed", storage=storage, spark=spark)
     assert main(["status", "cli-failed", "--storage", storage]) == 1
     assert "RuntimeError: no" in capsys.readouterr().out
+    # the same rule as `show`: the task that raised in the last run reads FAILED
+    assert main(["status", "cli-failed", "--storage", storage, "--json"]) == 1
+    assert [t["state"] for t in json.loads(capsys.readouterr().out)["tasks"]] == ["FAILED"]
     assert main(["status", "missing", "--storage", storage]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["list", "--storage", storage + "-empty"]) == 0

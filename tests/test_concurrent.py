@@ -19,6 +19,7 @@ import pytest
 from drivers import driver_env
 
 import exoflow_spark as xf
+from exoflow_spark.core.records import DagRecord
 from exoflow_spark.core.status import WorkflowStatus
 from exoflow_spark.storage import store as store_mod
 from exoflow_spark.storage.store import WorkflowStore
@@ -105,9 +106,9 @@ def test_second_live_driver_is_refused_and_a_killed_owner_does_not_block_resume(
 
     state = WorkflowStore(str(tmp_path / "exo"), "shared-id").read_state()
     assert state.status is WorkflowStatus.SUCCESSFUL
-    owners = [r.start["owner"]["pid"] for r in state.runs]
+    owners = [r.owner.pid for r in state.runs]
     assert owners == [owner.pid, resumer.pid]  # the refused driver never claimed a run
-    assert {rec["run"] for rec in state.commits.values()} == {2}
+    assert {rec.run for rec in state.commits.values()} == {2}
     sink = spark.read.format("delta").load(str(tmp_path / "sink"))
     assert sink.agg({"n": "sum"}).first()[0] == ROWS  # every row once
     assert spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'sink'}`").count() == 1
@@ -138,7 +139,7 @@ def test_foreign_host_claim_holds_while_its_heartbeat_is_fresh(tmp_path: Path) -
     state = store.read_state()
     assert state.status is WorkflowStatus.RUNNING
     with pytest.raises(xf.ConcurrentRunError, match=r"host other-host\.example, pid 1, run 1"):
-        store.start_run(state, {"dag": {}})
+        store.start_run(state, DagRecord("t"))
     assert len(store.read_state().runs) == 1
 
 
@@ -147,8 +148,8 @@ def test_foreign_host_claim_expires_after_the_heartbeat_ttl(tmp_path: Path) -> N
     fake_foreign_claim(store, heartbeat_age=store_mod.HEARTBEAT_TTL_SECONDS + 5)
     state = store.read_state()
     assert state.status is WorkflowStatus.RESUMABLE
-    assert store.start_run(state, {"dag": {}}) == 2
-    assert store.read_state().latest.start["owner"]["host"] != "other-host.example"
+    assert store.start_run(state, DagRecord("t")) == 2
+    assert store.read_state().latest.owner.host != "other-host.example"
 
 
 def test_a_heartbeat_keeps_a_foreign_claim_alive_past_the_ttl(tmp_path: Path) -> None:
@@ -171,7 +172,7 @@ def test_drivers_claiming_at_the_same_instant_have_one_winner(tmp_path: Path) ->
     def claim(i: int) -> None:
         barrier.wait()
         try:
-            outcome[i] = stores[i].start_run(states[i], {"dag": {}})
+            outcome[i] = stores[i].start_run(states[i], DagRecord("t"))
         except xf.ConcurrentRunError as exc:
             outcome[i] = exc
 

@@ -155,11 +155,11 @@ def test_run_checkpoints_sink_and_outputs_over_connect(spark, connect_url, tmp_p
     assert [r["name"] for r in out["top"]] == [f"store-{s}" for s in range(7)]
     # the sync and async checkpoints are Delta tables written by the server, logged here
     commits = WorkflowStore(str(tmp_path / "exo"), "connect-wf").read_state().commits
-    assert commits["orders"]["mode"] == "sync" and commits["big"]["mode"] == "async"
-    big = commits["big"]["delta"]
+    assert commits["orders"].mode == "sync" and commits["big"].mode == "async"
+    big = commits["big"].checkpoint
     assert (
-        spark.read.format("delta").option("versionAsOf", big["version"]).load(big["path"]).count()
-        == big["rows"]
+        spark.read.format("delta").option("versionAsOf", big.version).load(big.path).count()
+        == big.rows
         > 0
     )
 

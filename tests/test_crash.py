@@ -136,9 +136,9 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
     assert "RESULT {'rows': 26}" in out
     check_recovered(spark, tmp_path, committed, before)
     formats = {
-        c["delta"].get("format", "delta")
+        c.checkpoint.format
         for c in store.read_state().commits.values()
-        if c.get("kind") == "dataframe" and c.get("mode") != "stream"
+        if c.checkpoint is not None and c.mode != "stream"
     }
     assert formats == {fmt}, formats  # every checkpoint of both runs in the format asked
     if crash_at.startswith("publish"):
@@ -168,8 +168,8 @@ def test_parquet_checkpoint_files_written_before_the_crash_are_never_read(
     assert "RESULT {'rows': 26}" in out
     check_recovered(spark, tmp_path, committed, before)
     rec = WorkflowStore(str(tmp_path / "exo"), "crashy").read_state().commits["enriched"]
-    assert rec["delta"]["format"] == "parquet"
-    used = rec["delta"]["path"].rsplit("/", 1)[-1]
+    assert rec.checkpoint.format == "parquet"
+    used = rec.checkpoint.path.rsplit("/", 1)[-1]
     assert used not in orphans and (folders / used).is_dir()
     assert not (tmp_path / "exo/workflows/crashy/refs/enriched/_delta_log").exists()
 

@@ -36,8 +36,8 @@ def executed(storage: str, wf: str, run: int) -> set[str]:
     that run plus the completion events of tasks that kept no checkpoint."""
     store = WorkflowStore(storage, wf)
     state = store.read_state()
-    committed = {t for t, rec in state.commits.items() if rec.get("run") == run}
-    done = {e["task"] for e in store.events() if e["kind"] == "task_done" and e["run"] == run}
+    committed = {t for t, rec in state.commits.items() if rec.run == run}
+    done = {e.task for e in store.events() if e.kind == "task_done" and e.run == run}
     return committed | done
 
 
@@ -84,8 +84,8 @@ def test_every_checkpoint_mode_trains_the_same_model(spark, capsys, ml_job, mode
     assert {"train_e1", "train_e3", "augment_e2", "features"} <= commits("sync")
     # the sync checkpoint of epoch 2's model is a Delta table under the workflow storage
     state = WorkflowStore(storage, "ml-sync").read_state()
-    delta = state.commits["train_e2"]["delta"]
-    model = spark.read.format("delta").option("versionAsOf", delta["version"]).load(delta["path"])
+    delta = state.commits["train_e2"].checkpoint
+    model = spark.read.format("delta").option("versionAsOf", delta.version).load(delta.path)
     assert model.first()["epoch"] == 2
 
     # running a finished workflow again executes nothing and returns the same model

@@ -91,7 +91,7 @@ def test_sink_waits_for_nondeterministic_inputs_to_be_durable(
         publish.bind(enrich.bind(sample.bind())), workflow_id=wf, storage=storage, spark=spark
     )
     rec = WorkflowStore(storage, wf).read_state().commits["sample"]
-    assert rec["committed_at"] <= marks["sink_start"]  # implicit wait_until_committed
+    assert rec.committed_at <= marks["sink_start"]  # implicit wait_until_committed
     published = spark.read.format("delta").load(sink_path)
     committed = xf.get_output(wf, task="sample", storage=storage, spark=spark)
     assert published.count() == n == committed.count()
@@ -139,7 +139,7 @@ def test_observer_of_a_lost_nondeterministic_output_is_rolled_back(spark, storag
         xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
     state = WorkflowStore(storage, wf).read_state()
     assert "stats" in state.commits and "sample" not in state.commits
-    assert state.commits["stats"]["observed_volatile"] == ["sample"]
+    assert state.commits["stats"].observed_volatile == ("sample",)
 
     os.remove(blocker)  # the storage is fixed
     plan = xf.explain(dag, workflow_id=wf, storage=storage)
@@ -189,9 +189,9 @@ def test_explain_names_each_action(spark, storage, wf) -> None:
     # the plan is logged with every run, and the run follows it
     broken["on"] = False
     assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark) == {"n": 500, "s": 500}
-    events = [e for e in WorkflowStore(storage, wf).events() if e["kind"] == "plan"]
-    assert events[-1]["run_tasks"] == ["cleaned", "final"]
-    assert {d["task"]: d["action"] for d in events[-1]["decisions"]} == actions
+    events = [e for e in WorkflowStore(storage, wf).events() if e.kind == "plan"]
+    assert events[-1].data["run_tasks"] == ["cleaned", "final"]
+    assert {d["task"]: d["action"] for d in events[-1].decisions} == actions
     assert xf.explain(wf, storage=storage).actions("skip") == ["raw", "cleaned", "summary", "final"]
 
 
@@ -294,6 +294,6 @@ def test_cost_strategy_replays_or_restores_for_a_reason(spark, storage, wf) -> N
     # wide's (and seeds') function ran again to rebuild the plan; slow was read from its
     # checkpoint, and nothing was committed twice
     assert calls == Counter(seeds=2, wide=2, slow=1, final=2)
-    assert WorkflowStore(storage, wf).read_state().commits["wide"]["run"] == 1
+    assert WorkflowStore(storage, wf).read_state().commits["wide"].run == 1
     # the default strategy never executes a committed task again
     assert xf.explain(dag, workflow_id=wf, storage=storage).actions("replay") == []

@@ -173,13 +173,13 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
     from exoflow_spark.storage.store import WorkflowStore
 
     rec = WorkflowStore(storage, wf).read_state().commits["silver"]
-    assert rec["mode"] == "async" and rec["delta"]["rows"] == 20000
+    assert rec.mode == "async" and rec.checkpoint.rows == 20000
     # the version and sizes read from the Delta log are what Delta itself reports
     ref_dir = os.path.join(storage, "workflows", wf, "refs", "silver")
     hist = spark.sql(f"DESCRIBE HISTORY delta.`{ref_dir}` LIMIT 1").first()
-    assert rec["delta"]["version"] == hist.version
-    assert rec["delta"]["bytes"] == int(hist.operationMetrics["numOutputBytes"]) > 0
-    assert marks["eager_start"] < rec["committed_at"] <= marks["after_start"]
+    assert rec.checkpoint.version == hist.version
+    assert rec.checkpoint.bytes == int(hist.operationMetrics["numOutputBytes"]) > 0
+    assert marks["eager_start"] < rec.committed_at <= marks["after_start"]
     assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
 
 
@@ -206,19 +206,19 @@ def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
         rows["n"] = n
         dag = total.bind(part.bind())
         assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=invalidate) == n
-        d = WorkflowStore(storage, wf).read_state().commits["part"]["delta"]
+        d = WorkflowStore(storage, wf).read_state().commits["part"].checkpoint
         # the recorded files are the version's files as Delta resolves them
-        by_delta = spark.read.format("delta").option("versionAsOf", d["version"]).load(ref_dir)
-        assert sorted(f.rsplit("/", 1)[-1] for f in by_delta.inputFiles()) == sorted(d["files"])
+        by_delta = spark.read.format("delta").option("versionAsOf", d.version).load(ref_dir)
+        assert sorted(f.rsplit("/", 1)[-1] for f in by_delta.inputFiles()) == sorted(d.files)
         restored = xf.get_output(wf, task="part", storage=storage, spark=spark)
         # a plain file listing, not Delta's log-backed file index (TahoeLogFileIndex); an
         # empty version has no files and is an empty DataFrame of the recorded schema
         scanned = restored._jdf.queryExecution().executedPlan().toString()
         assert "Tahoe" not in scanned, scanned
-        assert ("InMemoryFileIndex" in scanned) == bool(d["files"]), scanned
+        assert ("InMemoryFileIndex" in scanned) == bool(d.files), scanned
         assert_df_equality(restored, by_delta, ignore_row_order=True, ignore_nullable=True)
-        assert restored.count() == n == d["rows"]
-    assert d["version"] == 2
+        assert restored.count() == n == d.rows
+    assert d.version == 2
 
     # a session that turns on Delta column mapping by default (Parquet columns renamed) must
     # not make the direct read return nulls: checkpoint tables keep their column names
@@ -309,12 +309,12 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     commits = WorkflowStore(storage, wf).read_state().commits
     refs = Path(storage) / "workflows" / wf / "refs"
     for tid, rows in (("base", 3000), ("grouped", 7)):
-        d = commits[tid]["delta"]
-        assert d["format"] == "parquet" and d["rows"] == rows and d["bytes"] > 0
-        folder = Path(d["path"])
+        d = commits[tid].checkpoint
+        assert d.format == "parquet" and d.rows == rows and d.bytes > 0
+        folder = Path(d.path)
         assert folder.parent == refs / tid / "_parquet"
-        assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d["files"])
-        assert d["bytes"] == sum((folder / f).stat().st_size for f in d["files"])
+        assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(d.files)
+        assert d.bytes == sum((folder / f).stat().st_size for f in d.files)
         assert not (refs / tid / "_delta_log").exists()
     # people are shown "parquet" for such a checkpoint, not a Delta version it does not have
     from exoflow_spark.surface.cli import main
@@ -328,8 +328,8 @@ def test_parquet_checkpoint_format_commits_listed_files_and_restores_them(
     assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=["total"]) == want
     assert calls == Counter(total=1)
     restored = xf.get_output(wf, task="grouped", storage=storage, spark=spark)
-    d = commits["grouped"]["delta"]
-    assert sorted(f.rsplit("/", 1)[-1] for f in restored.inputFiles()) == sorted(d["files"])
+    d = commits["grouped"].checkpoint
+    assert sorted(f.rsplit("/", 1)[-1] for f in restored.inputFiles()) == sorted(d.files)
     assert sorted([r.x, r.n] for r in restored.collect()) == want
 
 
@@ -716,14 +716,14 @@ def test_auto_checkpoint_writes_only_what_is_dearer_to_recompute(spark, storage,
 
     assert xf.run(total.bind(expensive.bind(cheap.bind())), workflow_id=wf, storage=storage) == 90
     store = WorkflowStore(storage, wf)
-    decisions = {e["task"]: e for e in store.events() if e["kind"] == "auto_checkpoint"}
-    assert decisions["cheap"]["checkpoint"] is False, decisions
-    assert decisions["expensive"]["checkpoint"] is True, decisions
-    assert decisions["expensive"]["replay_s"] >= 2.0
+    decisions = {e.task: e for e in store.events() if e.kind == "auto_checkpoint"}
+    assert decisions["cheap"].data["checkpoint"] is False, decisions
+    assert decisions["expensive"].data["checkpoint"] is True, decisions
+    assert decisions["expensive"].data["replay_s"] >= 2.0
     # sizes are Spark's statistics of the cached data (10 longs), not a fallback guess
-    assert 0 < decisions["cheap"]["bytes"] < 1 << 16, decisions
+    assert 0 < decisions["cheap"].data["bytes"] < 1 << 16, decisions
     commits = store.read_state().commits
     assert "cheap" not in commits
-    assert commits["expensive"]["mode"] == "async"
-    restored = spark.read.format("delta").load(commits["expensive"]["delta"]["path"])
+    assert commits["expensive"].mode == "async"
+    restored = spark.read.format("delta").load(commits["expensive"].checkpoint.path)
     assert sorted(r.x for r in restored.collect()) == [2 * i for i in range(10)]

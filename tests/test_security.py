@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import exoflow_spark as xf
+from exoflow_spark.core.records import DagRecord
 from exoflow_spark.core.redact import RedactingFilter, redact, redact_record
 from exoflow_spark.storage.store import WorkflowStore
 
@@ -119,7 +120,7 @@ def test_directories_planted_under_workflows_are_never_used_as_ids(tmp_path: Pat
     (root / "workflows" / "bad name;`x`").mkdir()
     (root / "workflows" / "\u0430dmin").mkdir()
     store = WorkflowStore(str(root), "good")
-    store.start_run(store.read_state(), {"dag": {"output": "t", "tasks": []}})
+    store.start_run(store.read_state(), DagRecord("t"))
     assert [w.workflow_id for w in xf.list_workflows(storage=str(root))] == ["good"]
 
 
@@ -184,7 +185,7 @@ def test_a_planted_pickle_is_rejected_as_corrupt_and_never_executed(tmp_path: Pa
             return (Path.touch, (marker,))
 
     store = WorkflowStore(str(tmp_path / "exo"), "wf")
-    store.start_run(store.read_state(), {"dag": {"output": "t", "tasks": []}})
+    store.start_run(store.read_state(), DagRecord("t"))
     rec = tmp_path / "exo/workflows/wf/log/tasks/t/g0.commit.json"
     rec.parent.mkdir(parents=True)
     rec.write_bytes(pickle.dumps(Exploit()))

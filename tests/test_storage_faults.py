@@ -101,17 +101,17 @@ def test_damaged_checkpoint_of_a_deterministic_task_is_replayed_from_its_inputs(
     # mid ran again on src's restored checkpoint; src was not executed again
     assert calls == Counter(src=1, mid=2, final=2)
     store = WorkflowStore(storage, wf)
-    fallback = [e for e in store.events() if e["kind"] == "recovery_fallback"]
-    assert [(e["task"], e["action"]) for e in fallback] == [("mid", "replay")]
+    fallback = [e for e in store.events() if e.kind == "recovery_fallback"]
+    assert [(e.task, e.data["action"]) for e in fallback] == [("mid", "replay")]
     expected_reason = "data file(s) are missing" if how == "data-files" else "cannot be read"
-    assert expected_reason in fallback[0]["reason"], fallback[0]["reason"]
+    assert expected_reason in fallback[0].reason, fallback[0].reason
     label = "v0" if fmt == "delta" else "parquet"  # a Parquet folder has no version
     assert any(
         f"[mid] checkpoint {label} is damaged" in r.getMessage() and "replaying" in r.getMessage()
         for r in caplog.records
     )
     state = store.read_state()
-    assert state.commits["mid"]["run"] == 1  # replay commits nothing again
+    assert state.commits["mid"].run == 1  # replay commits nothing again
     assert state.status is WorkflowStatus.SUCCESSFUL
 
 
@@ -131,7 +131,7 @@ def test_damaged_checkpoint_of_a_nondeterministic_task_stops_the_run(
     assert "from a backup" in msg and "invalidate=['mid']" in msg
     assert calls == Counter(src=1, mid=1, final=1)  # nothing ran on a made-up sample
     store = WorkflowStore(storage, wf)
-    assert [e["task"] for e in store.events() if e["kind"] == "checkpoint_lost"] == ["mid"]
+    assert [e.task for e in store.events() if e.kind == "checkpoint_lost"] == ["mid"]
     assert store.read_state().status is WorkflowStatus.FAILED
     # the advice works: invalidating it re-runs mid and what follows
     assert xf.run(dag, workflow_id=wf, storage=storage, spark=spark, invalidate=["mid"]) == (

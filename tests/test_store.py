@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import exoflow_spark as xf
+from exoflow_spark.core.records import CommitRecord, DagRecord
 from exoflow_spark.core.status import WorkflowStatus
 from exoflow_spark.spark.hadoop import HadoopLogFS
 from exoflow_spark.storage.logfs import LocalLogFS, open_logfs
@@ -67,11 +68,11 @@ def test_run_claim_refuses_a_live_owner_and_resumes_a_dead_one(tmp_path, logfs) 
     store = WorkflowStore("unused", "wf1", fs=logfs)
     state = store.read_state()
     assert not state.exists and state.status is WorkflowStatus.PENDING
-    n = store.start_run(state, {"dag": {"output": "t", "tasks": []}})
+    n = store.start_run(state, DagRecord("t"))
     assert n == 1
     # this process is alive: a second claim is refused and writes nothing
     with pytest.raises(xf.ConcurrentRunError, match=r"another live driver"):
-        store.start_run(store.read_state(), {"dag": {}})
+        store.start_run(store.read_state(), DagRecord("t"))
     assert store.read_state().status is WorkflowStatus.RUNNING
     assert len(store.read_state().runs) == 1
 
@@ -83,7 +84,7 @@ def test_run_claim_refuses_a_live_owner_and_resumes_a_dead_one(tmp_path, logfs) 
         check=True,
     )
     other = WorkflowStore("unused", "wf2", fs=logfs)
-    n2 = other.start_run(other.read_state(), {"dag": {}})
+    n2 = other.start_run(other.read_state(), DagRecord("t"))
     rec = logfs.get(f"workflows/wf2/log/runs/{n2:06d}.start.json")
     import json
 
@@ -95,23 +96,23 @@ def test_run_claim_refuses_a_live_owner_and_resumes_a_dead_one(tmp_path, logfs) 
     else:
         logfs.put(logfs_path, json.dumps(doc).encode())
     assert other.read_state().status is WorkflowStatus.RESUMABLE
-    assert other.start_run(other.read_state(), {"dag": {}}) == n2 + 1
+    assert other.start_run(other.read_state(), DagRecord("t")) == n2 + 1
 
 
 def test_commit_records_and_generations(logfs) -> None:
     store = WorkflowStore("unused", "wf", fs=logfs)
     state = store.read_state()
-    run = store.start_run(state, {"dag": {}})
-    store.commit_task("t", 0, {"kind": "value", "value": 1})
+    run = store.start_run(state, DagRecord("t"))
+    store.commit_task("t", 0, CommitRecord.of_value(1))
     with pytest.raises(xf.ConcurrentRunError, match=r"task \[t\] is already committed"):
-        store.commit_task("t", 0, {"kind": "value", "value": 2})
+        store.commit_task("t", 0, CommitRecord.of_value(2))
     state = store.read_state()
-    assert state.commits["t"]["value"] == 1
+    assert state.commits["t"].value == 1
     store.invalidate(["t"], state, run)
     state = store.read_state()
     assert "t" not in state.commits and state.generation("t") == 1
-    store.commit_task("t", 1, {"kind": "value", "value": 3})
-    assert store.read_state().commits["t"]["value"] == 3
+    store.commit_task("t", 1, CommitRecord.of_value(3))
+    assert store.read_state().commits["t"].value == 3
     store.end_run(run, WorkflowStatus.SUCCESSFUL)
     assert store.read_state().status is WorkflowStatus.SUCCESSFUL
 
@@ -119,9 +120,39 @@ def test_commit_records_and_generations(logfs) -> None:
 def test_corrupt_record_is_reported(tmp_path) -> None:
     fs = LocalLogFS(str(tmp_path))
     store = WorkflowStore("unused", "wf", fs=fs)
-    store.start_run(store.read_state(), {"dag": {}})
-    store.commit_task("t", 0, {"kind": "none"})
+    store.start_run(store.read_state(), DagRecord("t"))
+    store.commit_task("t", 0, CommitRecord.none())
     path = tmp_path / "workflows/wf/log/tasks/t/g0.commit.json"
     path.write_text('{"kind": "no')
     with pytest.raises(xf.StorageError, match=r"g0\.commit\.json is corrupt"):
         store.read_state()
+
+
+def test_a_log_written_by_a_newer_release_is_refused_before_any_write(spark, storage) -> None:
+    """A run record with a schema newer than this release reads: xf.run stops with advice to
+    upgrade, and the log and checkpoints are left exactly as they were."""
+    import json
+    from pathlib import Path
+
+    from exoflow_spark.core.records import SCHEMA_VERSION
+
+    @xf.task(checkpoint=True)
+    def numbers():
+        return xf.get_spark().range(3)
+
+    @xf.task
+    def total(df):
+        return df.count()
+
+    dag = total.bind(numbers.bind())
+    assert xf.run(dag, workflow_id="newer", storage=storage, spark=spark) == 3
+    root = Path(storage)
+    start = root / "workflows/newer/log/runs/000001.start.json"
+    doc = json.loads(start.read_text())
+    assert doc["schema"] == SCHEMA_VERSION  # this release writes its version
+    start.chmod(0o644)
+    start.write_text(json.dumps({**doc, "schema": SCHEMA_VERSION + 1}))
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(xf.LogSchemaError, match="upgrade exoflow-spark"):
+        xf.run(dag, workflow_id="newer", storage=storage, spark=spark, invalidate=["total"])
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

@@ -76,12 +76,12 @@ def test_bounded_stream_with_static_input_and_batch_consumer(spark, storage, wf,
     store = WorkflowStore(storage, wf)
     state = store.read_state()
     rec = state.commits["enrich"]
-    assert rec["mode"] == "stream"
+    assert rec.mode == "stream"
     # three source commits -> three micro-batches (maxFilesPerTrigger=1), appended once each
-    stopped = [e for e in store.events() if e["kind"] == "stream_stopped"]
-    assert [len(e["batches"]) for e in stopped] == [3]
-    table = spark.read.format("delta").option("versionAsOf", rec["delta"]["version"])
-    assert table.load(rec["delta"]["path"]).count() == 150
+    stopped = [e for e in store.events() if e.kind == "stream_stopped"]
+    assert [len(e.data["batches"]) for e in stopped] == [3]
+    table = spark.read.format("delta").option("versionAsOf", rec.checkpoint.version)
+    assert table.load(rec.checkpoint.path).count() == 150
 
     # a finished workflow re-run executes nothing, the stream included
     xf.run(totals.bind(enrich.bind(customers.bind())), workflow_id=wf, storage=storage)
@@ -111,10 +111,10 @@ def test_stream_continued_across_workflows_with_pinned_versions(spark, storage, 
     assert xf.run(count.bind(online.bind()), workflow_id="epoch-1", storage=storage) == 150
     # the first workflow's output stays pinned to its version although the table moved on
     assert xf.get_output("epoch-0", storage=storage) == 50
-    v0 = WorkflowStore(storage, "epoch-0").read_state().commits["online"]["delta"]["version"]
-    v1 = WorkflowStore(storage, "epoch-1").read_state().commits["online"]["delta"]["version"]
+    v0 = WorkflowStore(storage, "epoch-0").read_state().commits["online"].checkpoint.version
+    v1 = WorkflowStore(storage, "epoch-1").read_state().commits["online"].checkpoint.version
     assert v1 > v0
-    table = WorkflowStore(storage, "epoch-0").read_state().commits["online"]["delta"]["path"]
+    table = WorkflowStore(storage, "epoch-0").read_state().commits["online"].checkpoint.path
     rows = spark.read.format("delta").load(table)
     assert rows.count() == rows.select("event_id").distinct().count() == 150
 
@@ -145,8 +145,8 @@ def test_long_running_stream_stops_after_max_batches_and_on_request(spark, stora
         return xf.get_spark().readStream.format("rate").option("rowsPerSecond", 20).load()
 
     out = xf.run(ticks.bind(), workflow_id=wf, storage=storage)
-    events = [e for e in WorkflowStore(storage, wf).events() if e["kind"] == "stream_stopped"]
-    assert events[-1]["reason"] == "3 batches"
+    events = [e for e in WorkflowStore(storage, wf).events() if e.kind == "stream_stopped"]
+    assert events[-1].reason == "3 batches"
     values = [r.value for r in out.collect()]
     assert len(values) == len(set(values))  # every rate row once
 
@@ -163,10 +163,8 @@ def test_long_running_stream_stops_after_max_batches_and_on_request(spark, stora
         timer.cancel()
         clear_stop()
     assert time.monotonic() - start < 60
-    events = [
-        e for e in WorkflowStore(storage, wf + "-2").events() if e["kind"] == "stream_stopped"
-    ]
-    assert events[-1]["reason"] == "stop requested"
+    events = [e for e in WorkflowStore(storage, wf + "-2").events() if e.kind == "stream_stopped"]
+    assert events[-1].reason == "stop requested"
     assert xf.get_status(wf + "-2", storage=storage) == xf.WorkflowStatus.SUCCESSFUL
 
 

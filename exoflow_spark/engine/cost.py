@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..spark.hadoop import delete_tree
+from ..storage import layout
 from ..storage.checkpoints import CheckpointFormat, read_checkpoint, write_checkpoint
 from ..storage.logfs import LogFS
 
@@ -43,7 +44,7 @@ class Throughput:
 
 def _throughput_rel(fmt: CheckpointFormat) -> str:
     """Where a storage root caches the cost model of one checkpoint format."""
-    return "_exoflow/throughput.json" if fmt == "delta" else f"_exoflow/throughput-{fmt}.json"
+    return layout.throughput_file(fmt)
 
 
 def load_throughput(fs: LogFS, fmt: CheckpointFormat = "delta") -> Throughput:
@@ -89,7 +90,7 @@ def measure_throughput(
         return current
     from pyspark.sql import functions as F
 
-    base = fs.uri(f"_exoflow/calibration/{uuid.uuid4().hex}")
+    base = fs.uri(layout.calibration_dir(uuid.uuid4().hex))
 
     def sample(rows: int, name: str) -> tuple[int, float, float]:
         path = f"{base}/{name}"

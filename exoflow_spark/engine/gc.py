@@ -25,22 +25,21 @@ cannot restore it; run under a new workflow id instead.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
-import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..core.defaults import resolve_storage
+from ..core.records import DagRecord
 from ..core.redact import redact
 from ..core.status import WorkflowStatus
 from ..core.uris import is_local, local_path
 from ..errors import RecoveryError, StorageError
 from ..spark.hadoop import delete_path, tree_size
+from ..storage import layout
 from ..storage.checkpoints import CHECKPOINT_FORMATS
 from ..storage.store import WorkflowState, WorkflowStore, list_workflow_ids
 from .cost import load_throughput
@@ -48,7 +47,7 @@ from .planner import plan
 
 logger = logging.getLogger(__name__)
 
-ITERATIONS_SUFFIX = "__iterations"
+ITERATIONS_SUFFIX = layout.ITERATIONS_SUFFIX
 
 Verdict = Literal["delete", "keep"]
 
@@ -92,7 +91,7 @@ class GcReport:
 
 
 def needed_checkpoints(
-    dag_record: dict[str, Any],
+    dag_record: DagRecord | Mapping[str, Any],
     state: WorkflowState,
     done: set[str],
     throughputs: Iterable[Any],
@@ -103,13 +102,14 @@ def needed_checkpoints(
     the cost model of every checkpoint format, as the next run may use either), plus the
     output.
     """
+    dag = DagRecord.of(dag_record)
     keep: dict[str, str] = {}
     plans = [("restore", None)] + [("cost", tp) for tp in throughputs]
     for strategy, tp in plans:
-        rplan = plan(dag_record, state, done=done, strategy=strategy, throughput=tp)
+        rplan = plan(dag, state, done=done, strategy=strategy, throughput=tp)
         for tid in rplan.actions("restore"):
             keep.setdefault(tid, f"restored by the next run ({strategy} strategy)")
-    keep.setdefault(dag_record["output"], "the workflow's output")
+    keep.setdefault(dag.output, "the workflow's output")
     return keep
 
 
@@ -150,14 +150,14 @@ def _plan_workflow(
     status = state.status
     if status is WorkflowStatus.RUNNING:
         return {}, "the workflow is RUNNING: a live driver may read or write it", state
-    record = state.runs[-1].start.get("dag")
+    record = state.dag
     if not record:
         return {}, "the last run logged no DAG (left alone)", state
     if status is WorkflowStatus.SUCCESSFUL:
         if include_outputs:
             return {}, None, state
         return (
-            {record["output"]: "the workflow's output (--include-outputs deletes it)"},
+            {record.output: "the workflow's output (--include-outputs deletes it)"},
             None,
             state,
         )
@@ -199,25 +199,20 @@ def collect_garbage(
     ids = list(workflow_ids) if workflow_ids is not None else list_workflow_ids(root, spark)
     for wf in ids:
         store = WorkflowStore(root, wf, spark)
-        tables = store.fs.list_dirs(f"workflows/{store.workflow_id}/refs")
+        tables = store.tables()
         if not tables:
             continue
         keep, keep_all, state = _plan_workflow(store, include_outputs)
-        dag_ids = (
-            {t["id"] for t in (state.runs[-1].start.get("dag") or {}).get("tasks", [])}
-            if (state.exists)
-            else set()
-        )
+        dag_ids = set(state.dag.ids)
         deleted: list[GcItem] = []
         for table in tables:
-            path = store.fs.uri(f"workflows/{store.workflow_id}/refs/{table}")
+            path = store.table_uri(table)
             verdict: Verdict
             if keep_all is not None:
                 verdict, why = "keep", keep_all
             elif table in keep:
                 verdict, why = "keep", keep[table]
-            elif table.endswith(ITERATIONS_SUFFIX):
-                owner = table[: -len(ITERATIONS_SUFFIX)]
+            elif (owner := layout.iterations_owner(table)) is not None:
                 if owner in state.commits or state.status is WorkflowStatus.SUCCESSFUL:
                     verdict, why = (
                         "delete",
@@ -243,27 +238,14 @@ def collect_garbage(
                 deleted.append(item)
                 logger.info("[%s] [%s] checkpoint table deleted: %s", wf, table, why)
         if deleted:
-            store.fs.put_if_absent(
-                f"workflows/{store.workflow_id}/log/gc/{time.time():.6f}-{uuid.uuid4().hex[:8]}.json",
-                json.dumps(
-                    {"at": time.time(), "deleted": [asdict(i) for i in deleted]}, sort_keys=True
-                ).encode(),
-            )
+            store.record_gc(asdict(i) for i in deleted)
     return report
 
 
 def collected_tables(store: WorkflowStore) -> dict[str, float]:
     """Checkpoint tables of a workflow that garbage collection deleted, with when."""
     out: dict[str, float] = {}
-    base = f"workflows/{store.workflow_id}/log/gc"
-    for name in store.fs.list_files(base):
-        raw = store.fs.get(f"{base}/{name}")
-        if raw is None:
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            continue
-        for item in doc.get("deleted", []):
-            out[str(item.get("table"))] = float(doc.get("at", 0.0))
+    for rec in store.gc_records():
+        for table in rec.tables:
+            out[table] = rec.at
     return out

@@ -20,11 +20,12 @@ root (:func:`measure_throughput`) and kept in ``<root>/_exoflow/throughput.json`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ..core.fmt import checkpoint_label
 from ..core.fmt import human_bytes as _human
+from ..core.records import CommitRecord, DagRecord
 from ..errors import RecoveryError
 from ..storage.store import WorkflowState
 from .cost import Throughput
@@ -111,26 +112,24 @@ class RecoveryPlan:
         )
 
 
-def _restore_estimate(rec: dict[str, Any], tp: Throughput) -> float:
-    if rec.get("kind") != "dataframe":
+def _restore_estimate(rec: CommitRecord, tp: Throughput) -> float:
+    if rec.checkpoint is None:
         return 0.0  # values and None live in the commit record itself
-    return tp.read_fixed_s + int(rec["delta"].get("bytes", 0)) / tp.read_bps
+    return tp.read_fixed_s + rec.checkpoint.bytes / tp.read_bps
 
 
-def _own_compute_estimate(rec: dict[str, Any], tp: Throughput) -> float:
+def _own_compute_estimate(rec: CommitRecord, tp: Throughput) -> float:
     """Seconds to recompute a task's output from its inputs, from its logged commit."""
-    if rec.get("kind") != "dataframe":
-        return float(rec.get("compute_seconds", 0.0))
-    d = rec["delta"]
-    written = (
-        float(d.get("write_seconds", 0.0))
-        - tp.write_fixed_s
-        - int(d.get("bytes", 0)) / tp.write_bps
-    )
-    return max(written, float(rec.get("compute_seconds", 0.0)), 0.0)
+    d = rec.checkpoint
+    if d is None:
+        return rec.compute_seconds
+    written = d.write_seconds - tp.write_fixed_s - d.bytes / tp.write_bps
+    return max(written, rec.compute_seconds, 0.0)
 
 
-def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list[str]:
+def rollbacks(
+    graph: DagRecord | Mapping[str, Any], commits: Mapping[str, CommitRecord]
+) -> list[str]:
     """Committed tasks that must be rolled back, in DAG order.
 
     A commit that observed a nondeterministic output which is not durable now (its async
@@ -138,8 +137,9 @@ def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list
     is every commit downstream of a rolled-back task. Sinks never appear: they wait until
     every nondeterministic input is durable before they start.
     """
-    order = [t["id"] for t in graph["tasks"]]
-    upstream = {t["id"]: t["upstream"] for t in graph["tasks"]}
+    dag = DagRecord.of(graph)
+    order = dag.ids
+    upstream = {t.id: t.upstream for t in dag.tasks}
     rolled: set[str] = set()
     changed = True
     while changed:
@@ -148,15 +148,13 @@ def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list
             rec = commits.get(tid)
             if rec is None or tid in rolled:
                 continue
-            stale_input = any(
-                v not in commits or v in rolled for v in rec.get("observed_volatile", [])
-            )
-            stale_upstream = any(u in rolled for u in upstream.get(tid, []))
+            stale_input = any(v not in commits or v in rolled for v in rec.observed_volatile)
+            stale_upstream = any(u in rolled for u in upstream.get(tid, ()))
             if stale_input or stale_upstream:
                 rolled.add(tid)
                 changed = True
     for tid in rolled:
-        if commits[tid].get("sink"):
+        if commits[tid].sink:
             raise RecoveryError(
                 f"task [{tid}] already wrote to a sink but observed an output that was "
                 "never made durable; exactly-once cannot be kept for it. This should not "
@@ -166,7 +164,7 @@ def rollbacks(graph: dict[str, Any], commits: dict[str, dict[str, Any]]) -> list
     return [t for t in order if t in rolled]
 
 
-def missing_commits(graph: dict[str, Any], state: WorkflowState) -> dict[str, str]:
+def missing_commits(graph: DagRecord | Mapping[str, Any], state: WorkflowState) -> dict[str, str]:
     """Tasks whose commit record must have existed but is gone from the log, with the evidence.
 
     Two facts of the commit protocol make a missing record visible:
@@ -178,15 +176,16 @@ def missing_commits(graph: dict[str, Any], state: WorkflowState) -> dict[str, st
     A checkpoint whose record is gone with no such evidence looks like the orphan a crash
     between the Delta write and the record leaves, and the task simply runs again.
     """
-    tasks = {t["id"]: t for t in graph.get("tasks", [])}
+    tasks = DagRecord.of(graph).by_id
     out: dict[str, str] = {}
     for tid in state.commits:
-        for u in tasks.get(tid, {}).get("upstream", []):
+        t = tasks.get(tid)
+        for u in t.upstream if t is not None else ():
             ut = tasks.get(u)
             if (
                 ut is not None
                 and u not in state.commits
-                and ut.get("checkpoint") is True
+                and ut.checkpoint is True
                 and state.generation(u) == 0
             ):
                 out.setdefault(
@@ -195,8 +194,8 @@ def missing_commits(graph: dict[str, Any], state: WorkflowState) -> dict[str, st
                     "before anything reads it",
                 )
     latest = state.latest
-    if latest is not None and latest.end is not None and latest.end.get("status") == "SUCCESSFUL":
-        output = str((latest.start.get("dag") or {}).get("output", ""))
+    if latest is not None and latest.end is not None and latest.end.status.value == "SUCCESSFUL":
+        output = latest.dag.output
         # (generation 0 only: an output invalidated since, in this very run too, is simply
         # not committed yet)
         if output in tasks and output not in state.commits and state.generation(output) == 0:
@@ -207,7 +206,7 @@ def missing_commits(graph: dict[str, Any], state: WorkflowState) -> dict[str, st
 
 
 def plan(
-    graph: dict[str, Any],
+    graph: DagRecord | Mapping[str, Any],
     state: WorkflowState,
     *,
     done: set[str] | None = None,
@@ -221,7 +220,7 @@ def plan(
     nothing, so the same log plans the same way in a run, in ``explain`` and in gc.
 
     Args:
-        graph: the DAG record (``Dag.to_record()`` or the logged one).
+        graph: the DAG record (the logged one, or ``Dag.to_record()``).
         state: the workflow's log state.
         done: tasks that completed earlier with outputs not kept (``checkpoint=False``).
         strategy: ``"restore"`` never re-executes a committed task; ``"cost"`` replays a
@@ -232,12 +231,13 @@ def plan(
     """
     tp = throughput or Throughput()
     done = done or set()
-    tasks = {t["id"]: t for t in graph["tasks"]}
-    order = [t["id"] for t in graph["tasks"]]
-    missing = missing_commits(graph, state)
+    dag = DagRecord.of(graph)
+    tasks = dag.by_id
+    order = dag.ids
+    missing = missing_commits(dag, state)
     for tid, evidence in missing.items():
         gen = state.generation(tid)
-        if not tasks[tid]["deterministic"]:
+        if not tasks[tid].deterministic:
             raise RecoveryError(
                 f"workflow [{state.workflow_id}] task [{tid}]: its commit record "
                 f"(log/tasks/{tid}/g{gen}.commit.json) is missing from the log: {evidence}. "
@@ -246,18 +246,18 @@ def plan(
                 f"or accept a new result with xf.run(..., invalidate={[tid]!r}), which re-runs "
                 "it and everything downstream"
             )
-    rolled = rollbacks(graph, state.commits)
+    rolled = rollbacks(dag, state.commits)
     available = {t: r for t, r in state.commits.items() if t in tasks and t not in rolled}
 
     if replayable is None:
         replayable = {
             t
             for t, r in available.items()
-            if tasks[t]["deterministic"]
-            and not tasks[t].get("sink")
-            and not tasks[t].get("streaming")  # a query re-run would read newer input
-            and r.get("kind") == "dataframe"
-            and not r.get("sink")
+            if tasks[t].deterministic
+            and not tasks[t].sink
+            and not tasks[t].streaming  # a query re-run would read newer input
+            and r.kind == "dataframe"
+            and not r.sink
         }
 
     # cheapest way to obtain each available output: restore, or (cost strategy) replay
@@ -272,7 +272,7 @@ def plan(
             rec = available[tid]
             restore_s = _restore_estimate(rec, tp)
             replay_s = None
-            ups = tasks[tid]["upstream"]
+            ups = tasks[tid].upstream
             if tid in replayable and all(u in available for u in ups):
                 replay_s = _own_compute_estimate(rec, tp) + sum(obtain(u) for u in ups)
             memo[tid] = (restore_s, replay_s)
@@ -281,7 +281,7 @@ def plan(
     # backward walk from the output and from every wait target
     needed: set[str] = set()
     replay_committed: set[str] = set()
-    stack = [graph["output"]]
+    stack = [dag.output]
     while stack:
         tid = stack.pop()
         if tid in needed or tid in replay_committed:
@@ -292,21 +292,21 @@ def plan(
                 strategy == "cost"
                 and replay_s is not None
                 and replay_s < restore_s
-                and tid != graph["output"]
+                and tid != dag.output
             ):
                 replay_committed.add(tid)
-                stack.extend(tasks[tid]["upstream"])
+                stack.extend(tasks[tid].upstream)
             continue
         needed.add(tid)
-        stack.extend(tasks[tid]["upstream"])
-        stack.extend(tasks[tid].get("waits", tasks[tid].get("wait_until_committed", [])))
+        stack.extend(tasks[tid].upstream)
+        stack.extend(tasks[tid].waits)
 
     readers = needed | replay_committed
     decisions = []
     for tid in order:
         t = tasks[tid]
         if tid in rolled:
-            seen = ", ".join(f"[{v}]" for v in state.commits[tid].get("observed_volatile", []))
+            seen = ", ".join(f"[{v}]" for v in state.commits[tid].observed_volatile)
             why = (
                 f"observed {seen} before it was durable; it is recomputed, so this commit "
                 "is discarded and re-run"
@@ -317,20 +317,20 @@ def plan(
         elif tid in available:
             rec = available[tid]
             restore_s, replay_s = estimates(tid)
-            read = any(tid in tasks[n]["upstream"] for n in readers)
+            read = any(tid in tasks[n].upstream for n in readers)
             if tid in replay_committed:
                 why = f"cheaper than restore ({replay_s:.2f} s vs {restore_s:.2f} s)"
                 decisions.append(Decision(tid, "committed", "replay", why, restore_s, replay_s))
             elif read:
-                if rec.get("kind") == "dataframe":
-                    d = rec["delta"]
-                    why = f"checkpoint {checkpoint_label(d)}, {_human(int(d.get('bytes', 0)))}"
+                if rec.checkpoint is not None:
+                    d = rec.checkpoint
+                    why = f"checkpoint {d.label()}, {_human(d.bytes)}"
                     if replay_s is not None:
                         why += f"; cheaper than replay ({restore_s:.2f} s vs {replay_s:.2f} s)"
-                    elif not t["deterministic"]:
+                    elif not t.deterministic:
                         why += "; nondeterministic: always restored"
                 else:
-                    why = f"{rec.get('kind')} logged with its commit"
+                    why = f"{rec.kind} logged with its commit"
                 decisions.append(Decision(tid, "committed", "restore", why, restore_s, replay_s))
             else:
                 decisions.append(

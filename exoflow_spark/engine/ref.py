@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
+from ..core.records import CheckpointRecord, CommitRecord
 from ..core.redact import redact
 from ..errors import CheckpointLostError
 from ..spark.hadoop import has_jvm, missing_files
@@ -49,7 +50,7 @@ class Ref:
     def from_commit(
         cls,
         task_id: str,
-        record: dict[str, Any],
+        record: CommitRecord,
         spark: Any,
         *,
         store: Any = None,
@@ -66,25 +67,24 @@ class Ref:
             verify: check that the Delta version is readable and every data file it names
                 exists; raises :class:`~exoflow_spark.recovery.CheckpointLostError` if not.
         """
-        kind = record.get("kind")
-        if kind == "dataframe":
-            d = record["delta"]
+        d = record.checkpoint
+        if record.kind == "dataframe" and d is not None:
             dv = DeltaVersion(
-                store.checkpoint_uri(task_id, record) if store is not None else d["path"],
-                int(d["version"]),
-                int(d.get("bytes", 0)),
-                int(d.get("rows", 0)),
-                float(d.get("write_seconds", 0.0)),
+                store.checkpoint_uri(task_id, record) if store is not None else d.path,
+                d.version,
+                d.bytes,
+                d.rows,
+                d.write_seconds,
                 _recorded_files(task_id, d),
-                str(d["schema"]) if d.get("schema") else None,
-                str(d.get("format", "delta")),
+                d.schema,
+                d.format,
             )
             df = verified_checkpoint(spark, task_id, dv) if verify else None
             if df is None:
                 df = read_checkpoint(spark, dv)
             return cls(task_id, "delta", df=df, delta=dv)
-        if kind == "value":
-            return cls(task_id, "value", value=record.get("value"))
+        if record.kind == "value":
+            return cls(task_id, "value", value=record.value)
         return cls(task_id, "none")
 
     @property
@@ -172,7 +172,7 @@ def _version_of(dv: DeltaVersion) -> int | None:
     return None if dv.format == "parquet" else dv.version
 
 
-def _recorded_files(task_id: str, d: dict[str, Any]) -> tuple[str, ...] | None:
+def _recorded_files(task_id: str, d: CheckpointRecord) -> tuple[str, ...] | None:
     """The data files a commit record lists, each a plain name inside the checkpoint's folder
     (as the writer recorded them); None when the record lists none (read through Delta).
 
@@ -180,16 +180,15 @@ def _recorded_files(task_id: str, d: dict[str, Any]) -> tuple[str, ...] | None:
         CheckpointLostError: a name that is not a plain file name (a path, ``..``): the
             record was altered, and reading it could reach files outside the checkpoint.
     """
-    files = d.get("files")
-    if not isinstance(files, list):
+    names = d.files
+    if names is None:
         return None
-    names = tuple(str(f) for f in files)
     for name in names:
         if not name or name in (".", "..") or any(c in name for c in "/\\:\x00"):
-            version = None if d.get("format") == "parquet" else int(d.get("version", 0))
+            version = None if d.format == "parquet" else d.version
             raise CheckpointLostError(
                 task_id,
-                str(d.get("path", "")),
+                d.path,
                 version,
                 f"its commit record lists {name!r}, which is not a file name inside the "
                 "checkpoint (the log was altered); restore the log from a backup, or re-run "

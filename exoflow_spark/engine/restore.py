@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..core.context import TaskContext, task_context
+from ..core.records import EventKind
 from ..core.redact import redact
 from ..core.task import Node, map_nested
 from ..core.values import is_dataframe
@@ -41,16 +42,16 @@ def restore_or_replay(run: Any, tid: str) -> Any:
 
 def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
     node = run.dag.node(tid)
-    record = run.state.commits.get(tid, {})
+    record = run.state.commits.get(tid)
     why = lost.reason
     blocker = None
     if not node.task.opts.deterministic:
         blocker = "the task is nondeterministic (deterministic=False), so a re-run could give rows "
         blocker += "other than the ones already read downstream"
-    elif run.dag.is_sink(node) or record.get("sink"):
+    elif run.dag.is_sink(node) or (record is not None and record.sink):
         blocker = "the task writes to a sink, and replaying it is not allowed"
     if blocker is not None:
-        run.store.event(run.run, "checkpoint_lost", task=tid, action="stop", reason=why)
+        run.store.event(run.run, EventKind.CHECKPOINT_LOST, task=tid, action="stop", reason=why)
         err = CheckpointLostError(
             tid,
             lost.path,
@@ -69,7 +70,7 @@ def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
         "parquet" if lost.version is None else f"v{lost.version}",
         why,
     )
-    run.store.event(run.run, "recovery_fallback", task=tid, action="replay", reason=why)
+    run.store.event(run.run, EventKind.RECOVERY_FALLBACK, task=tid, action="replay", reason=why)
     return _rederive(run, tid, set())
 
 

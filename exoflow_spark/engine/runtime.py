@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.context import TaskContext, task_context
 from ..core.dag import Dag
 from ..core.faults import crash_point
-from ..core.fmt import checkpoint_label
+from ..core.records import CommitRecord, EventKind
 from ..core.status import TaskStatus, WorkflowStatus
 from ..core.task import Node, map_nested
 from ..core.values import MAX_VALUE_BYTES, is_dataframe
@@ -136,7 +136,7 @@ class WorkflowRun:
             )
         self.store.event(
             self.run,
-            "plan",
+            EventKind.PLAN,
             strategy=rplan.strategy,
             decisions=rplan.to_records(),
             run_tasks=rplan.run_order,
@@ -399,7 +399,7 @@ class WorkflowRun:
                 )
                 self.store.event(
                     self.run,
-                    "task_error",
+                    EventKind.TASK_ERROR,
                     task=tid,
                     attempt=attempt,
                     system=system,
@@ -427,19 +427,18 @@ class WorkflowRun:
             started_at=started_at,
         )
 
-    def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, dict[str, Any] | None]:
+    def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, CommitRecord | None]:
         """Turn a task's return value into a ref, writing a sync checkpoint if asked.
 
         Returns the ref and the commit record to write now (None: not committed now).
         """
         mode = node.task.opts.checkpoint
         if result is None:
-            return Ref(tid, "none"), {"kind": "none"}
+            return Ref(tid, "none"), CommitRecord.none()
         if isinstance(result, DeltaSnapshot):  # durable already (a streaming task's table)
             df = snapshot_dataframe(self.spark, result)
-            return Ref(tid, "delta", df=df, delta=as_delta_version(result)), _delta_record(
-                as_delta_version(result), "stream"
-            )
+            dv = as_delta_version(result)
+            return Ref(tid, "delta", df=df, delta=dv), CommitRecord.of_checkpoint(dv, "stream")
         if not is_dataframe(result):
             try:
                 blob = json.dumps(result)
@@ -456,7 +455,7 @@ class WorkflowRun:
                     "a DataFrame instead"
                 )
             value = json.loads(blob)
-            return Ref(tid, "value", value=value), {"kind": "value", "value": value}
+            return Ref(tid, "value", value=value), CommitRecord.of_value(value)
         if node is self.dag.output and mode is False:
             mode = True  # the workflow's output is always durable: get_output and re-runs
         if node is self.dag.output and mode == "auto":
@@ -475,7 +474,7 @@ class WorkflowRun:
                 )
             crash_point(tid, "during-checkpoint")
             ref = Ref(tid, "delta", df=read_checkpoint(self.spark, dv), delta=dv)
-            return ref, _delta_record(dv, "sync")
+            return ref, CommitRecord.of_checkpoint(dv, "sync")
         # async / auto: the output is computed into executor memory now, before consumers
         # and the background writer read it (both then read the cached blocks: computed once,
         # and the checkpoint commits as soon as its stage is done, not when the DAG ends)
@@ -517,7 +516,7 @@ class WorkflowRun:
         decide = replay >= write or not node.task.opts.deterministic or waited_on
         self.store.event(
             self.run,
-            "auto_checkpoint",
+            EventKind.AUTO_CHECKPOINT,
             task=tid,
             checkpoint=decide,
             replay_s=round(replay, 4),
@@ -541,7 +540,7 @@ class WorkflowRun:
         tid: str,
         generation: int,
         ref: Ref,
-        record: dict[str, Any] | None,
+        record: CommitRecord | None,
         compute_seconds: float,
         attempt: int,
         observed: frozenset[str],
@@ -549,20 +548,20 @@ class WorkflowRun:
         started_at: float | None = None,
     ) -> None:
         fingerprint = self.dag.fingerprint(node)
-        common = {
+        common: dict[str, Any] = {
             "fingerprint": fingerprint,
             "compute_seconds": compute_seconds + ref.materialize_seconds,
             "run": self.run,
             "attempts": attempt,
             "sink": wrote_sink,
-            "observed_volatile": sorted(observed),
+            "observed_volatile": tuple(sorted(observed)),
             # wall-clock span of the attempt that produced the output (timelines)
             "started_at": started_at,
             "output_at": time.time(),
         }
         if record is not None:
-            self.store.commit_task(tid, generation, {**record, **common})
-            self.state.commits[tid] = {**record, **common}
+            record = replace(record, **common)
+            self.state.commits[tid] = self.store.commit_task(tid, generation, record)
             self.statuses[tid] = TaskStatus.COMMITTED
             with self._cond:
                 self.refs[tid] = ref
@@ -578,7 +577,7 @@ class WorkflowRun:
             self.statuses[tid] = TaskStatus.DONE
             with self._cond:
                 self.refs[tid] = ref
-            self.store.event(self.run, "task_done", task=tid, backing=ref.backing, **common)
+            self.store.event(self.run, EventKind.TASK_DONE, task=tid, backing=ref.backing, **common)
         logger.info(
             "[%s] [%s] %s in %.2fs (%s)",
             self.wf,
@@ -597,23 +596,22 @@ class WorkflowRun:
                     ref.get(), self.store.ref_uri(tid), self.options.checkpoint_format
                 )
             crash_point(tid, "during-checkpoint")
-            record = _delta_record(dv, "async")
-            self.store.commit_task(tid, generation, {**record, **common})
-            self.state.commits[tid] = {**record, **common}
+            record = replace(CommitRecord.of_checkpoint(dv, "async"), **common)
+            self.state.commits[tid] = self.store.commit_task(tid, generation, record)
             ref.repoint(read_checkpoint(self.spark, dv), dv)
             self.statuses[tid] = TaskStatus.COMMITTED
             logger.info(
                 "[%s] [%s] async checkpoint committed (%s, %d bytes, %.2fs)",
                 self.wf,
                 tid,
-                checkpoint_label(record["delta"]),
+                record.label(),
                 dv.num_bytes,
                 dv.write_seconds,
             )
             crash_point(tid, "after-commit")
         except BaseException as exc:
             self.statuses[tid] = TaskStatus.FAILED
-            self.store.event(self.run, "checkpoint_failed", task=tid, error=str(exc)[:2000])
+            self.store.event(self.run, EventKind.CHECKPOINT_FAILED, task=tid, error=str(exc)[:2000])
             err = CheckpointError(
                 f"workflow [{self.wf}] task [{tid}]: async checkpoint failed, so the task is "
                 f"not durable: {exc}. Re-run the same workflow id to retry it"
@@ -640,29 +638,13 @@ class WorkflowRun:
                 logger.debug("[%s] unpersist failed", self.wf, exc_info=True)
         self._persisted.clear()
         paths = {
-            str(rec["delta"]["path"])
+            rec.checkpoint.path
             for rec in self.state.commits.values()
-            if isinstance(rec.get("delta"), dict)
-            and rec["delta"].get("path")
-            and rec["delta"].get("format", "delta") == "delta"
+            if rec.checkpoint is not None
+            and rec.checkpoint.path
+            and rec.checkpoint.format == "delta"
         }
         forget_delta_state(self.spark, sorted(paths))
-
-
-def _delta_record(dv: Any, mode: str) -> dict[str, Any]:
-    return {
-        "kind": "dataframe",
-        "mode": mode,
-        "delta": {
-            "path": dv.path,
-            "version": dv.version,
-            "bytes": dv.num_bytes,
-            "rows": dv.num_rows,
-            "write_seconds": dv.write_seconds,
-            **({"files": list(dv.files), "schema": dv.schema} if dv.files is not None else {}),
-            **({"format": dv.format} if dv.format != "delta" else {}),
-        },
-    }
 
 
 def finish_status(exc: BaseException | None) -> WorkflowStatus:

@@ -95,7 +95,7 @@ def iterate(
                 "xf.iterate outside a task needs path=... (a Delta table location for the "
                 "lineage cuts)"
             )
-        path = ctx.store.ref_uri(ctx.task_id) + "__iterations"
+        path = ctx.store.iterations_uri(ctx.task_id)
     report = IterationReport()
     df, rent, depth, cut_cost = initial, 0.0, 0, INITIAL_CUT_SECONDS
     previous = initial

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..core.context import current_task
 from ..core.faults import crash_point
+from ..core.records import EventKind
 from ..core.values import is_dataframe
 from ..errors import SinkError, TaskContextError
 
@@ -105,7 +106,7 @@ def write_delta(
     if ctx.store is not None:
         ctx.store.event(
             ctx.run,
-            "sink",
+            EventKind.SINK,
             task=ctx.task_id,
             path=path,
             app_id=app_id,

@@ -41,6 +41,7 @@ from ..core.context import TaskContext
 from ..core.faults import crash_point
 from ..core.ids import validate_id
 from ..core.options import TaskOptions
+from ..core.records import EventKind
 from ..core.task import Task
 from ..errors import DagError, InvalidOptionError, SinkError
 from ..storage.checkpoints import DeltaSnapshot, table_snapshot
@@ -334,9 +335,9 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
         )
     store = ctx.store
     if stream.stream_name:
-        checkpoint = store.fs.uri(f"streams/{stream.stream_name}/checkpoint")
+        checkpoint, shared_table = store.shared_stream_uris(stream.stream_name)
         app_id = f"exoflow-stream-{stream.stream_name}"
-        default_table = stream.table or store.fs.uri(f"streams/{stream.stream_name}/table")
+        default_table = stream.table or shared_table
     else:
         checkpoint = store.stream_checkpoint_uri(ctx.task_id)
         app_id = f"exoflow-{ctx.workflow_id}-{ctx.task_id}"
@@ -404,7 +405,7 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
     if store is not None:
         store.event(
             ctx.run,
-            "stream_stopped",
+            EventKind.STREAM_STOPPED,
             task=ctx.task_id,
             reason=reason,
             batches=batches,

@@ -16,6 +16,7 @@ from ..core.uris import is_local
 from ..errors import CheckpointError
 from ..spark.hadoop import data_file_sizes
 from ..spark.session import is_connect_session
+from . import layout
 from .logfs import open_logfs
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ class DeltaVersion:
 #: how checkpoints are stored: ``"delta"`` (default) or ``"parquet"`` (see :func:`write_checkpoint`)
 CheckpointFormat = Literal["delta", "parquet"]
 CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = ("delta", "parquet")
-#: the folder under a task's ref directory that holds its Parquet checkpoints, one per write
-PARQUET_DIR = "_parquet"
 
 
 def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> DeltaVersion:
@@ -69,7 +68,7 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
     Delta cannot switch that on for an existing table.
     """
     if _format_for(df, path, fmt) == "parquet":
-        return _write_parquet(df, f"{path.rstrip('/')}/{PARQUET_DIR}/{uuid.uuid4().hex}")
+        return _write_parquet(df, layout.parquet_checkpoint(path, uuid.uuid4().hex))
     spark = df.sparkSession
     start = time.perf_counter()
     try:

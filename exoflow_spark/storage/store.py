@@ -1,15 +1,8 @@
 """The workflow log: the durable, append-only record of one workflow id.
 
-Layout under the storage root (every name below ``<root>`` is validated first)::
-
-    workflows/<wf>/log/runs/<n>.start.json          run n began: its DAG, owner, options
-    workflows/<wf>/log/runs/<n>.heartbeat.json      owner liveness (overwritten every few s)
-    workflows/<wf>/log/runs/<n>.end.json            run n ended: status, error
-    workflows/<wf>/log/tasks/<task>/g<k>.commit.json    task committed (generation k)
-    workflows/<wf>/log/tasks/<task>/g<k>.invalidated.json  generation k discarded
-    workflows/<wf>/log/events/<n>-<seq>.<kind>.json     what happened (history, costs)
-    workflows/<wf>/refs/<task>                      Delta table of the task's checkpoints
-    workflows/<wf>/refs/<task>/_parquet/<random>    one checkpoint (checkpoint_format="parquet")
+The files and where they live are described in :mod:`exoflow_spark.storage.layout` (which
+builds every path); what each holds, in :mod:`exoflow_spark.core.records`. This module reads
+them into typed records and appends them.
 
 Every record is written once with create-if-absent, so records are never torn and never
 overwritten (heartbeats excepted). A task is committed exactly when its commit record for the
@@ -21,25 +14,38 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.ids import validate_id, validate_storage_root
+from ..core.records import (
+    CommitRecord,
+    DagRecord,
+    EventKind,
+    EventRecord,
+    GcRecord,
+    Invalidation,
+    Owner,
+    RunEnd,
+    RunStart,
+    event_kind,
+    task_states,
+)
+from ..core.records import Heartbeat as HeartbeatRecord
 from ..core.redact import protect_loggers, redact, redact_record
-from ..core.status import WorkflowStatus
+from ..core.status import TaskStatus, WorkflowStatus
 from ..errors import ConcurrentRunError, InvalidIdError, StorageError, WorkflowNotFoundError
+from . import layout
 from .logfs import LogFS, open_logfs
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-#: where a Parquet checkpoint lives inside its task's ref directory (see write_checkpoint)
-_PARQUET_FOLDER = re.compile(r"/_parquet/[0-9a-f]{32}")
 #: A run whose owner is on another host is presumed dead when its heartbeat is this old.
 HEARTBEAT_TTL_SECONDS = 30.0
 
@@ -97,10 +103,10 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
-def this_owner() -> dict[str, Any]:
+def this_owner() -> Owner:
     """Who is running: host, pid and the pid's start time."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_time(pid)}
+    return Owner(socket.gethostname(), pid, process_start_time(pid))
 
 
 @dataclass
@@ -108,27 +114,43 @@ class RunInfo:
     """One run (one driver's attempt) of a workflow, as logged."""
 
     number: int
-    start: dict[str, Any]
-    end: dict[str, Any] | None = None
+    start: RunStart | None = None
+    end: RunEnd | None = None
     heartbeat_at: float | None = None
+
+    @property
+    def dag(self) -> DagRecord:
+        """The DAG this run ran (empty if its start record logged none)."""
+        return self.start.dag if self.start is not None and self.start.dag else _NO_DAG
+
+    @property
+    def owner(self) -> Owner:
+        return self.start.owner if self.start is not None else Owner()
+
+    @property
+    def started_at(self) -> float | None:
+        return self.start.started_at if self.start is not None else None
 
     def owner_alive(self, now: float | None = None) -> bool:
         """Whether the driver that started this run still runs it."""
         if self.end is not None:
             return False
-        owner = self.start.get("owner", {})
-        if owner.get("host") == socket.gethostname() and owner.get("pid"):
-            started = process_start_time(int(owner["pid"]))
-            return started is not None and started == owner.get("pid_start")
-        last = self.heartbeat_at or float(self.start.get("started_at", 0))
+        owner = self.owner
+        if owner.host == socket.gethostname() and owner.pid:
+            started = process_start_time(owner.pid)
+            return started is not None and started == owner.pid_start
+        last = self.heartbeat_at or self.started_at or 0.0
         return ((now or time.time()) - last) < HEARTBEAT_TTL_SECONDS
 
     @property
     def status(self) -> WorkflowStatus:
         """This run's status: its end record, else RUNNING or RESUMABLE by liveness."""
         if self.end is not None:
-            return WorkflowStatus(self.end["status"])
+            return self.end.status
         return WorkflowStatus.RUNNING if self.owner_alive() else WorkflowStatus.RESUMABLE
+
+
+_NO_DAG = DagRecord("")
 
 
 @dataclass
@@ -137,7 +159,7 @@ class WorkflowState:
 
     workflow_id: str
     runs: list[RunInfo] = field(default_factory=list)
-    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    commits: dict[str, CommitRecord] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -149,11 +171,35 @@ class WorkflowState:
         return self.runs[-1] if self.runs else None
 
     @property
+    def dag(self) -> DagRecord:
+        """The DAG the latest run logged (empty if none)."""
+        return self.latest.dag if self.latest else _NO_DAG
+
+    @property
     def status(self) -> WorkflowStatus:
         return self.latest.status if self.latest else WorkflowStatus.PENDING
 
     def generation(self, task_id: str) -> int:
         return self.generations.get(task_id, 0)
+
+    def task_states(
+        self,
+        events: Iterable[EventRecord] = (),
+        *,
+        dag: DagRecord | None = None,
+        live: Mapping[str, TaskStatus] | None = None,
+    ) -> dict[str, TaskStatus]:
+        """Each task's display state (see :func:`exoflow_spark.core.records.task_states`),
+        for ``dag`` (default: the latest run's)."""
+        latest = self.latest
+        return task_states(
+            dag if dag is not None else self.dag,
+            self.commits,
+            events,
+            latest_run=latest.number if latest else None,
+            running=self.status is WorkflowStatus.RUNNING,
+            live=live,
+        )
 
 
 class WorkflowStore:
@@ -172,77 +218,105 @@ class WorkflowStore:
         self.storage = validate_storage_root(storage)
         protect_loggers()
         self.fs: LogFS = fs or open_logfs(storage, spark, backend)
-        self._base = f"workflows/{self.workflow_id}"
-        self._log = f"{self._base}/log"
         self._event_seq = 0
         self._lock = threading.Lock()
+        self._done: set[str] | None = None  # see done_tasks
 
     # -- paths ---------------------------------------------------------------------------
     def ref_uri(self, task_id: str) -> str:
         """Where the Delta table of ``task_id``'s checkpoints lives."""
-        return self.fs.uri(f"{self._base}/refs/{validate_id(task_id, kind='task id')}")
+        return self.fs.uri(layout.ref_dir(self.workflow_id, task_id))
 
-    def checkpoint_uri(self, task_id: str, record: dict[str, Any]) -> str:
+    def table_uri(self, table: str) -> str:
+        """A table listed by :meth:`tables` (a task's, or an iterate scratch table)."""
+        return self.fs.uri(layout.table_dir(self.workflow_id, table))
+
+    def tables(self) -> list[str]:
+        """Names of the tables under this workflow's ``refs/``."""
+        return self.fs.list_dirs(layout.refs_dir(self.workflow_id))
+
+    def iterations_uri(self, task_id: str) -> str:
+        """Where ``xf.iterate`` keeps the scratch table of ``task_id``."""
+        return self.fs.uri(layout.iterations_dir(self.workflow_id, task_id))
+
+    def checkpoint_uri(self, task_id: str, record: CommitRecord) -> str:
         """The Delta table a commit record points at, for reading it back.
 
         Records hold the path with credentials redacted; the checkpoint table of a task under
         this storage root is rebuilt from the root instead, so restores work whatever the
         record holds. Other paths (a streaming task's own table) are used as recorded.
         """
-        recorded = str(record.get("delta", {}).get("path", ""))
+        recorded = record.checkpoint.path if record.checkpoint is not None else ""
         own = self.ref_uri(task_id)
         if not recorded or recorded in (own, redact(own)):
             return own
         for prefix in (own, redact(own)):  # a Parquet checkpoint: a folder inside it
             rest = recorded[len(prefix) :]
-            if recorded.startswith(prefix + "/") and _PARQUET_FOLDER.fullmatch(rest):
+            if recorded.startswith(prefix + "/") and layout.PARQUET_CHECKPOINT.fullmatch(rest):
                 return own + rest
         return recorded
 
     def stream_checkpoint_uri(self, task_id: str) -> str:
         """Where a streaming task's ``checkpointLocation`` lives."""
-        return self.fs.uri(f"{self._base}/streams/{validate_id(task_id, kind='task id')}")
+        return self.fs.uri(layout.stream_dir(self.workflow_id, task_id))
+
+    def shared_stream_uris(self, stream_name: str) -> tuple[str, str]:
+        """``(checkpointLocation, default table)`` of a stream shared by several workflows."""
+        return (
+            self.fs.uri(layout.shared_stream_checkpoint(stream_name)),
+            self.fs.uri(layout.shared_stream_table(stream_name)),
+        )
 
     # -- reading -------------------------------------------------------------------------
     def read_state(self) -> WorkflowState:
-        """Read every run and commit record of this workflow."""
-        state = WorkflowState(self.workflow_id)
+        """Read every run and commit record of this workflow.
+
+        Raises:
+            StorageError: a record is corrupt.
+            LogSchemaError: a record was written by a newer exoflow-spark.
+        """
+        wf = self.workflow_id
+        state = WorkflowState(wf)
         runs: dict[int, RunInfo] = {}
-        for name in self.fs.list_files(f"{self._log}/runs"):
-            number_s, kind, _ = ([*name.split("."), "", ""])[:3]
-            if not number_s.isdigit():
+        runs_dir = layout.runs_dir(wf)
+        for name in self.fs.list_files(runs_dir):
+            parsed = layout.parse_run_record(name)
+            if parsed is None:
                 continue
-            number = int(number_s)
-            where = self.fs.uri(f"{self._log}/runs/{name}")
+            number, kind = parsed
+            rel = layout.run_record(wf, number, kind)
+            where = self.fs.uri(rel)
             if kind == "heartbeat":  # overwritten in place, not fsynced: may be torn
-                rec = _loads_or_none(self.fs.get(f"{self._log}/runs/{name}"), where)
+                rec = _loads_or_none(self.fs.get(rel), where)
             else:
-                rec = _loads(self.fs.get(f"{self._log}/runs/{name}"), where)
+                rec = _loads(self.fs.get(rel), where)
             if rec is None:
                 continue
+            run = runs.setdefault(number, RunInfo(number))
             if kind == "start":
-                runs.setdefault(number, RunInfo(number, rec)).start = rec
+                run.start = RunStart.from_json(rec)
             elif kind == "end":
-                runs.setdefault(number, RunInfo(number, {})).end = rec
-            elif kind == "heartbeat" and isinstance(rec.get("at"), (int, float)):
-                runs.setdefault(number, RunInfo(number, {})).heartbeat_at = float(rec["at"])
-        state.runs = [runs[k] for k in sorted(runs) if runs[k].start]
+                run.end = RunEnd.from_json(rec)
+            else:
+                run.heartbeat_at = HeartbeatRecord.from_json(rec).at
+        state.runs = [runs[k] for k in sorted(runs) if runs[k].start is not None]
         task_files: dict[str, list[str]] = {}
-        for name in self.fs.list_files(f"{self._log}/tasks"):
+        tasks_dir = layout.tasks_dir(wf)
+        for name in self.fs.list_files(tasks_dir):
             task_id, _, fname = name.partition("/")
             task_files.setdefault(task_id, []).append(fname)
         for task_id, files in task_files.items():
             gen = 0
             for f in files:
-                gen_s = f[1:].split(".")[0]
-                if f.endswith(".invalidated.json") and f.startswith("g") and gen_s.isdigit():
-                    gen = max(gen, int(gen_s) + 1)
+                discarded = layout.parse_invalidation(f)
+                if discarded is not None:
+                    gen = max(gen, discarded + 1)
             state.generations[task_id] = gen
-            if f"g{gen}.commit.json" in files:
-                rel = f"{self._log}/tasks/{task_id}/g{gen}.commit.json"
+            if layout.commit_name(gen) in files:
+                rel = f"{tasks_dir}/{task_id}/{layout.commit_name(gen)}"
                 rec = _loads(self.fs.get(rel), self.fs.uri(rel))
                 if rec is not None:
-                    state.commits[task_id] = rec
+                    state.commits[task_id] = CommitRecord.from_json(rec)
         return state
 
     def require_exists(self) -> WorkflowState:
@@ -252,36 +326,82 @@ class WorkflowStore:
             raise WorkflowNotFoundError(self.workflow_id, redact(self.storage))
         return state
 
-    def events(self) -> list[dict[str, Any]]:
-        """Every event record, in order."""
+    def events(self, *kinds: EventKind) -> list[EventRecord]:
+        """Every event record (only those of ``kinds``, if given), in order.
+
+        Events of kinds this release does not know are included (unless ``kinds`` is given).
+
+        Raises:
+            LogSchemaError: an event was written by a newer exoflow-spark.
+        """
         out = []
-        for name in self.fs.list_files(f"{self._log}/events"):
-            rel = f"{self._log}/events/{name}"
+        base = layout.events_dir(self.workflow_id)
+        for name in self.fs.list_files(base):
+            rel = f"{base}/{name}"
             rec = _loads_or_none(self.fs.get(rel), self.fs.uri(rel))
-            if rec is not None:
-                out.append(rec)
+            if rec is None:
+                continue
+            event = EventRecord.from_json(rec)
+            if not kinds or event.kind in kinds:
+                out.append(event)
         return out
 
     def done_tasks(self) -> set[str]:
         """Tasks that completed in some run without keeping their output (checkpoint=False):
-        replayed, not run anew, when their output is needed again."""
-        return {e["task"] for e in self.events() if e.get("kind") == "task_done"}
+        replayed, not run anew, when their output is needed again.
+
+        Read once per store (every event is read, so a log written by a newer exoflow-spark
+        is refused here), then kept up to date by :meth:`event`.
+        """
+        with self._lock:
+            if self._done is not None:
+                return set(self._done)
+        done = {e.task for e in self.events(EventKind.TASK_DONE) if e.task is not None}
+        with self._lock:
+            self._done = done
+            return set(done)
+
+    def gc_records(self) -> list[GcRecord]:
+        """What garbage collection deleted from this workflow, oldest first."""
+        out = []
+        base = layout.gc_dir(self.workflow_id)
+        for name in self.fs.list_files(base):
+            rel = f"{base}/{name}"
+            rec = _loads_or_none(self.fs.get(rel), self.fs.uri(rel))
+            if rec is not None:
+                out.append(GcRecord.from_json(rec))
+        return out
 
     # -- writing -------------------------------------------------------------------------
 
-    def start_run(self, state: WorkflowState, record: dict[str, Any]) -> int:
+    def start_run(
+        self,
+        state: WorkflowState,
+        dag: DagRecord,
+        *,
+        invalidate: Iterable[str] = (),
+        launch: Mapping[str, Any] | None = None,
+    ) -> int:
         """Claim the next run number; refuse if a live driver holds the workflow."""
         latest = state.latest
         if latest is not None and latest.end is None and latest.owner_alive():
-            owner = latest.start.get("owner", {})
+            owner = latest.owner
             raise ConcurrentRunError(
                 f"workflow [{self.workflow_id}] is being run by another live driver (host "
-                f"{owner.get('host')}, pid {owner.get('pid')}, run {latest.number}); this "
+                f"{owner.host}, pid {owner.pid}, run {latest.number}); this "
                 "driver will not write. Wait for it to finish, or stop it and re-run"
             )
         number = (latest.number + 1) if latest else 1
-        full = {**record, "run": number, "owner": this_owner(), "started_at": time.time()}
-        if not self.fs.put_if_absent(f"{self._log}/runs/{number:06d}.start.json", _dumps(full)):
+        record = RunStart(
+            run=number,
+            dag=dag,
+            invalidate=tuple(invalidate),
+            launch=launch,
+            owner=this_owner(),
+            started_at=time.time(),
+        )
+        rel = layout.run_record(self.workflow_id, number, "start")
+        if not self.fs.put_if_absent(rel, _dumps(record.to_json())):
             raise ConcurrentRunError(
                 f"workflow [{self.workflow_id}]: another driver claimed run {number} at the "
                 "same moment; this driver will not write. Check `exoflow-spark status`"
@@ -290,51 +410,75 @@ class WorkflowStore:
         return number
 
     def heartbeat(self, run: int) -> None:
-        self.fs.put(f"{self._log}/runs/{run:06d}.heartbeat.json", _dumps({"at": time.time()}))
+        rel = layout.run_record(self.workflow_id, run, "heartbeat")
+        self.fs.put(rel, _dumps(HeartbeatRecord(time.time()).to_json()))
 
     def end_run(self, run: int, status: WorkflowStatus, error: str | None = None) -> None:
-        rec = {"status": status.value, "error": error, "ended_at": time.time()}
-        self.fs.put_if_absent(f"{self._log}/runs/{run:06d}.end.json", _dumps(rec))
+        rec = RunEnd(status, error, time.time())
+        rel = layout.run_record(self.workflow_id, run, "end")
+        self.fs.put_if_absent(rel, _dumps(rec.to_json()))
 
-    def commit_task(self, task_id: str, generation: int, record: dict[str, Any]) -> None:
-        """Write a task's commit record: the last step of committing it."""
-        rec = {**record, "task": task_id, "generation": generation, "committed_at": time.time()}
-        rel = f"{self._log}/tasks/{task_id}/g{generation}.commit.json"
-        if not self.fs.put_if_absent(rel, _dumps(rec)):
+    def commit_task(self, task_id: str, generation: int, record: CommitRecord) -> CommitRecord:
+        """Write a task's commit record: the last step of committing it.
+
+        Returns the record as written (stamped with the task, generation and time).
+        """
+        rec = replace(record, task=task_id, generation=generation, committed_at=time.time())
+        rel = layout.commit_record(self.workflow_id, task_id, generation)
+        if not self.fs.put_if_absent(rel, _dumps(rec.to_json())):
             raise ConcurrentRunError(
                 f"workflow [{self.workflow_id}] task [{task_id}] is already committed "
                 f"(generation {generation}): another driver ran it concurrently; stopping"
             )
+        return rec
 
     def invalidate(self, task_ids: Iterable[str], state: WorkflowState, run: int) -> None:
         """Discard the current generation of each task (its commit, if any, no longer counts)."""
         for task_id in task_ids:
             gen = state.generation(task_id)
+            rec = Invalidation(task_id, gen, run, time.time())
             self.fs.put_if_absent(
-                f"{self._log}/tasks/{task_id}/g{gen}.invalidated.json",
-                _dumps({"task": task_id, "generation": gen, "run": run, "at": time.time()}),
+                layout.invalidation_record(self.workflow_id, task_id, gen),
+                _dumps(rec.to_json()),
             )
             state.generations[task_id] = gen + 1
             state.commits.pop(task_id, None)
 
-    def event(self, run: int, kind: str, /, **payload: Any) -> None:
-        """Append an event (task done, failed, recovery decision, ...) to the log."""
+    def event(self, run: int, kind: EventKind, /, **payload: Any) -> None:
+        """Append an event (task done, failed, recovery decision, ...) to the log.
+
+        Raises:
+            LogSchemaError: ``kind`` is not an :class:`EventKind`.
+        """
+        known = event_kind(kind)
+        task = payload.pop("task", None)
         with self._lock:
             self._event_seq += 1
             seq = self._event_seq
-        rec = {"run": run, "kind": kind, "at": time.time(), **payload}
+            if known is EventKind.TASK_DONE and self._done is not None and task is not None:
+                self._done.add(str(task))
+        data = {k: v for k, v in payload.items() if k not in ("run", "kind", "at")}
+        rec = EventRecord(run, known, time.time(), task, data)
         # events inform history and cost estimates; losing the last few to a crash is harmless,
         # so they skip the fsyncs that commit records pay for
         self.fs.put_if_absent(
-            f"{self._log}/events/{run:06d}-{seq:06d}.{kind}.json", _dumps(rec), durable=False
+            layout.event_record(self.workflow_id, run, seq, known.value),
+            _dumps(rec.to_json()),
+            durable=False,
         )
+
+    def record_gc(self, deleted: Iterable[Mapping[str, Any]]) -> None:
+        """Log the checkpoint tables garbage collection deleted (credentials redacted)."""
+        rec = GcRecord(time.time(), tuple(dict(i) for i in deleted))
+        rel = layout.gc_record(self.workflow_id, time.time(), uuid.uuid4().hex[:8])
+        self.fs.put_if_absent(rel, _dumps(rec.to_json()))
 
 
 def list_workflow_ids(storage: str, spark: Any | None = None) -> list[str]:
     """Ids of every workflow under ``storage``."""
     fs = open_logfs(validate_storage_root(storage), spark)
     out = []
-    for d in fs.list_dirs("workflows"):
+    for d in fs.list_dirs(layout.WORKFLOWS):
         if d.startswith("."):
             continue
         try:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from .. import api
-from ..core.fmt import checkpoint_label
 from ..core.fmt import human_bytes as _human
+from ..core.records import FAILURE_EVENTS, EventKind
 from ..core.redact import MASK
 from ..core.status import WorkflowStatus
 from ..core.uris import is_local
@@ -125,23 +125,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = _store(args)
     state = store.require_exists()
     last = state.runs[-1]
-    done = store.done_tasks()
+    states = state.task_states(store.events())
     collected = collected_tables(store)
     tasks: list[dict[str, Any]] = []
-    for t in last.start.get("dag", {}).get("tasks", []):
-        rec = state.commits.get(t["id"])
-        output = (
-            checkpoint_label(rec["delta"], with_format=True)
-            if rec and rec.get("kind") == "dataframe"
-            else (rec or {}).get("kind", "-")
-        )
-        if rec and t["id"] in collected and collected[t["id"]] > rec.get("committed_at", 0):
+    for task in last.dag.tasks:
+        rec = state.commits.get(task.id)
+        output = rec.label(with_format=True) if rec is not None else "-"
+        if rec and task.id in collected and collected[task.id] > (rec.committed_at or 0):
             output += " (table deleted by gc)"
         tasks.append(
             {
-                "task": t["id"],
-                "state": "COMMITTED" if rec else ("DONE" if t["id"] in done else "PENDING"),
-                "checkpoint": t["checkpoint"],
+                "task": task.id,
+                "state": states[task.id].value,
+                "checkpoint": task.checkpoint,
                 "output": output,
             }
         )
@@ -149,7 +145,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         "workflow_id": args.workflow_id,
         "status": state.status.value,
         "runs": len(state.runs),
-        "error": (last.end or {}).get("error"),
+        "error": last.end.error if last.end is not None else None,
         "tasks": tasks,
     }
     if args.json:
@@ -284,10 +280,11 @@ def _output_summary(store: WorkflowStore, value: Any) -> Any:
 
     if is_dataframe(value):
         state = store.read_state()
-        out_task = state.runs[-1].start["dag"]["output"]
-        rec = state.commits.get(out_task, {})
-        d = rec.get("delta", {})
-        return {"dataframe": d.get("path"), "version": d.get("version"), "rows": d.get("rows")}
+        rec = state.commits.get(state.dag.output)
+        d = rec.checkpoint if rec is not None else None
+        if d is None:
+            return {"dataframe": None, "version": None, "rows": None}
+        return {"dataframe": d.path, "version": d.version, "rows": d.rows}
     try:
         json.dumps(value)
         return value
@@ -387,14 +384,17 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         print(f"workflow {args.workflow_id} is already SUCCESSFUL: nothing to resume")
         return 0
     if status is WorkflowStatus.RUNNING:
-        owner = state.runs[-1].start.get("owner", {})
+        owner = state.runs[-1].owner
         print(
-            f"exoflow-spark: workflow {args.workflow_id} is RUNNING (host {owner.get('host')}, "
-            f"pid {owner.get('pid')}): wait for it, or stop that driver and resume",
+            f"exoflow-spark: workflow {args.workflow_id} is RUNNING (host {owner.host}, "
+            f"pid {owner.pid}): wait for it, or stop that driver and resume",
             file=sys.stderr,
         )
         return 1
-    launch = next((r.start["launch"] for r in reversed(state.runs) if r.start.get("launch")), None)
+    launch = next(
+        (r.start.launch for r in reversed(state.runs) if r.start is not None and r.start.launch),
+        None,
+    )
     logged = [str(a) for a in (launch or {}).get("args", (launch or {}).get("argv", []))]
     if any(MASK in a for a in logged):
         raise UsageError(
@@ -502,33 +502,38 @@ def _history(store: WorkflowStore) -> dict[str, Any]:
     events = store.events()
     runs = []
     for r in state.runs:
-        mine = [e for e in events if e.get("run") == r.number]
-        plan = next((e for e in mine if e.get("kind") == "plan"), None)
-        end = r.end or {}
-        started = r.start.get("started_at")
+        mine = [e for e in events if e.run == r.number]
+        plan = next((e for e in mine if e.kind is EventKind.PLAN), None)
+        started = r.started_at
+        ended = r.end.ended_at if r.end is not None else None
+        start = r.start
         runs.append(
             {
                 "run": r.number,
                 "status": r.status.value,
                 "killed": r.end is None and r.status is WorkflowStatus.RESUMABLE,
                 "started_at": started,
-                "ended_at": end.get("ended_at"),
-                "seconds": (end["ended_at"] - started) if end.get("ended_at") and started else None,
-                "owner": r.start.get("owner"),
-                "error": end.get("error"),
-                "invalidated": r.start.get("invalidate", []),
-                "launch": r.start.get("launch"),
-                "strategy": plan.get("strategy") if plan else None,
-                "decisions": plan.get("decisions", []) if plan else [],
-                "rolled_back": plan.get("rolled_back", []) if plan else [],
+                "ended_at": ended,
+                "seconds": (ended - started) if ended and started else None,
+                "owner": start.owner.to_json() if start is not None else None,
+                "error": r.end.error if r.end is not None else None,
+                "invalidated": list(start.invalidate) if start is not None else [],
+                "launch": start.launch if start is not None else None,
+                "strategy": plan.strategy if plan else None,
+                "decisions": plan.decisions if plan else [],
+                "rolled_back": plan.rolled_back if plan else [],
                 "errors": [
-                    {k: e.get(k) for k in ("kind", "task", "attempt", "system", "error")}
+                    {
+                        "kind": e.kind_name,
+                        "task": e.task,
+                        "attempt": e.attempt,
+                        "system": e.system if e.kind is EventKind.TASK_ERROR else None,
+                        "error": e.error,
+                    }
                     for e in mine
-                    if e.get("kind") in ("task_error", "checkpoint_failed")
+                    if e.kind in FAILURE_EVENTS
                 ],
-                "committed": sorted(
-                    t for t, c in state.commits.items() if c.get("run") == r.number
-                ),
+                "committed": sorted(t for t, c in state.commits.items() if c.run == r.number),
             }
         )
     return {
@@ -563,7 +568,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
             for d in r["decisions"]:
                 print(f"    {d['task']:{width}}  {d['action']:9} {d['reason']}")
         for e in r["errors"]:
-            what = "async checkpoint failed" if e["kind"] == "checkpoint_failed" else (
+            what = "async checkpoint failed" if e["kind"] == EventKind.CHECKPOINT_FAILED else (
                 f"attempt {e['attempt']} failed ({'system' if e['system'] else 'task'} error)"
             )  # fmt: skip
             print(f"  ! {e['task']}: {what}: {e['error']}")

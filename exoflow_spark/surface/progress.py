@@ -165,7 +165,8 @@ def active_stages(spark: Any, job_group: str | None = None) -> tuple[StageProgre
 
 def snapshot(wrun: Any, started: float, *, final: bool = False) -> ProgressSnapshot:
     """Sample a :class:`~exoflow_spark.runtime.WorkflowRun` (read-only)."""
-    statuses: dict[str, TaskStatus] = dict(wrun.statuses)
+    # the log's states (restored tasks: COMMITTED), overridden by what the driver knows now
+    statuses = wrun.state.task_states(live=dict(wrun.statuses))
     needed = list(wrun.needed)
     finished = {TaskStatus.DONE, TaskStatus.CHECKPOINTING, TaskStatus.COMMITTED}
     return ProgressSnapshot(
@@ -175,7 +176,9 @@ def snapshot(wrun: Any, started: float, *, final: bool = False) -> ProgressSnaps
         running=tuple(t for t in needed if statuses.get(t) is TaskStatus.RUNNING),
         checkpointing=tuple(t for t in needed if statuses.get(t) is TaskStatus.CHECKPOINTING),
         failed=tuple(t for t in needed if statuses.get(t) is TaskStatus.FAILED),
-        restored=sum(1 for t in wrun.state.commits if t not in needed),
+        restored=sum(
+            1 for t, s in statuses.items() if s is TaskStatus.COMMITTED and t not in needed
+        ),
         stages=() if final else active_stages(wrun.spark, f"exoflow:{wrun.wf}"),
         elapsed=time.monotonic() - started,
         final=final,

@@ -20,14 +20,13 @@ from __future__ import annotations
 import html
 import io
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..core.defaults import resolve_storage
-from ..core.fmt import checkpoint_label
 from ..core.fmt import human_bytes as _human
+from ..core.records import CommitRecord, DagRecord, EventKind, EventRecord
 from ..core.task import Node
 from ..errors import DagError, InvalidOptionError
 from ..storage.store import WorkflowState, WorkflowStore
@@ -85,50 +84,6 @@ class DagView:
         raise KeyError(task_id)
 
 
-def _mode(value: Any) -> str:
-    return "sync" if value is True else "async" if value in ("async", "auto") else "none"
-
-
-def task_states(
-    dag_record: dict[str, Any], state: WorkflowState, events: Sequence[dict[str, Any]]
-) -> dict[str, str]:
-    """Each task's state as the log tells it.
-
-    COMMITTED: its current generation has a commit record. DONE: it completed in some run
-    without keeping its output. FAILED: the latest run logged an error (or a failed async
-    checkpoint) for it and it has not committed since. RUNNING: the workflow is running and
-    every input of the task is available (so its driver is running it, or about to).
-    PENDING: everything else.
-    """
-    latest = state.latest
-    last_run = latest.number if latest else None
-    done = {e["task"] for e in events if e.get("kind") == "task_done"}
-    failed = {
-        e["task"]
-        for e in events
-        if e.get("run") == last_run and e.get("kind") in ("task_error", "checkpoint_failed")
-    }
-    running_wf = state.status.value == "RUNNING"
-    out: dict[str, str] = {}
-    for t in dag_record.get("tasks", []):
-        tid = t["id"]
-        if tid in state.commits:
-            out[tid] = "COMMITTED"
-        elif tid in failed and not running_wf:
-            out[tid] = "FAILED"
-        elif tid in done:
-            out[tid] = "DONE"
-        else:
-            out[tid] = "PENDING"
-    if running_wf:
-        for t in dag_record.get("tasks", []):
-            if out[t["id"]] == "PENDING" and all(
-                out.get(u) in ("COMMITTED", "DONE") for u in t["upstream"]
-            ):
-                out[t["id"]] = "RUNNING"
-    return out
-
-
 def dag_view(
     target: str | Node,
     *,
@@ -142,11 +97,11 @@ def dag_view(
     with a node alone, every task is PENDING.
     """
     state: WorkflowState | None = None
-    events: list[dict[str, Any]] = []
+    events: list[EventRecord] = []
     if isinstance(target, Node):
         from ..core.dag import Dag
 
-        record = Dag(target).to_record()
+        record = DagRecord.from_json(Dag(target).to_record())
         if workflow_id is not None:
             store = WorkflowStore(resolve_storage(storage), workflow_id, spark)
             state = store.read_state()
@@ -155,33 +110,33 @@ def dag_view(
         workflow_id = target
         store = WorkflowStore(resolve_storage(storage), target, spark)
         state = store.require_exists()
-        record = state.runs[-1].start["dag"]
+        record = state.dag
         events = store.events()
     else:
         raise DagError(
             f"show_dag expects a workflow id or a DAG node (task.bind(...)), got "
             f"{type(target).__name__}"
         )
-    states = task_states(record, state, events) if state is not None and state.exists else {}
+    states = state.task_states(events, dag=record) if state is not None and state.exists else {}
     tasks = []
-    for t in record["tasks"]:
-        rec = state.commits.get(t["id"]) if state is not None else None
+    for t in record.tasks:
+        rec = state.commits.get(t.id) if state is not None else None
         detail = ""
         if rec is not None:
-            if rec.get("kind") == "dataframe":
-                d = rec["delta"]
-                detail = f"{checkpoint_label(d)} {_human(int(d.get('bytes', 0)))}"
+            if rec.checkpoint is not None:
+                detail = f"{rec.checkpoint.label()} {_human(rec.checkpoint.bytes)}"
             else:
-                detail = str(rec.get("kind", ""))
+                detail = rec.kind
+        st = states.get(t.id)
         tasks.append(
             TaskView(
-                id=t["id"],
-                upstream=list(t["upstream"]),
-                waits=[w for w in t.get("wait_until_committed", []) if w != t["id"]],
-                checkpoint=_mode(t.get("checkpoint")),
-                state=states.get(t["id"], "PENDING"),
-                sink=bool(t.get("sink")),
-                output=t["id"] == record["output"],
+                id=t.id,
+                upstream=list(t.upstream),
+                waits=[w for w in t.wait_until_committed if w != t.id],
+                checkpoint=t.checkpoint_mode,
+                state=st.value if st is not None else "PENDING",
+                sink=t.sink,
+                output=t.id == record.output,
                 detail=detail,
             )
         )
@@ -743,28 +698,26 @@ def timeline(
     """
     store = WorkflowStore(resolve_storage(storage), workflow_id, spark)
     state = store.require_exists()
-    dag = state.runs[-1].start.get("dag", {})
-    modes = {t["id"]: _mode(t.get("checkpoint")) for t in dag.get("tasks", [])}
-    records: list[dict[str, Any]] = [{**r, "task": t} for t, r in state.commits.items()]
-    records += [e for e in store.events() if e.get("kind") == "task_done"]
+    dag = state.dag
+    modes = {t.id: t.checkpoint_mode for t in dag.tasks}
+    records: list[tuple[str, CommitRecord | EventRecord]] = list(state.commits.items())
+    records += [(e.task, e) for e in store.events(EventKind.TASK_DONE) if e.task is not None]
     spans: list[Span] = []
-    for rec in records:
-        tid = rec["task"]
-        rnum = int(rec.get("run", 0))
+    for tid, rec in records:
+        rnum = rec.run or 0
         if run is not None and rnum != run:
             continue
-        compute = float(rec.get("compute_seconds", 0.0) or 0.0)
-        delta = rec.get("delta") if rec.get("kind") == "dataframe" else None
-        committed = rec.get("committed_at")
-        write_start = (
-            float(committed) - float(delta.get("write_seconds", 0.0))
-            if delta and committed
-            else None
-        )
-        sync = write_start is not None and rec.get("mode") == "sync"
-        handed = rec.get("output_at") or committed or rec.get("at")
-        if rec.get("started_at") is not None:
-            start = float(rec["started_at"])
+        compute = rec.compute_seconds
+        if isinstance(rec, CommitRecord):
+            delta, committed, mode = rec.checkpoint, rec.committed_at, rec.mode
+            handed = rec.output_at or committed
+        else:  # a task_done event: nothing was written
+            delta, committed, mode = None, None, None
+            handed = rec.output_at or rec.at
+        write_start = committed - delta.write_seconds if delta and committed else None
+        sync = write_start is not None and mode == "sync"
+        if rec.started_at is not None:
+            start = rec.started_at
             end = float(handed) if handed else start + compute
             if sync and write_start is not None:
                 end = min(end, write_start)
@@ -782,23 +735,23 @@ def timeline(
                     write_start,
                     float(committed),
                     rnum,
-                    str(rec.get("mode", modes.get(tid, "sync"))),
+                    str(mode or modes.get(tid, "sync")),
                 )
             )
     runs = []
     for r in state.runs:
         if run is not None and r.number != run:
             continue
-        ended = (r.end or {}).get("ended_at")
+        ended = r.end.ended_at if r.end is not None else None
         runs.append(
             (
                 r.number,
-                float(r.start.get("started_at", 0.0)),
+                r.started_at or 0.0,
                 float(ended) if ended else None,
                 r.status.value if r.end else ("RUNNING" if r.owner_alive() else "KILLED"),
             )
         )
-    order = [t["id"] for t in dag.get("tasks", [])]
+    order = dag.ids
     have = {s.task for s in spans}
     tasks = [t for t in order if t in have] + sorted(have - set(order))
     return Timeline(workflow_id, sorted(spans, key=lambda s: s.start), runs, tasks)

@@ -343,7 +343,7 @@ def plan_from_disk(row: Row, root: Path) -> RecoveryPlan:
         entry(log)
     store = WorkflowStore(str(root), WF)
     state = store.read_state()
-    graph = state.runs[-1].start["dag"]  # the logged DAG, as explain and gc plan from it
+    graph = state.runs[-1].start.dag  # the logged DAG, as explain and gc plan from it
     return plan(graph, state, done=store.done_tasks(), strategy=row.strategy, throughput=row.tp)
 
 
@@ -377,17 +377,23 @@ def test_plan_is_a_function_of_its_arguments(tmp_path: Path) -> None:
     row = next(r for r in ROWS if r.name.startswith("lazy nondeterministic a"))
     first = plan_from_disk(row, tmp_path / "1")
     state = WorkflowStore(str(tmp_path / "1"), WF).read_state()
-    before = json.dumps([state.commits, state.generations], sort_keys=True)
-    graph = state.runs[-1].start["dag"]
-    before_graph = json.dumps(graph, sort_keys=True)
+
+    def logged() -> str:
+        commits = {t: c.to_json() for t, c in state.commits.items()}
+        return json.dumps([commits, state.generations], sort_keys=True)
+
+    before = logged()
+    graph = state.runs[-1].start.dag
+    assert graph is not None
+    before_graph = json.dumps(graph.to_json(), sort_keys=True)
     again = plan(graph, state, done={"a"}, strategy="restore", throughput=None)
     assert (again.decisions, again.run_order, again.rolled_back) == (
         first.decisions,
         first.run_order,
         first.rolled_back,
     )
-    assert json.dumps([state.commits, state.generations], sort_keys=True) == before
-    assert json.dumps(graph, sort_keys=True) == before_graph
+    assert logged() == before
+    assert json.dumps(graph.to_json(), sort_keys=True) == before_graph
 
 
 def test_plan_logs_nothing_and_the_caller_reports_missing_records(
