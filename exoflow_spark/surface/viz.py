@@ -30,7 +30,7 @@ from ..core.defaults import resolve_storage
 from ..core.fmt import checkpoint_label
 from ..core.fmt import human_bytes as _human
 from ..core.task import Node
-from ..errors import DagError, ExoflowError, InvalidOptionError
+from ..errors import ExoflowError, InvalidOptionError
 from ..storage.store import WorkflowState, WorkflowStore
 
 DagFormat = Literal["svg", "png", "mermaid", "dot", "text"]
@@ -159,7 +159,7 @@ def dag_view(
         record = state.runs[-1].start["dag"]
         events = store.events()
     else:
-        raise DagError(
+        raise InvalidOptionError(
             f"show_dag expects a workflow id or a DAG node (task.bind(...)), got "
             f"{type(target).__name__}"
         )
