@@ -22,7 +22,6 @@ from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
 from .engine.runtime import RunOptions, WorkflowRun, finish_status
 from .errors import (
-    DagError,
     InvalidOptionError,
     TaskChangedError,
     TaskNotCommittedError,
@@ -35,6 +34,14 @@ from .surface.progress import ProgressMode, check_progress_mode
 from .surface.progress import watch as watch_progress
 
 logger = logging.getLogger(__name__)
+
+
+def _check_recovery(recovery: object) -> None:
+    if recovery not in ("restore", "cost"):
+        raise InvalidOptionError(
+            f"recovery={recovery!r} is not a strategy: use 'restore' (read committed inputs "
+            "from their checkpoints) or 'cost' (replay when that is estimated cheaper)"
+        )
 
 
 def run(
@@ -154,8 +161,7 @@ def _run(
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
 ) -> Any:
-    if recovery not in ("restore", "cost"):
-        raise DagError(f"recovery={recovery!r} is not a strategy: use 'restore' or 'cost'")
+    _check_recovery(recovery)
     if checkpoint_format not in CHECKPOINT_FORMATS:
         raise InvalidOptionError(
             f"checkpoint_format={checkpoint_format!r} is not a format: use 'delta' (a Delta "
@@ -166,8 +172,8 @@ def _run(
         invalidate = [invalidate]
     for t in invalidate:
         graph.node(t)  # unknown task ids fail here, before anything is written
-    if not isinstance(max_parallel, int) or max_parallel < 1:
-        raise DagError(f"max_parallel={max_parallel!r} must be an integer >= 1")
+    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+        raise InvalidOptionError(f"max_parallel={max_parallel!r} must be an integer >= 1")
     check_progress_mode(progress)
     spark = resolve_spark(spark)
     storage = resolve_storage(storage)
@@ -300,10 +306,13 @@ def explain(
     Example:
         >>> print(xf.explain("sales-2026-11-24", storage="s3a://lake/exo"))
     """
+    _check_recovery(recovery)
     root = resolve_storage(storage)
     if isinstance(target, Node):
         if workflow_id is None:
-            raise DagError("explain(dag, ...) needs workflow_id=... to know which log to read")
+            raise InvalidOptionError(
+                "explain(dag, ...) needs workflow_id=... to know which log to read"
+            )
         graph = Dag(target)
         store = WorkflowStore(root, workflow_id, spark)
         state = store.read_state()

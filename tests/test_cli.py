@@ -285,3 +285,19 @@ def test_help_teaches_and_profiles_apply(storage, tmp_path, capsys, monkeypatch)
     assert main(["list", "--profile", "mine"]) == 0
     assert f"no workflows under {storage}-profile" in capsys.readouterr().out
     assert main(["status", "x", "--", "extra"]) == 2
+
+
+def test_profile_log_level(tmp_path, monkeypatch) -> None:
+    """Jobs take exoflow_spark's log level from the profile: the shipped local one (make demo)
+    logs warnings only."""
+    from exoflow_spark.surface.config import conf_dir, load_profile
+
+    monkeypatch.delenv("EXOFLOW_CONF_DIR", raising=False)
+    if (conf_dir() / "profiles.toml").exists():
+        assert load_profile("local").log_level == "WARNING"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "profiles.toml").write_text('[chatty]\nlog_level = "DEBUG"\n[plain]\n')
+    monkeypatch.setenv("EXOFLOW_CONF_DIR", str(conf))
+    assert load_profile("chatty").log_level == "DEBUG"
+    assert load_profile("plain").log_level is None

@@ -80,7 +80,7 @@ def test_wait_until_committed_is_validated() -> None:
 
 
 def test_run_needs_a_node(spark, storage) -> None:
-    with pytest.raises(xf.DagError, match=r"expects a DAG node built with task\.bind"):
+    with pytest.raises(xf.InvalidOptionError, match=r"expects a DAG node built with task\.bind"):
         xf.run(src, workflow_id="x", storage=storage, spark=spark)  # type: ignore[arg-type]
 
 

@@ -82,3 +82,50 @@ def test_calling_a_task_directly_explains_bind() -> None:
 
     with pytest.raises(TypeError, match=r"use f\.bind\(\.\.\.\)"):
         f(1)
+
+
+def test_option_defaults_have_one_source() -> None:
+    """@task and @streaming_task take their defaults from TaskOptions' fields."""
+    import dataclasses
+    import inspect
+
+    from exoflow_spark.core.options import TASK_DEFAULTS
+
+    fields = {f.name: f for f in dataclasses.fields(xf.TaskOptions)}
+    for decorator in (xf.task, xf.streaming_task):
+        params = inspect.signature(decorator).parameters
+        shared = [p for p in params if p in fields]
+        assert "deterministic" in shared and "max_retries" in shared
+        for p in shared:
+            assert params[p].default == getattr(TASK_DEFAULTS, p), (decorator.__name__, p)
+    assert xf.TaskOptions() == TASK_DEFAULTS
+
+
+@xf.task
+def one_task():
+    return 1
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda: xf.run(one_task.bind(), workflow_id="x", recovery="fast"), "recovery='fast'"),
+        (lambda: xf.resume(one_task.bind(), workflow_id="x", recovery=None), "recovery=None"),
+        (lambda: xf.explain("x", recovery="replay"), "recovery='replay'"),
+        (lambda: xf.run(one_task.bind(), checkpoint_format="orc"), "checkpoint_format='orc'"),
+        (lambda: xf.run(one_task.bind(), max_parallel=0), "max_parallel=0"),
+        (lambda: xf.run(one_task.bind(), max_parallel=2.5), "max_parallel=2.5"),
+        (lambda: xf.run(one_task.bind(), progress="loud"), "progress='loud'"),
+        (lambda: xf.run(one_task, workflow_id="x"), "expects a DAG node"),
+        (lambda: xf.explain(one_task.bind()), "needs workflow_id="),
+        (lambda: xf.show_dag(42), "show_dag expects a workflow id or a DAG node"),
+        (lambda: xf.show_dag(one_task.bind(), format="gif"), "format='gif'"),
+    ],
+)
+def test_bad_argument_values_raise_invalid_option_error(call, fragment: str) -> None:
+    """Every bad option or argument value is an InvalidOptionError (a ValueError too),
+    raised before Spark or storage is touched."""
+    with pytest.raises(xf.InvalidOptionError) as info:
+        call()
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, xf.ExoflowError)

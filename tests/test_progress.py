@@ -1,4 +1,4 @@
-"""Live progress: the rendering (pure), the display choice, and real runs sampled live."""
+"""Live progress: the description (pure), the display choice and tqdm's bar, real runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import exoflow_spark as xf
 from exoflow_spark.surface import progress
-from exoflow_spark.surface.progress import ProgressSnapshot, StageProgress, render_html, render_line
+from exoflow_spark.surface.progress import ProgressSnapshot, StageProgress, describe
 
 
 class FakeTTY(io.StringIO):
@@ -17,7 +17,7 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_render_line_and_html() -> None:
+def test_describe() -> None:
     snap = ProgressSnapshot(
         "etl",
         total=7,
@@ -28,15 +28,13 @@ def test_render_line_and_html() -> None:
         stages=(StageProgress(12, "save at x", 8, 3, 2),),
         elapsed=4.25,
     )
-    assert render_line(snap) == (
-        "[etl] 4/7 tasks (2 restored) | running: silver_join, quarantine | 1 checkpoint "
-        "writing (silver_orders) | stage 12: 3/8 tasks | 4.2 s"
+    assert describe(snap) == (
+        "running: silver_join, quarantine | 1 checkpoint writing (silver_orders) | "
+        "stage 12: 3/8 tasks | 2 restored"
     )
     many = ProgressSnapshot("wf", 9, 0, running=tuple("abcde"), failed=("x",), final=True)
-    assert render_line(many) == "[wf] 0/9 tasks | running: a, b, c +2 | failed: x | 0.0 s done"
-    assert len(render_line(snap, width=40)) == 40 and render_line(snap, width=40).endswith("...")
-    html = render_html(snap)
-    assert "width:57%" in html and "[etl] 4/7 tasks" in html
+    assert describe(many) == "running: a, b, c +2 | failed: x"
+    assert describe(ProgressSnapshot("wf", 1, 1)) == ""
 
 
 def test_choose_display() -> None:
@@ -47,17 +45,22 @@ def test_choose_display() -> None:
     assert progress.choose_display(seen.append) == seen.append
     with pytest.raises(xf.InvalidOptionError, match="progress="):
         progress.choose_display("loud")  # type: ignore[arg-type]
+
+
+def test_tqdm_bar_on_a_terminal() -> None:
     tty = FakeTTY()
     display = progress.choose_display("auto", tty)
     assert display is not None
     display(ProgressSnapshot("wf", 2, 1, running=("long_task_name",)))
     display(ProgressSnapshot("wf", 2, 2, final=True))
     out = tty.getvalue()
-    # one line rewritten in place: carriage returns, the shorter line padded, a final newline
-    assert out.startswith("\r[wf] 1/2 tasks | running: long_task_name")
-    second = out.split("\r")[2]
-    assert second.startswith("[wf] 2/2 tasks | 0.0 s done") and second.endswith(" \n")
-    assert out.count("\n") == 1
+    # tqdm's bar rewritten in place on the stream: carriage returns, one final newline
+    frames = [f for f in out.split("\r") if f.strip()]
+    assert frames[0].startswith("[wf]:  50%|") and "1/2" in frames[0], out
+    assert "running: long_task_name" in frames[0]
+    assert frames[-1].startswith("[wf]: 100%|") and "2/2" in frames[-1], out
+    assert "long_task_name" not in frames[-1]
+    assert out.endswith("\n") and out.count("\n") == 1
 
 
 def test_real_run_sampled_live(spark, storage) -> None:
@@ -104,9 +107,8 @@ def test_forced_progress_writes_to_stderr_and_auto_stays_quiet(spark, storage, c
 
     xf.run(one.bind(), workflow_id="progress-forced", storage=storage, spark=spark, progress=True)
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("[progress-forced]")]
-    assert lines and "1/1 tasks" in lines[-1] and lines[-1].rstrip().endswith("done"), err
-    assert "\r" not in err  # not a terminal: whole lines, no in-place rewriting
+    frames = [f for f in err.split("\r") if f.startswith("[progress-forced]")]
+    assert frames and "1/1" in frames[-1] and "100%" in frames[-1], err
     xf.run(one.bind(), workflow_id="progress-auto", storage=storage, spark=spark, progress="auto")
     assert "[progress-auto]" not in capsys.readouterr().err
     with pytest.raises(xf.InvalidOptionError):

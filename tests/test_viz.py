@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -51,23 +53,66 @@ def test_layered_layout_layers_slots_and_no_overlap() -> None:
     assert ("b", "out", "wait") in lay.routes
 
 
-def test_svg_colours_outlines_and_legend() -> None:
-    root = ET.fromstring(viz.render_svg(_view()))
-    rects = {
-        g.find(f"{SVG}title").text.split(":")[0]: g.find(f"{SVG}rect") for g in root.iter(f"{SVG}g")
-    }
-    assert set(rects) == {"a", "b", "lookup", "c", "out"}
-    for task, state in (("a", "COMMITTED"), ("b", "DONE"), ("c", "FAILED"), ("out", "PENDING")):
-        assert rects[task].get("fill") == viz.STATE_COLOURS[state]
-    assert rects["lookup"].get("fill") == viz.STATE_COLOURS["RUNNING"]
-    assert rects["a"].get("stroke-width") == "3.0" and rects["a"].get("stroke-dasharray") is None
-    assert rects["b"].get("stroke-dasharray") == "7 4"
-    assert rects["c"].get("stroke-width") == "1.2"
-    texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
+def test_drawing_colours_outlines_and_legend() -> None:
+    """SVG and PNG are one matplotlib drawing: its boxes, their fills and outlines."""
+    from matplotlib.colors import to_rgba
+
+    fig = viz.draw_dag(_view())
+    ax = fig.axes[0]
+    boxes = {p.get_gid().split(":", 1)[1]: p for p in ax.patches if p.get_gid().startswith("task:")}
+    assert set(boxes) == {"a", "b", "lookup", "c", "out"}
+    for task, state in (
+        ("a", "COMMITTED"),
+        ("b", "DONE"),
+        ("lookup", "RUNNING"),
+        ("c", "FAILED"),
+        ("out", "PENDING"),
+    ):
+        assert boxes[task].get_facecolor() == to_rgba(viz.STATE_COLOURS[state])
+    # outlines: sync thick solid, async thick dashed, none thin grey
+    assert boxes["a"].get_linestyle() == "-" and boxes["a"].get_linewidth() > 2
+    _, dashes = boxes["b"].get_linestyle()  # the SVG writer's "7 4" px, per line width
+    assert dashes == (7 / 3, 4 / 3) and boxes["b"].get_linewidth() > 2
+    assert boxes["c"].get_linestyle() == "-" and boxes["c"].get_linewidth() < 1
+    assert boxes["c"].get_edgecolor() == to_rgba("#6b7280")
+    edges = sorted(p.get_gid() for p in ax.patches if p.get_gid().split(":")[0] in ("edge", "wait"))
+    assert edges == [
+        "edge:a->b",
+        "edge:a->out",
+        "edge:b->c",
+        "edge:c->out",
+        "edge:lookup->c",
+        "wait:b->out",
+    ]
+    texts = " ".join(t.get_text() for t in ax.texts)
     for word in ("OUTPUT", "committed (durable)", "async (written in the background)", "waits"):
         assert word in texts
-    paths = [p for p in root.iter(f"{SVG}path") if p.get("marker-end")]
-    assert len(paths) == 6 + 1  # five data edges + one wait edge + the legend's wait sample
+
+
+def test_svg_and_png_files() -> None:
+    from matplotlib.colors import to_rgb
+    from matplotlib.image import imread
+
+    svg = viz.render_svg(_view())
+    root = ET.fromstring(svg)  # a standalone, well-formed document
+    assert root.tag == f"{SVG}svg"
+    ids = {g.get("id") for g in root.iter(f"{SVG}g")}
+    assert {"task:a", "task:out", "wait:b->out", "legend:async"} <= ids
+    texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))  # text kept as text
+    assert "workflow wf — FAILED" in texts and "sync (durable before readers start)" in texts
+    assert viz.render_svg(_view()) == svg  # no dates or random ids: the same bytes each time
+    png = viz.render_png(_view(), dpi=100)
+    assert png.startswith(b"\x89PNG")
+    pixels = imread(io.BytesIO(png))[:, :, :3].reshape(-1, 3)
+    for state in ("COMMITTED", "DONE", "RUNNING", "FAILED", "PENDING"):  # every fill is drawn
+        assert (abs(pixels - to_rgb(viz.STATE_COLOURS[state])).max(axis=1) < 0.01).any(), state
+
+
+def test_pictures_without_matplotlib_say_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(xf.ExoflowError, match=r"pip install 'exoflow-spark\[pictures\]'"):
+        viz.render_svg(_view())
+    assert "flowchart" in viz.render_mermaid(_view())  # the text formats need nothing
 
 
 def test_text_mermaid_and_dot() -> None:

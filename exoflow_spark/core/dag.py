@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import DagError
+from ..errors import DagError, InvalidOptionError
 from .ids import validate_id
 from .task import Node, map_nested
 from .values import is_dataframe
@@ -38,7 +38,7 @@ class Dag:
 
     def __init__(self, output: Node) -> None:
         if not isinstance(output, Node):
-            raise DagError(
+            raise InvalidOptionError(
                 f"xf.run expects a DAG node built with task.bind(...), got "
                 f"{type(output).__name__}: {output!r}"
             )

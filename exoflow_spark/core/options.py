@@ -1,4 +1,7 @@
-"""Task options: one frozen dataclass, validated when the task is declared."""
+"""Task options: one frozen dataclass, validated when the task is declared.
+
+Its field defaults are the only place option defaults are written (:data:`TASK_DEFAULTS`).
+"""
 
 from __future__ import annotations
 
@@ -97,3 +100,8 @@ class TaskOptions:
         if self.checkpoint in ("async", "auto"):
             return str(self.checkpoint)
         return "sync" if self.checkpoint is True else "none"
+
+
+#: Every option at its default: the one place defaults are written is the fields above;
+#: ``@task``, ``@streaming_task`` and the docs read them from here.
+TASK_DEFAULTS = TaskOptions()

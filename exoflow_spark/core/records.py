@@ -219,22 +219,30 @@ class Owner:
 
     host: str | None = None
     pid: int | None = None
-    #: the kernel's start time of ``pid`` (guards against pid reuse)
+    #: ``pid``'s start in clock ticks since boot, as 0.1.0 read it from ``/proc`` (Linux
+    #: only; guards against pid reuse)
     pid_start: str | None = None
+    #: ``pid``'s start in seconds since the epoch (any platform; absent in 0.1.0's records)
+    pid_created: float | None = None
 
     @classmethod
     def from_json(cls, doc: Any) -> Owner:
         if not isinstance(doc, Mapping):
             return cls()
         ps = doc.get("pid_start")
+        created = doc.get("pid_created")
         return cls(
             host=None if doc.get("host") is None else str(doc["host"]),
             pid=_int(doc.get("pid")),
             pid_start=None if ps is None else str(ps),
+            pid_created=float(created) if isinstance(created, (int, float)) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "pid_start": self.pid_start}
+        doc: dict[str, Any] = {"host": self.host, "pid": self.pid, "pid_start": self.pid_start}
+        if self.pid_created is not None:
+            doc["pid_created"] = self.pid_created
+        return doc
 
 
 @dataclass(frozen=True)

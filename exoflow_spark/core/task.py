@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
 from ..errors import InvalidOptionError
-from .options import CheckpointMode, TaskOptions
+from .options import TASK_DEFAULTS, CheckpointMode, TaskOptions
 
 R = TypeVar("R")
 
@@ -126,14 +126,14 @@ def task(fn: Callable[..., R], /) -> Task[R]: ...
 @overload
 def task(
     *,
-    checkpoint: CheckpointMode = False,
-    deterministic: bool = True,
-    max_retries: int = 3,
-    retry_exceptions: bool = False,
-    catch_exceptions: bool = False,
-    wait_until_committed: Iterable[str] = (),
-    name: str | None = None,
-    sink: bool = False,
+    checkpoint: CheckpointMode = ...,
+    deterministic: bool = ...,
+    max_retries: int = ...,
+    retry_exceptions: bool = ...,
+    catch_exceptions: bool = ...,
+    wait_until_committed: Iterable[str] = ...,
+    name: str | None = ...,
+    sink: bool = ...,
 ) -> Callable[[Callable[..., R]], Task[R]]: ...
 
 
@@ -141,14 +141,14 @@ def task(
     fn: Callable[..., R] | None = None,
     /,
     *,
-    checkpoint: CheckpointMode = False,
-    deterministic: bool = True,
-    max_retries: int = 3,
-    retry_exceptions: bool = False,
-    catch_exceptions: bool = False,
-    wait_until_committed: Iterable[str] = (),
-    name: str | None = None,
-    sink: bool = False,
+    checkpoint: CheckpointMode = TASK_DEFAULTS.checkpoint,
+    deterministic: bool = TASK_DEFAULTS.deterministic,
+    max_retries: int = TASK_DEFAULTS.max_retries,
+    retry_exceptions: bool = TASK_DEFAULTS.retry_exceptions,
+    catch_exceptions: bool = TASK_DEFAULTS.catch_exceptions,
+    wait_until_committed: Iterable[str] = TASK_DEFAULTS.wait_until_committed,
+    name: str | None = TASK_DEFAULTS.name,
+    sink: bool = TASK_DEFAULTS.sink,
 ) -> Task[R] | Callable[[Callable[..., R]], Task[R]]:
     """Declare a workflow task. Works bare (``@task``) or with options (``@task(...)``).
 

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from ..core.context import TaskContext
 from ..core.faults import crash_point
 from ..core.ids import validate_id
-from ..core.options import TaskOptions
+from ..core.options import TASK_DEFAULTS, TaskOptions
 from ..core.records import EventKind
 from ..core.task import Task
 from ..errors import DagError, InvalidOptionError, SinkError
@@ -189,11 +189,11 @@ def streaming_task(
     max_batches: int | None = None,
     stop_when: Callable[[dict[str, Any]], bool] | None = None,
     timeout: float | None = None,
-    deterministic: bool = True,
-    max_retries: int = 3,
-    retry_exceptions: bool = False,
-    wait_until_committed: Iterable[str] = (),
-    name: str | None = None,
+    deterministic: bool = TASK_DEFAULTS.deterministic,
+    max_retries: int = TASK_DEFAULTS.max_retries,
+    retry_exceptions: bool = TASK_DEFAULTS.retry_exceptions,
+    wait_until_committed: Iterable[str] = TASK_DEFAULTS.wait_until_committed,
+    name: str | None = TASK_DEFAULTS.name,
 ) -> Any:
     """Declare a streaming task: its function returns a streaming DataFrame.
 

@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import psutil
 
 from ..core.ids import validate_id, validate_storage_root
 from ..core.records import (
@@ -93,20 +96,65 @@ def _loads_or_none(data: bytes | None, where: str) -> dict[str, Any] | None:
         return None
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (guards against pid reuse), or None if unknown."""
+#: Two readings of one process's start time (seconds since the epoch) further apart than this
+#: are two processes: a recycled pid. Readings of one process agree to the clock tick, except
+#: that Linux derives them from the boot time, which a clock adjustment can move by a second.
+_START_TIME_TOLERANCE_SECONDS = 2.0
+#: 0.1.0 recorded ``pid_start`` as the start time in clock ticks since boot, read from
+#: ``/proc/<pid>/stat``; it is still written (and compared exactly) where that measure exists.
+_BOOT_TICKS = sys.platform.startswith("linux")
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch, from psutil), or None if no such process.
+
+    Works wherever psutil does (Linux, macOS, Windows), with or without ``/proc``.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def _boot_ticks(started: float) -> str | None:
+    """``started`` as 0.1.0 recorded it: clock ticks since boot (Linux only), else None."""
+    if not _BOOT_TICKS:
+        return None
+    try:
+        return str(round((started - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")))
+    except (psutil.Error, OSError, ValueError):
         return None
 
 
 def this_owner() -> Owner:
-    """Who is running: host, pid and the pid's start time."""
+    """Who is running: host, pid and the pid's start time.
+
+    ``pid_start`` keeps 0.1.0's format (ticks since boot on Linux, else None) so a 0.1.0 reader
+    still recognises the owner; ``pid_created`` (seconds since the epoch) works on every platform.
+    """
     pid = os.getpid()
-    return Owner(socket.gethostname(), pid, process_start_time(pid))
+    started = process_start_time(pid)
+    return Owner(
+        socket.gethostname(),
+        pid,
+        pid_start=None if started is None else _boot_ticks(started),
+        pid_created=started,
+    )
+
+
+def _same_process(owner: Owner, started: float) -> bool | None:
+    """Whether the live process that started at ``started`` is the recorded ``owner`` (the
+    pid may have been recycled); None when the record holds no start time to compare."""
+    if owner.pid_start is not None:
+        mine = _boot_ticks(started)
+        if mine is not None:
+            return mine == owner.pid_start
+    if owner.pid_created is not None:
+        return abs(owner.pid_created - started) < _START_TIME_TOLERANCE_SECONDS
+    return None
 
 
 @dataclass
@@ -138,7 +186,13 @@ class RunInfo:
         owner = self.owner
         if owner.host == socket.gethostname() and owner.pid:
             started = process_start_time(owner.pid)
-            return started is not None and started == owner.pid_start
+            if started is None:
+                return False
+            same = _same_process(owner, started)
+            if same is not None:
+                return same
+            # a record without a comparable start time (0.1.0 on a host without /proc): the
+            # pid lives, but only a fresh heartbeat says it is still the driver
         last = self.heartbeat_at or self.started_at or 0.0
         return ((now or time.time()) - last) < HEARTBEAT_TTL_SECONDS
 

@@ -29,12 +29,14 @@ def conf_dir() -> Path:
 
 @dataclass(frozen=True)
 class Profile:
-    """A named set of defaults: Spark master, storage root, Spark settings."""
+    """A named set of defaults: Spark master, storage root, Spark settings, and the
+    ``exoflow_spark`` log level of jobs (``--log-level`` wins; None: ``logging.ini``'s)."""
 
     name: str
     master: str | None = None
     storage: str | None = None
     spark: dict[str, str] = field(default_factory=dict)
+    log_level: str | None = None
 
 
 def load_profile(name: str = "local", path: str | os.PathLike[str] | None = None) -> Profile:
@@ -63,6 +65,7 @@ def load_profile(name: str = "local", path: str | os.PathLike[str] | None = None
         master=os.environ.get("EXOFLOW_MASTER") or section.get("master"),
         storage=os.environ.get("EXOFLOW_STORAGE") or section.get("storage"),
         spark={str(k): str(v) for k, v in section.get("spark", {}).items()},
+        log_level=section.get("log_level"),
     )
 
 

@@ -38,7 +38,11 @@ def job_arg_parser(description: str, default_workflow_id: str) -> argparse.Argum
         default=os.environ.get("EXOFLOW_PROFILE", "local"),
         help="profile in conf/profiles.toml (default: local)",
     )
-    parser.add_argument("--log-level", default=None, help="exoflow_spark log level (INFO, ...)")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="exoflow_spark log level (INFO, ...; default: the profile's log_level)",
+    )
     return parser
 
 
@@ -50,8 +54,8 @@ def under_spark_submit() -> bool:
 def start(args: argparse.Namespace, app_name: str) -> tuple[Any, Profile, str]:
     """Configure logging, load the profile and build the session; returns (spark, profile,
     storage root). With ``--remote`` the session is a Spark Connect client."""
-    configure_logging(args.log_level)
     profile = load_profile(args.profile)
+    configure_logging(args.log_level or profile.log_level)
     remote = getattr(args, "remote", None)
     if remote:
         # the server owns the static settings (Delta, memory, jars); none from the profile

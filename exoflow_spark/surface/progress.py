@@ -1,26 +1,24 @@
 """Live progress of a run: tasks done, checkpoints in flight, the Spark stage running.
 
 ``xf.run(dag, ..., progress="auto")`` starts a daemon thread that samples the run twice a
-second and shows one line:
+second and shows it as a tqdm bar:
 
-    [etl-demo] 4/7 tasks | running: silver_join, quarantine | 1 checkpoint writing |
-    stage 12: 3/8 tasks | 4.2 s
+    [etl-demo]:  57%|█████▋    | 4/7 [00:04<00:03, running: silver_join, quarantine |
+    1 checkpoint writing (silver_orders) | stage 12: 3/8 tasks | 2 restored]
 
-* in a terminal (stderr is a TTY): a single line on stderr, rewritten in place;
-* in a Jupyter kernel: an HTML line updated through an IPython display handle;
+* in a terminal (stderr is a TTY): tqdm's bar on stderr, rewritten in place;
+* in a Jupyter kernel: tqdm's notebook widget (``tqdm.auto``; text if ipywidgets is absent);
 * anywhere else: nothing (``"auto"`` never writes to a pipe or a log file).
 
-``progress=True`` forces it on (stderr when not in a notebook, one line per change when
-stderr is not a terminal); ``progress=callable`` receives every :class:`ProgressSnapshot`
-instead, for custom displays. :func:`render_line` and :func:`render_html` are pure functions.
+``progress=True`` forces it on (the bar goes to stderr even when it is not a terminal);
+``progress=callable`` receives every :class:`ProgressSnapshot` instead, for custom displays.
+:func:`describe` (the text after the bar) is a pure function.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -85,16 +83,14 @@ def _names(ids: tuple[str, ...], limit: int = 3) -> str:
     return shown + (f" +{len(ids) - limit}" if len(ids) > limit else "")
 
 
-def render_line(snap: ProgressSnapshot, width: int | None = None) -> str:
-    """One line of text for a terminal, cut to ``width`` characters if given.
+def describe(snap: ProgressSnapshot) -> str:
+    """What the bar does not show: tasks running, checkpoints writing, Spark stages, restores.
 
     Example:
-        >>> render_line(ProgressSnapshot("wf", total=4, finished=1, running=("b",)))
-        '[wf] 1/4 tasks | running: b | 0.0 s'
+        >>> describe(ProgressSnapshot("wf", total=4, finished=1, running=("b",), restored=2))
+        'running: b | 2 restored'
     """
-    parts = [f"[{snap.workflow_id}] {snap.finished}/{snap.total} tasks"]
-    if snap.restored:
-        parts[0] += f" ({snap.restored} restored)"
+    parts = []
     if snap.running:
         parts.append(f"running: {_names(snap.running)}")
     if snap.checkpointing:
@@ -104,25 +100,9 @@ def render_line(snap: ProgressSnapshot, width: int | None = None) -> str:
         parts.append(f"failed: {_names(snap.failed)}")
     for st in snap.stages[:2]:
         parts.append(f"stage {st.stage_id}: {st.completed_tasks}/{st.num_tasks} tasks")
-    parts.append(f"{snap.elapsed:.1f} s" + (" done" if snap.final else ""))
-    line = " | ".join(parts)
-    if width is None or len(line) <= width:
-        return line
-    return line[: max(width - 3, 0)] + "..."
-
-
-def render_html(snap: ProgressSnapshot) -> str:
-    """The same information as :func:`render_line`, as a small HTML block for notebooks."""
-    pct = 100.0 * snap.finished / snap.total if snap.total else 100.0
-    bar = (
-        '<div style="background:#e5e7eb;width:320px;height:10px;border-radius:5px">'
-        f'<div style="background:{"#dc2626" if snap.failed else "#16a34a"};width:{pct:.0f}%;'
-        'height:10px;border-radius:5px"></div></div>'
-    )
-    return (
-        f'<div style="font-family:monospace;font-size:12px">{bar}'
-        f"{html.escape(render_line(snap))}</div>"
-    )
+    if snap.restored:
+        parts.append(f"{snap.restored} restored")
+    return " | ".join(parts)
 
 
 # -- sampling ------------------------------------------------------------------------------
@@ -195,42 +175,44 @@ def _in_notebook() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-class _TerminalDisplay:
-    """A single line rewritten in place (TTY), or one line per change (forced, not a TTY)."""
+class _TqdmDisplay:
+    """A tqdm bar: ``tqdm.auto`` picks the notebook widget in a Jupyter kernel, else the text
+    bar on ``stream``. Created at the first snapshot (when the total is known), closed at the
+    final one."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._last = ""
-        self._width = 0
+        self._bar: Any = None
 
     def __call__(self, snap: ProgressSnapshot) -> None:
-        width = shutil.get_terminal_size((120, 24)).columns - 1 if self.tty else None
-        line = render_line(snap, width)
-        if line == self._last and not snap.final:
-            return
-        self._last = line
-        if self.tty:
-            pad = " " * max(self._width - len(line), 0)
-            self.stream.write("\r" + line + pad + ("\n" if snap.final else ""))
-            self._width = len(line)
+        if self._bar is None:
+            # imported when a bar is shown, not with the package: tqdm.auto decides between the
+            # notebook widget and the terminal at import (and warns in a notebook without
+            # ipywidgets, which only a user who asked for progress should see)
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=snap.total,
+                initial=snap.finished,
+                postfix=describe(snap),
+                desc=f"[{snap.workflow_id}]",
+                unit="task",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+                # elapsed time, no rate or estimate: tasks take too unequal times for them
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
+        bar = self._bar
+        bar.total = snap.total
+        bar.n = snap.finished
+        if snap.failed:
+            bar.colour = "red"
+        bar.set_postfix_str(describe(snap), refresh=False)
+        if snap.final:
+            bar.close()  # draws the last state
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-class _NotebookDisplay:
-    """An HTML line updated through an IPython display handle."""
-
-    def __init__(self) -> None:
-        from IPython.display import HTML, display
-
-        self._html = HTML
-        self._handle = display(HTML(""), display_id=True)
-
-    def __call__(self, snap: ProgressSnapshot) -> None:
-        if self._handle is not None:
-            self._handle.update(self._html(render_html(snap)))
+            bar.refresh()
 
 
 def check_progress_mode(mode: object) -> None:
@@ -251,9 +233,9 @@ def choose_display(
 ) -> Callable[[ProgressSnapshot], None] | None:
     """The display for a ``progress=`` value, or None when nothing should be shown.
 
-    ``"auto"``: a notebook display in a Jupyter kernel, else a terminal line only if
-    ``stream`` (default stderr) is a TTY. ``True``: the same, but writes to a non-TTY stream
-    too. ``False``: None. A callable is returned as is.
+    ``"auto"``: a tqdm bar in a Jupyter kernel (the widget) or when ``stream`` (default
+    stderr) is a TTY, else None. ``True``: the bar, on a non-TTY stream too. ``False``: None.
+    A callable is returned as is.
     """
     check_progress_mode(mode)
     if mode is False or mode is None:
@@ -261,15 +243,10 @@ def choose_display(
     if callable(mode) and not isinstance(mode, bool):
         return mode
     stream = stream if stream is not None else sys.stderr
-    if _in_notebook():
-        try:
-            return _NotebookDisplay()
-        except Exception:  # pragma: no cover - IPython without display support
-            logger.debug("no notebook display available", exc_info=True)
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
-    if mode == "auto" and not is_tty:
+    if mode == "auto" and not is_tty and not _in_notebook():
         return None
-    return _TerminalDisplay(stream)
+    return _TqdmDisplay(stream)
 
 
 class ProgressReporter:

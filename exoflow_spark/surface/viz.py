@@ -12,7 +12,8 @@ Everything is drawn from the workflow log (or from a DAG node before it ever ran
 
 ``xf.show_dag(...)`` and ``xf.show_timeline(...)`` return a :class:`Picture` that renders
 itself in notebooks and saves to a file; ``exoflow-spark show`` is the command-line form.
-PNG output needs matplotlib (a ``dev`` extra); the other formats are pure Python.
+SVG and PNG are one drawing made with matplotlib (the ``pictures`` extra:
+``pip install 'exoflow-spark[pictures]'``); Mermaid, DOT and text are pure Python.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..core.defaults import resolve_storage
 from ..core.fmt import human_bytes as _human
 from ..core.records import CommitRecord, DagRecord, EventKind, EventRecord
 from ..core.task import Node
-from ..errors import DagError, InvalidOptionError
+from ..errors import ExoflowError, InvalidOptionError
 from ..storage.store import WorkflowState, WorkflowStore
 
 DagFormat = Literal["svg", "png", "mermaid", "dot", "text"]
@@ -113,7 +114,7 @@ def dag_view(
         record = state.dag
         events = store.events()
     else:
-        raise DagError(
+        raise InvalidOptionError(
             f"show_dag expects a workflow id or a DAG node (task.bind(...)), got "
             f"{type(target).__name__}"
         )
@@ -276,26 +277,14 @@ def _path_points(lay: Layout, edge: tuple[str, str, str]) -> list[tuple[float, f
     return [(x1 + lay.node_w / 2, y1), *lay.routes.get(edge, []), (x2 - lay.node_w / 2 - 2, y2)]
 
 
-def _svg_path(points: list[tuple[float, float]]) -> str:
-    """A smooth path through ``points`` (horizontal tangents: cubic segments)."""
-    (x0, y0), rest = points[0], points[1:]
-    d = [f"M{x0:.1f},{y0:.1f}"]
-    px, py = x0, y0
-    for x, y in rest:
-        dx = (x - px) / 2
-        d.append(f"C{px + dx:.1f},{py:.1f} {x - dx:.1f},{y:.1f} {x:.1f},{y:.1f}")
-        px, py = x, y
-    return " ".join(d)
-
-
 def _subtitle(t: TaskView) -> str:
     a, b = _lines(t)
     return f"{a} · {b}" if b else a
 
 
-# -- SVG ------------------------------------------------------------------------------------
+# -- SVG and PNG (one drawing, matplotlib) ---------------------------------------------------
 def _stroke(mode: str) -> tuple[str, float, str]:
-    """(colour, width, dasharray) of a node outline for a checkpoint mode."""
+    """(colour, width in px, dash pattern in px) of a node outline for a checkpoint mode."""
     if mode == "sync":
         return "#111827", 3.0, ""
     if mode == "async":
@@ -303,8 +292,57 @@ def _stroke(mode: str) -> tuple[str, float, str]:
     return "#6b7280", 1.2, ""
 
 
-def render_svg(view: DagView) -> str:
-    """The DAG as a standalone SVG document (no external fonts or scripts)."""
+#: The drawing is laid out in pixels at 100 dpi; matplotlib sizes fonts and lines in points.
+_PT = 0.72
+
+PICTURES_EXTRA = "pip install 'exoflow-spark[pictures]'"
+
+
+def _matplotlib() -> Any:
+    """matplotlib's ``Figure`` class and its patch/path modules, or a clear error without it."""
+    try:
+        from matplotlib import patches
+        from matplotlib import path as mpath
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ExoflowError(
+            f"SVG and PNG pictures are drawn with matplotlib, which is not installed: "
+            f"{PICTURES_EXTRA} (or ask for format='mermaid', 'dot' or 'text')"
+        ) from exc
+    return Figure, patches, mpath
+
+
+def _linestyle(dash: str, width_px: float) -> Any:
+    """An SVG-style dash pattern (px) as a matplotlib linestyle (matplotlib scales dashes by
+    the line width)."""
+    if not dash:
+        return "-"
+    return (0, tuple(float(d) / width_px for d in dash.split()))
+
+
+#: no creation date or tool version in the files, so one DAG always gives the same bytes
+_METADATA: dict[str, dict[str, Any]] = {"svg": {"Date": None}, "png": {"Software": None}}
+
+
+def _save(fig: Any, fmt: str, dpi: int, **kw: Any) -> bytes:
+    """``fig`` as an SVG or PNG file's bytes."""
+    import matplotlib
+
+    buf = io.BytesIO()
+    # text stays text in an SVG (selectable, searchable, smaller) instead of glyph paths
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "exoflow"}):
+        fig.savefig(buf, format=fmt, dpi=dpi, facecolor="white", metadata=_METADATA[fmt], **kw)
+    return buf.getvalue()
+
+
+def draw_dag(view: DagView) -> Any:
+    """The DAG as a matplotlib ``Figure``: the one drawing behind the SVG and PNG formats.
+
+    Nodes are filled by state and outlined by checkpoint mode, each node's box carries the
+    ``gid`` ``task:<id>`` (an ``id`` in the SVG), data edges are arrows and
+    ``wait_until_committed`` edges dotted; a legend explains states, outlines and edges.
+    """
+    Figure, patches, mpath = _matplotlib()
     lay = layered_layout(view)
     pad, title_h, legend_h = 24.0, 34.0, 66.0
     w = max(lay.width + 2 * pad, 760.0)
@@ -312,232 +350,135 @@ def render_svg(view: DagView) -> str:
     ox = pad + (w - 2 * pad - lay.width) / 2
     oy = pad + title_h
     nw, nh = lay.node_w, lay.node_h
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" height="{h:.0f}" '
-        f'viewBox="0 0 {w:.0f} {h:.0f}" font-family="Helvetica, Arial, sans-serif">',
-        "<defs>"
-        f'<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        f'fill="{_EDGE}"/></marker>'
-        f'<marker id="warrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        f'fill="{_WAIT_EDGE}"/></marker></defs>',
-        '<rect width="100%" height="100%" fill="white"/>',
-    ]
+    fig = Figure(figsize=(w / 100, h / 100), dpi=100)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)  # y down, as in the layout
+    ax.axis("off")
+
+    def text(x: float, y: float, s: str, size: float, **kw: Any) -> None:
+        kw.setdefault("color", "#111827")
+        ax.text(x, y, s, fontsize=size * _PT, va="baseline", **kw)
+
     title = f"workflow {view.workflow_id}" if view.workflow_id else "DAG (not run)"
     if view.status:
         title += f" — {view.status}"
-    out.append(
-        f'<text x="{pad}" y="{pad + 8}" font-size="16" font-weight="bold" '
-        f'fill="#111827">{html.escape(title)}</text>'
-    )
-
-    def at(t: str) -> tuple[float, float]:
-        x, y = lay.pos[t]
-        return x + ox, y + oy
+    text(pad, pad + 8, title, 16, weight="bold")
 
     for edge in _edges(view):
         pts = [(x + ox, y + oy) for x, y in _path_points(lay, edge)]
-        if edge[2] == "data":
-            out.append(
-                f'<path d="{_svg_path(pts)}" fill="none" stroke="{_EDGE}" '
-                'stroke-width="1.5" marker-end="url(#arrow)"/>'
+        verts, codes = [pts[0]], [mpath.Path.MOVETO]
+        for (px, py), (x, y) in itertools.pairwise(pts):
+            dx = (x - px) / 2  # horizontal tangents: cubic segments
+            verts += [(px + dx, py), (x - dx, y), (x, y)]
+            codes += [mpath.Path.CURVE4] * 3
+        wait = edge[2] == "wait"
+        ax.add_patch(
+            patches.FancyArrowPatch(
+                path=mpath.Path(verts, codes),
+                arrowstyle="-|>",
+                mutation_scale=12,
+                color=_WAIT_EDGE if wait else _EDGE,
+                linestyle=_linestyle("2 4", 1.5) if wait else "-",
+                linewidth=1.5 * _PT,
+                gid=f"{'wait' if wait else 'edge'}:{edge[0]}->{edge[1]}",
+                zorder=1,
             )
-        else:
-            out.append(
-                f'<path d="{_svg_path(pts)}" fill="none" stroke="{_WAIT_EDGE}" '
-                'stroke-width="1.5" stroke-dasharray="2 4" marker-end="url(#warrow)">'
-                f"<title>{html.escape(edge[1])} waits until {html.escape(edge[0])} "
-                "committed</title></path>"
-            )
-    for t in view.tasks:
-        cx, cy = at(t.id)
-        colour, sw, dash = _stroke(t.checkpoint)
-        fill = STATE_COLOURS.get(t.state, STATE_COLOURS["PENDING"])
-        out.append(
-            f"<g><title>{html.escape(t.id)}: {t.state}, checkpoint {t.checkpoint}</title>"
-            f'<rect x="{cx - nw / 2:.1f}" y="{cy - nh / 2:.1f}" width="{nw:.1f}" '
-            f'height="{nh:.1f}" rx="9" fill="{fill}" stroke="{colour}" stroke-width="{sw}"'
-            + (f' stroke-dasharray="{dash}"' if dash else "")
-            + "/>"
-            f'<text x="{cx:.1f}" y="{cy - 8:.1f}" text-anchor="middle" font-size="13" '
-            f'font-weight="bold" fill="#111827">{html.escape(t.id)}</text>'
-            f'<text x="{cx:.1f}" y="{cy + 8:.1f}" text-anchor="middle" font-size="10.5" '
-            f'fill="#374151">{html.escape(_lines(t)[0])}</text>'
-            f'<text x="{cx:.1f}" y="{cy + 21:.1f}" text-anchor="middle" font-size="10.5" '
-            f'fill="#374151">{html.escape(_lines(t)[1])}</text>'
         )
-        if t.output:
-            out.append(
-                f'<text x="{cx + nw / 2 - 4:.1f}" y="{cy - nh / 2 - 4:.1f}" '
-                'text-anchor="end" font-size="10" font-weight="bold" fill="#1d4ed8">'
-                "OUTPUT</text>"
+    for t in view.tasks:
+        x, y = lay.pos[t.id]
+        cx, cy = x + ox, y + oy
+        colour, sw, dash = _stroke(t.checkpoint)
+        ax.add_patch(
+            patches.FancyBboxPatch(
+                (cx - nw / 2, cy - nh / 2),
+                nw,
+                nh,
+                boxstyle="round,pad=0,rounding_size=9",
+                facecolor=STATE_COLOURS.get(t.state, STATE_COLOURS["PENDING"]),
+                edgecolor=colour,
+                linewidth=sw * _PT,
+                linestyle=_linestyle(dash, sw),
+                gid=f"task:{t.id}",
+                zorder=2,
             )
-        out.append("</g>")
+        )
+        first, second = _lines(t)
+        text(cx, cy - 8, t.id, 13, ha="center", weight="bold", zorder=3)
+        text(cx, cy + 8, first, 10.5, ha="center", color="#374151", zorder=3)
+        text(cx, cy + 21, second, 10.5, ha="center", color="#374151", zorder=3)
+        if t.output:
+            text(
+                cx + nw / 2 - 4,
+                cy - nh / 2 - 4,
+                "OUTPUT",
+                10,
+                ha="right",
+                weight="bold",
+                color="#1d4ed8",
+            )
 
-    # legend: states, then outlines, then edges
+    # legend: states, then outlines, then edges (two rows, as wide as the labels)
+    def sample(x: float, y: float, width: float, fill: str, mode: str, gid: str) -> None:
+        colour, sw, dash = _stroke(mode)
+        ax.add_patch(
+            patches.FancyBboxPatch(
+                (x, y - 11),
+                width,
+                14,
+                boxstyle="round,pad=0,rounding_size=3",
+                facecolor=fill,
+                edgecolor=colour,
+                linewidth=sw * _PT,
+                linestyle=_linestyle(dash, sw),
+                gid=gid,
+            )
+        )
+
     ly = oy + lay.height + pad + 10
     x = pad
-    out.append(
-        f'<text x="{x}" y="{ly}" font-size="11" font-weight="bold" fill="#111827">state</text>'
-    )
+    text(x, ly, "state", 11, weight="bold")
     x += 42
     for st in ("COMMITTED", "DONE", "RUNNING", "FAILED", "PENDING"):
-        out.append(
-            f'<rect x="{x}" y="{ly - 11}" width="16" height="14" rx="3" '
-            f'fill="{STATE_COLOURS[st]}" stroke="#6b7280"/>'
-            f'<text x="{x + 21}" y="{ly}" font-size="11" fill="#111827">'
-            f"{html.escape(STATE_MEANING[st])}</text>"
-        )
+        sample(x, ly, 16, STATE_COLOURS[st], "none", f"legend:{st}")
+        text(x + 21, ly, STATE_MEANING[st], 11)
         x += 30 + len(STATE_MEANING[st]) * 6.1
     ly += 26
     x = pad
-    out.append(
-        f'<text x="{x}" y="{ly}" font-size="11" font-weight="bold" fill="#111827">checkpoint</text>'
-    )
+    text(x, ly, "checkpoint", 11, weight="bold")
     x += 80
     for mode, label in (
         ("none", "none (lazy plan)"),
         ("sync", "sync (durable before readers start)"),
         ("async", "async (written in the background)"),
     ):
-        colour, sw, dash = _stroke(mode)
-        out.append(
-            f'<rect x="{x}" y="{ly - 11}" width="26" height="14" rx="3" fill="white" '
-            f'stroke="{colour}" stroke-width="{sw}"'
-            + (f' stroke-dasharray="{dash}"' if dash else "")
-            + f'/><text x="{x + 32}" y="{ly}" font-size="11" fill="#111827">{label}</text>'
-        )
+        sample(x, ly, 26, "white", mode, f"legend:{mode}")
+        text(x + 32, ly, label, 11)
         x += 44 + len(label) * 6.1
-    out.append(
-        f'<path d="M{x},{ly - 4} l28,0" stroke="{_WAIT_EDGE}" stroke-width="1.5" '
-        f'stroke-dasharray="2 4" marker-end="url(#warrow)"/>'
-        f'<text x="{x + 36}" y="{ly}" font-size="11" fill="#111827">waits until committed</text>'
+    ax.add_patch(
+        patches.FancyArrowPatch(
+            (x, ly - 4),
+            (x + 28, ly - 4),
+            arrowstyle="-|>",
+            mutation_scale=12,
+            color=_WAIT_EDGE,
+            linestyle=_linestyle("2 4", 1.5),
+            linewidth=1.5 * _PT,
+            gid="legend:wait",
+        )
     )
-    out.append("</svg>")
-    return "\n".join(out)
+    text(x + 36, ly, "waits until committed", 11)
+    return fig
 
 
-# -- PNG (matplotlib) -----------------------------------------------------------------------
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise InvalidOptionError(
-            "PNG pictures need matplotlib: pip install matplotlib (or the package's dev "
-            "extra), or ask for format='svg'"
-        ) from exc
-    return plt
+def render_svg(view: DagView) -> str:
+    """The DAG as a standalone SVG document (matplotlib; text kept as text)."""
+    return _save(draw_dag(view), "svg", 100).decode()
 
 
 def render_png(view: DagView, dpi: int = 150) -> bytes:
-    """The DAG as a PNG image, drawn with matplotlib from the same layout as the SVG."""
-    plt = _pyplot()
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
-    from matplotlib.path import Path as MplPath
-
-    lay = layered_layout(view)
-    # one layout pixel is 1/100 inch on both axes, so boxes keep the SVG's proportions
-    data_w, data_h = max(lay.width + 60, 760), lay.height + 70
-    title_h, legend_h = 40.0, 56.0
-    total_h = data_h + title_h + legend_h
-    fig = plt.figure(figsize=(data_w / 100, total_h / 100))
-    ax = fig.add_axes((0.0, legend_h / total_h, 1.0, data_h / total_h))
-    ax.set_xlim(-30, data_w - 30)
-    ax.set_ylim(lay.height + 35, -35)
-    ax.axis("off")
-    off = (max(lay.width + 60, 760) - 60 - lay.width) / 2
-    nw, nh = lay.node_w, lay.node_h
-
-    def at(t: str) -> tuple[float, float]:
-        x, y = lay.pos[t]
-        return x + off, y
-
-    for edge in _edges(view):
-        pts = [(x + off, y) for x, y in _path_points(lay, edge)]
-        verts, codes = [pts[0]], [MplPath.MOVETO]
-        for (px, py), (x, y) in itertools.pairwise(pts):
-            dx = (x - px) / 2
-            verts += [(px + dx, py), (x - dx, y), (x, y)]
-            codes += [MplPath.CURVE4] * 3
-        wait = edge[2] == "wait"
-        ax.add_patch(
-            FancyArrowPatch(
-                path=MplPath(verts, codes),
-                arrowstyle="-|>",
-                mutation_scale=12,
-                color=_WAIT_EDGE if wait else _EDGE,
-                linestyle=(0, (1, 3)) if wait else "-",
-                linewidth=1.3,
-                zorder=1,
-            )
-        )
-    for t in view.tasks:
-        cx, cy = at(t.id)
-        colour, sw, dash = _stroke(t.checkpoint)
-        box = FancyBboxPatch(
-            (cx - nw / 2, cy - nh / 2),
-            nw,
-            nh,
-            boxstyle="round,pad=0,rounding_size=9",
-            facecolor=STATE_COLOURS.get(t.state, STATE_COLOURS["PENDING"]),
-            edgecolor=colour,
-            linewidth=sw * 0.9,
-            linestyle=(0, (4, 2.5)) if dash else "-",
-            zorder=2,
-        )
-        ax.add_patch(box)
-        first, second = _lines(t)
-        ax.text(cx, cy - 12, t.id, ha="center", va="center", fontsize=9.5, weight="bold", zorder=3)
-        ax.text(cx, cy + 3, first, ha="center", va="center", fontsize=7.5, zorder=3)
-        ax.text(cx, cy + 15, second, ha="center", va="center", fontsize=7.5, zorder=3)
-        if t.output:
-            ax.text(
-                cx + nw / 2 - 3,
-                cy - nh / 2 - 6,
-                "OUTPUT",
-                ha="right",
-                va="bottom",
-                fontsize=7,
-                weight="bold",
-                color="#1d4ed8",
-            )
-    title = f"workflow {view.workflow_id}" if view.workflow_id else "DAG (not run)"
-    if view.status:
-        title += f" — {view.status}"
-    fig.text(12 / data_w, 1 - 14 / total_h, title, ha="left", va="top", fontsize=12, weight="bold")
-    handles: list[Any] = [
-        Patch(facecolor=STATE_COLOURS[s], edgecolor="#6b7280", label=STATE_MEANING[s])
-        for s in ("COMMITTED", "DONE", "RUNNING", "FAILED", "PENDING")
-    ]
-    for mode, label in (("none", "no checkpoint"), ("sync", "sync"), ("async", "async")):
-        colour, sw, dash = _stroke(mode)
-        handles.append(
-            Patch(
-                facecolor="white",
-                edgecolor=colour,
-                linewidth=sw * 0.9,
-                linestyle="--" if dash else "-",
-                label=f"checkpoint: {label}",
-            )
-        )
-    handles.append(Line2D([], [], color=_WAIT_EDGE, linestyle=":", label="waits until committed"))
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        ncol=5,
-        fontsize=7.5,
-        frameon=False,
-        bbox_to_anchor=(0.5, 4 / total_h),
-    )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    plt.close(fig)
-    return buf.getvalue()
+    """The DAG as a PNG image: the same drawing as :func:`render_svg`."""
+    return _save(draw_dag(view), "png", dpi)
 
 
 # -- Mermaid, DOT, text ---------------------------------------------------------------------
@@ -781,13 +722,14 @@ def render_timeline_text(tl: Timeline) -> str:
 def render_timeline(tl: Timeline, fmt: Literal["png", "svg"] = "png", dpi: int = 150) -> bytes:
     """A Gantt chart of the timeline (matplotlib): one row per task, the function's span
     and the checkpoint write as overlapping bars, runs shaded in the background."""
-    plt = _pyplot()
-    from matplotlib.patches import Patch
+    Figure, patches, _ = _matplotlib()
+    Patch = patches.Patch
 
     o = tl.origin
     rows = {t: i for i, t in enumerate(tl.tasks)}
     fig_h = max(2.6, 0.42 * len(rows) + 1.7)
-    fig, ax = plt.subplots(figsize=(10, fig_h))
+    fig = Figure(figsize=(10, fig_h))
+    ax = fig.subplots()
     shade = ("#f3f4f6", "#e0f2fe")
     horizon = max([s.end for s in tl.spans] + [r[2] or r[1] for r in tl.runs] + [o]) - o
     for i, (number, start, end, status) in enumerate(tl.runs):
@@ -844,10 +786,7 @@ def render_timeline(tl: Timeline, fmt: Literal["png", "svg"] = "png", dpi: int =
         frameon=False,
     )
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, facecolor="white", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return _save(fig, fmt, dpi, bbox_inches="tight")
 
 
 # -- the public objects ---------------------------------------------------------------------
@@ -917,8 +856,8 @@ def show_dag(
         workflow_id: with a node: whose log gives the states.
         storage: storage root.
         spark: only for storage roots reached through Hadoop.
-        format: ``"svg"`` (default), ``"png"`` (matplotlib), ``"mermaid"``, ``"dot"``,
-            ``"text"``.
+        format: ``"svg"`` (default) or ``"png"`` (drawn with matplotlib: the ``pictures``
+            extra), ``"mermaid"``, ``"dot"``, ``"text"``.
         output: also write the picture to this file.
 
     Example:
@@ -950,7 +889,8 @@ def show_timeline(
         workflow_id: the workflow.
         storage: storage root.
         spark: only for storage roots reached through Hadoop.
-        format: ``"png"`` (default) or ``"svg"`` (matplotlib), or ``"text"`` (a table).
+        format: ``"png"`` (default) or ``"svg"`` (matplotlib: the ``pictures`` extra), or
+            ``"text"`` (a table).
         run: only this run (default: every run, each shaded).
         output: also write the picture to this file.
 
