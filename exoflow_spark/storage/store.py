@@ -296,18 +296,21 @@ class WorkflowStore:
     def checkpoint_uri(self, task_id: str, record: CommitRecord) -> str:
         """The Delta table a commit record points at, for reading it back.
 
-        Records hold the path with credentials redacted; the checkpoint table of a task under
-        this storage root is rebuilt from the root instead, so restores work whatever the
-        record holds. Other paths (a streaming task's own table) are used as recorded.
+        The checkpoint of a task of this workflow is rebuilt from this store's root, whatever
+        root the record names: records hold paths with credentials redacted, and a storage
+        root copied or moved elsewhere (another bucket, a restored backup) still resumes.
+        Other paths (a streaming task's own table) are used as recorded.
         """
         recorded = record.checkpoint.path if record.checkpoint is not None else ""
         own = self.ref_uri(task_id)
         if not recorded or recorded in (own, redact(own)):
             return own
-        for prefix in (own, redact(own)):  # a Parquet checkpoint: a folder inside it
-            rest = recorded[len(prefix) :]
-            if recorded.startswith(prefix + "/") and layout.PARQUET_CHECKPOINT.fullmatch(rest):
-                return own + rest
+        tail = "/" + layout.ref_dir(self.workflow_id, task_id)
+        if recorded.endswith(tail):  # the same checkpoint under another (or redacted) root
+            return own
+        head, sep, rest = recorded.rpartition(tail + "/")
+        if sep and head and layout.PARQUET_CHECKPOINT.fullmatch("/" + rest):
+            return f"{own}/{rest}"  # a Parquet checkpoint: a folder inside it
         return recorded
 
     def stream_checkpoint_uri(self, task_id: str) -> str:
