@@ -108,6 +108,7 @@ class TaskRunner:
             self.state.task_ended(tid)
 
     def _attempts(self, tid: str) -> None:
+        """Attempt ``tid`` until one succeeds or no retry is left; hand its output over."""
         node = self.ctx.dag.node(tid)
         generation = self.ctx.log.generation(tid)
         replay = tid in self.state.replay_committed
@@ -119,12 +120,7 @@ class TaskRunner:
             # wall clock, for timelines (exoflow-spark show): includes restoring the inputs
             started_at = time.time()
             args, kwargs = self.inputs(node)
-            observed = frozenset().union(
-                *(
-                    self.ref(self.ctx.dag.id_of(u)).visible_volatile()
-                    for u in self.ctx.dag.upstream(node)
-                )
-            )
+            observed = self._observed(node)
             tctx = self.context(tid, attempt, is_sink=self.ctx.dag.is_sink(node))
             start = time.perf_counter()
             try:
@@ -162,6 +158,13 @@ class TaskRunner:
                 wrote_sink=tctx.sink_seq > 0,
                 started_at=started_at,
             )
+        )
+
+    def _observed(self, node: Node) -> frozenset[str]:
+        """Nondeterministic tasks whose non-durable output ``node``'s inputs carry now."""
+        dag = self.ctx.dag
+        return frozenset().union(
+            *(self.ref(dag.id_of(u)).visible_volatile() for u in dag.upstream(node))
         )
 
     def _retrying(self, tid: str, opts: TaskOptions, attempt: int, exc: Exception) -> bool:
