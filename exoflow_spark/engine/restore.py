@@ -6,19 +6,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..core.context import TaskContext, task_context
 from ..core.records import EventKind
 from ..core.redact import redact
-from ..core.task import Node, map_nested
 from ..core.values import is_dataframe
 from ..errors import CheckpointLostError, RecoveryError
-from ..spark.session import job_context
 from .ref import Ref
 
 logger = logging.getLogger(__name__)
 
 
-def restore_or_replay(run: Any, tid: str) -> Any:
+def restore_or_replay(runner: Any, tid: str) -> Any:
     """The ref of committed task ``tid`` for a run: its checkpoint, checked to be all there.
 
     If the checkpoint is damaged (Delta version unreadable or data files gone), a
@@ -29,29 +26,32 @@ def restore_or_replay(run: Any, tid: str) -> Any:
     published or read downstream.
 
     Args:
-        run: the :class:`~exoflow_spark.runtime.WorkflowRun` restoring it.
-        tid: a task id with a commit record in ``run.state``.
+        runner: the run's :class:`~exoflow_spark.engine.runner.TaskRunner` (its ``ctx``
+            and ``state``, and its public methods to resolve inputs and call a task).
+        tid: a task id with a commit record in ``runner.ctx.log``.
     """
 
-    record = run.state.commits[tid]
+    ctx = runner.ctx
+    record = ctx.log.commits[tid]
     try:
-        return Ref.from_commit(tid, record, run.spark, store=run.store, verify=True)
+        return Ref.from_commit(tid, record, ctx.spark, store=ctx.store, verify=True)
     except CheckpointLostError as lost:
-        return _replay_lost(run, tid, lost)
+        return _replay_lost(runner, tid, lost)
 
 
-def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
-    node = run.dag.node(tid)
-    record = run.state.commits.get(tid)
+def _replay_lost(runner: Any, tid: str, lost: CheckpointLostError) -> Any:
+    ctx = runner.ctx
+    node = ctx.dag.node(tid)
+    record = ctx.log.commits.get(tid)
     why = lost.reason
     blocker = None
     if not node.task.opts.deterministic:
         blocker = "the task is nondeterministic (deterministic=False), so a re-run could give rows "
         blocker += "other than the ones already read downstream"
-    elif run.dag.is_sink(node) or (record is not None and record.sink):
+    elif ctx.dag.is_sink(node) or (record is not None and record.sink):
         blocker = "the task writes to a sink, and replaying it is not allowed"
     if blocker is not None:
-        run.store.event(run.run, EventKind.CHECKPOINT_LOST, task=tid, action="stop", reason=why)
+        ctx.store.event(ctx.run, EventKind.CHECKPOINT_LOST, task=tid, action="stop", reason=why)
         err = CheckpointLostError(
             tid,
             lost.path,
@@ -60,56 +60,49 @@ def _replay_lost(run: Any, tid: str, lost: CheckpointLostError) -> Any:
             f"workflow id, or accept a new result with xf.run(..., invalidate={[tid]!r}), which "
             "re-runs it and everything downstream",
         )
-        err.args = (f"workflow [{run.wf}] {err.args[0]}",)
+        err.args = (f"workflow [{ctx.wf}] {err.args[0]}",)
         raise err from lost
     logger.warning(
         "[%s] [%s] checkpoint %s is damaged (%s): replaying the task from its inputs "
         "(deterministic, no sink) instead of restoring it",
-        run.wf,
+        ctx.wf,
         tid,
         "parquet" if lost.version is None else f"v{lost.version}",
         why,
     )
-    run.store.event(run.run, EventKind.RECOVERY_FALLBACK, task=tid, action="replay", reason=why)
-    return _rederive(run, tid, set())
+    ctx.store.event(ctx.run, EventKind.RECOVERY_FALLBACK, task=tid, action="replay", reason=why)
+    return _rederive(runner, tid, set())
 
 
-def _rederive(run: Any, tid: str, seen: set[str]) -> Any:
+def _rederive(runner: Any, tid: str, seen: set[str]) -> Any:
     """Run ``tid``'s function again on its inputs, committing nothing: a lazy plan ref."""
 
+    ctx = runner.ctx
     if tid in seen:  # pragma: no cover - a DAG has no cycles
-        raise RecoveryError(f"workflow [{run.wf}]: cycle while replaying [{tid}]")
+        raise RecoveryError(f"workflow [{ctx.wf}]: cycle while replaying [{tid}]")
     seen.add(tid)
-    node = run.dag.node(tid)
-    for u in run.dag.upstream(node):
-        uid = run.dag.id_of(u)
-        if uid in run.refs or uid in run.state.commits:
-            continue  # run._ref restores it (or replays it, if damaged too)
-        if not u.task.opts.deterministic or run.dag.is_sink(u):
+    node = ctx.dag.node(tid)
+    for u in ctx.dag.upstream(node):
+        uid = ctx.dag.id_of(u)
+        if runner.state.ref(uid) is not None or uid in ctx.log.commits:
+            continue  # runner.ref restores it (or replays it, if damaged too)
+        if not u.task.opts.deterministic or ctx.dag.is_sink(u):
             raise RecoveryError(
-                f"workflow [{run.wf}] task [{tid}]: replaying it needs [{uid}], whose output "
+                f"workflow [{ctx.wf}] task [{tid}]: replaying it needs [{uid}], whose output "
                 "was not kept and which is nondeterministic or a sink, so it cannot be "
                 "recomputed safely. Restore the checkpoint of "
                 f"[{tid}] from a backup, or re-run with xf.run(..., invalidate={[tid]!r})"
             )
-        ref = _rederive(run, uid, seen)
-        with run._cond:
-            run.refs.setdefault(uid, ref)
+        runner.state.add_ref(uid, _rederive(runner, uid, seen))
 
-    def resolve(value: Any) -> Any:
-        return run._resolve_input(value) if isinstance(value, Node) else value
-
-    args = map_nested(node.args, resolve)
-    kwargs = map_nested(node.kwargs, resolve)
-    ctx = TaskContext(
-        run.wf, tid, run.spark, run.state.generation(tid), 1, run.store, run.run, is_sink=False
-    )
+    args, kwargs = runner.inputs(node)
+    tctx = runner.context(tid, 1, is_sink=False)
     try:
-        with task_context(ctx), job_context(run.spark, run.wf, f"replay {tid}"):
+        with runner.in_task(tctx, f"replay {tid}"):
             result = node.task.fn(*args, **kwargs)
     except Exception as exc:
         raise RecoveryError(
-            f"workflow [{run.wf}] task [{tid}]: replaying it (its checkpoint is damaged) "
+            f"workflow [{ctx.wf}] task [{tid}]: replaying it (its checkpoint is damaged) "
             f"failed: {type(exc).__name__}: {redact(exc)}. Fix the cause and re-run, or restore "
             "the checkpoint's files from a backup"
         ) from exc
@@ -118,5 +111,5 @@ def _rederive(run: Any, tid: str, seen: set[str]) -> Any:
     else:
         ref = Ref(tid, "plan", df=result)
     ref.committed.set()
-    logger.info("[%s] [%s] replayed from its inputs", run.wf, tid)
+    logger.info("[%s] [%s] replayed from its inputs", ctx.wf, tid)
     return ref

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -558,10 +559,15 @@ def test_store_reads_a_v1_log(tmp_path: Path) -> None:
     assert store.done_tasks() == {"bronze"}
     assert [e.kind for e in store.events()] == [EventKind.TASK_ERROR, EventKind.TASK_DONE]
     assert store.gc_records()[0].at == 1764600000.0
-    # a path outside this root (the log was copied) is used as recorded
-    assert (
-        store.checkpoint_uri("bronze", state.commits["bronze"]) == V1_COMMIT_SYNC["delta"]["path"]
+    # the log was copied from another root: the task's own checkpoint is read under this one
+    assert V1_COMMIT_SYNC["delta"]["path"] != store.ref_uri("bronze")
+    assert store.checkpoint_uri("bronze", state.commits["bronze"]) == store.ref_uri("bronze")
+    # a table that is not the task's checkpoint (a streaming task's own table) stays as recorded
+    elsewhere = replace(
+        state.commits["bronze"],
+        checkpoint=replace(state.commits["bronze"].checkpoint, path="/lake/events"),
     )
+    assert store.checkpoint_uri("bronze", elsewhere) == "/lake/events"
     assert state.task_states(store.events()) == {
         "bronze": TaskStatus.COMMITTED,
         "silver": TaskStatus.COMMITTED,

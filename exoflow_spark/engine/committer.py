@@ -1,0 +1,268 @@
+"""Making task outputs durable: checkpoint writes, commit records, cache release.
+
+The committer owns everything between "a task produced an output" and "the output is in
+the log": the sync checkpoint write (on the task's thread), the async write (on the
+committer's writer pool, as Spark jobs in the FAIR pool ``CHECKPOINT_POOL`` so they do not
+starve the tasks' jobs), the commit record appended to the log, the ``checkpoint="auto"``
+pricing (recompute-after-a-crash against write cost), and dropping the run's caches and
+Delta's cached table state at the end.
+
+The task runner (:mod:`.runner`) hands a finished attempt over as one :class:`TaskOutput`.
+A commit record (:class:`~exoflow_spark.core.records.CommitRecord`) gets its run's fields
+only in :func:`commit_fields` and :func:`commit_record`, at the end of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..core.faults import crash_point
+from ..core.records import CommitRecord, EventKind
+from ..core.status import TaskStatus
+from ..core.task import Node
+from ..errors import CheckpointError
+from ..spark.session import CHECKPOINT_POOL, cached_size_bytes, forget_delta_state, job_context
+from ..storage.checkpoints import (
+    CheckpointFormat,
+    DeltaSnapshot,
+    as_delta_version,
+    read_checkpoint,
+    snapshot_dataframe,
+    write_checkpoint,
+)
+from .ref import Ref
+from .state import RunContext, RunState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """What one successful attempt of a task produced, for :meth:`Committer.commit`.
+
+    Attributes:
+        node: the task's node.
+        tid: its task id.
+        generation: its generation (a new one after an invalidation).
+        ref: the output (its ``write_async`` says whether an async checkpoint follows).
+        record: the commit record of an output durable now (a value, none, a sync or
+            streaming checkpoint); None when it is not (an async write follows, or never).
+        compute_seconds: seconds the function (and ``Task.finish``) took.
+        attempts: the attempt that produced it (1 = first try).
+        observed: nondeterministic tasks whose non-durable output the inputs carried.
+        wrote_sink: the attempt wrote to an exactly-once sink.
+        started_at: wall-clock start of the attempt, inputs' restore included (timelines).
+    """
+
+    node: Node
+    tid: str
+    generation: int
+    ref: Ref
+    record: CommitRecord | None
+    compute_seconds: float
+    attempts: int
+    observed: frozenset[str]
+    wrote_sink: bool
+    started_at: float | None = None
+
+
+class Committer:
+    """Writes checkpoints and commit records for one run."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        state: RunState,
+        *,
+        checkpoint_format: CheckpointFormat,
+        checkpoint_writers: int,
+    ) -> None:
+        self.ctx, self.state = ctx, state
+        self.checkpoint_format = checkpoint_format
+        #: the async checkpoint writes (threads start on the first write)
+        self.writers = ThreadPoolExecutor(checkpoint_writers, thread_name_prefix="exoflow-ckpt")
+
+    def close(self) -> None:
+        """Wait for the writes under way; drop the queued ones (the run is over)."""
+        self.writers.shutdown(wait=True, cancel_futures=True)
+
+    # -- checkpoint writes ----------------------------------------------------------------
+    def write_sync(self, tid: str, result: Any) -> tuple[Ref, CommitRecord]:
+        """Checkpoint ``result`` now (``checkpoint=True``): its ref and commit record."""
+        spark, wf = self.ctx.spark, self.ctx.wf
+        with job_context(spark, wf, f"checkpoint {tid}"):
+            dv = write_checkpoint(result, self.ctx.store.ref_uri(tid), self.checkpoint_format)
+        crash_point(tid, "during-checkpoint")
+        ref = Ref(tid, "delta", df=read_checkpoint(spark, dv), delta=dv)
+        return ref, CommitRecord.of_checkpoint(dv, "sync")
+
+    def durable_snapshot(self, tid: str, snap: DeltaSnapshot) -> tuple[Ref, CommitRecord]:
+        """A streaming task's table version, durable already: its ref and commit record."""
+        df = snapshot_dataframe(self.ctx.spark, snap)
+        dv = as_delta_version(snap)
+        return Ref(tid, "delta", df=df, delta=dv), CommitRecord.of_checkpoint(dv, "stream")
+
+    def _write_async(self, out: TaskOutput, fields: dict[str, Any]) -> None:
+        tid, ref = out.tid, out.ref
+        try:
+            with job_context(
+                self.ctx.spark, self.ctx.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL
+            ):
+                dv = write_checkpoint(
+                    ref.get(), self.ctx.store.ref_uri(tid), self.checkpoint_format
+                )
+            crash_point(tid, "during-checkpoint")
+            record = CommitRecord.of_checkpoint(dv, "async")
+            self._append(tid, out.generation, commit_record(record, fields))
+            ref.repoint(read_checkpoint(self.ctx.spark, dv), dv)
+            self.state.set_status(tid, TaskStatus.COMMITTED)
+            logger.info(
+                "[%s] [%s] async checkpoint committed (%s, %d bytes, %.2fs)",
+                self.ctx.wf,
+                tid,
+                record.label(),
+                dv.num_bytes,
+                dv.write_seconds,
+            )
+            crash_point(tid, "after-commit")
+        except BaseException as exc:
+            self.state.set_status(tid, TaskStatus.FAILED)
+            self.ctx.store.event(
+                self.ctx.run, EventKind.CHECKPOINT_FAILED, task=tid, error=str(exc)[:2000]
+            )
+            err = CheckpointError(
+                f"workflow [{self.ctx.wf}] task [{tid}]: async checkpoint failed, so the task "
+                f"is not durable: {exc}. Re-run the same workflow id to retry it"
+            )
+            self.state.fail(err)
+            raise err from exc
+        finally:
+            self.state.wake()
+
+    # -- the commit --------------------------------------------------------------------------
+    def commit(self, out: TaskOutput) -> None:
+        """Make ``out`` visible to the tasks that read it, and durable as its mode says: commit
+        its record now, start its async checkpoint write, or just record it as done."""
+        tid, ref, ctx = out.tid, out.ref, self.ctx
+        fields = commit_fields(out, ctx.dag.fingerprint(out.node), ctx.run)
+        if out.record is not None:
+            self._append(tid, out.generation, commit_record(out.record, fields))
+            self.state.set_status(tid, TaskStatus.COMMITTED)
+            self.state.set_ref(tid, ref)
+            crash_point(tid, "after-commit")
+        elif ref.write_async and ref.is_dataframe:
+            self.state.set_status(tid, TaskStatus.CHECKPOINTING)
+            with self.state.cond:  # the ref and its write appear together
+                write = self.writers.submit(self._write_async, out, fields)
+                self.state.add_async_write(tid, ref, write)
+        else:
+            self.state.set_status(tid, TaskStatus.DONE)
+            self.state.set_ref(tid, ref)
+            ctx.store.event(ctx.run, EventKind.TASK_DONE, task=tid, backing=ref.backing, **fields)
+        logger.info(
+            "[%s] [%s] %s in %.2fs (%s)",
+            ctx.wf,
+            tid,
+            self.state.statuses[tid].value.lower(),
+            out.compute_seconds,
+            ref.backing,
+        )
+
+    def _append(self, tid: str, generation: int, record: CommitRecord) -> None:
+        """Append the commit record to the log, then to the run's view of it."""
+        stamped = self.ctx.store.commit_task(tid, generation, record)
+        with self.state.cond:
+            self.ctx.log.commits[tid] = stamped
+
+    # -- checkpoint="auto" ---------------------------------------------------------------------
+    def note_replay_cost(self, node: Node, tid: str, own_seconds: float) -> float:
+        """Estimated seconds to recompute ``tid`` after a crash: its own measured compute
+        plus that of every input that is not durable (a crash loses caches too)."""
+        dag, commits = self.ctx.dag, self.ctx.log.commits
+        replay = own_seconds + sum(
+            self.state.replay_cost.get(u, 0.0)
+            for u in (dag.id_of(n) for n in dag.upstream(node))
+            if u not in commits and not self.state.refs[u].committed.is_set()
+        )
+        self.state.replay_cost[tid] = replay
+        return replay
+
+    def worth_checkpointing(self, node: Node, tid: str, df: Any, replay: float) -> bool:
+        """``checkpoint="auto"``: write the output (async) when recomputing it after a crash
+        would cost more than writing it.
+
+        Recomputing costs this task's measured materialization plus the recomputation of
+        every input that is not durable (a crash loses caches too); writing costs the
+        storage's fixed cost plus the output's in-memory size over the measured write
+        throughput. Nondeterministic outputs and wait targets are always written.
+        """
+        size = cached_size_bytes(df)
+        tp = self.state.throughput
+        write = tp.write_fixed_s + size / tp.write_bps
+        waited_on = any(tid in self.ctx.dag.waits(n) for n in self.ctx.dag)
+        decide = replay >= write or not node.task.opts.deterministic or waited_on
+        self.ctx.store.event(
+            self.ctx.run,
+            EventKind.AUTO_CHECKPOINT,
+            task=tid,
+            checkpoint=decide,
+            replay_s=round(replay, 4),
+            write_s=round(write, 4),
+            bytes=size,
+        )
+        logger.info(
+            "[%s] [%s] checkpoint='auto': %s (replay ~%.2fs, write ~%.2fs for %d bytes)",
+            self.ctx.wf,
+            tid,
+            "writing it (async)" if decide else "not worth writing",
+            replay,
+            write,
+            size,
+        )
+        return decide
+
+    # -- the end of the run ----------------------------------------------------------------------
+    def release(self) -> None:
+        """Drop the executor caches this run created (outputs stay readable from Delta), and
+        the table state Delta cached for this workflow's checkpoint tables: a long-lived
+        driver running workflow after workflow would otherwise keep one cached state per
+        table it ever read."""
+        for df in self.state.take_persisted():
+            try:
+                df.unpersist(blocking=False)
+            except Exception:  # pragma: no cover - session already stopped
+                logger.debug("[%s] unpersist failed", self.ctx.wf, exc_info=True)
+        paths = {
+            rec.checkpoint.path
+            for rec in self.ctx.log.commits.values()
+            if rec.checkpoint is not None
+            and rec.checkpoint.path
+            and rec.checkpoint.format == "delta"
+        }
+        forget_delta_state(self.ctx.spark, sorted(paths))
+
+
+# -- commit records: the run's fields of a commit record are added only here -------------------
+def commit_fields(out: TaskOutput, fingerprint: str, run: int) -> dict[str, Any]:
+    """The fields every commit record carries besides its output's (also logged with a
+    ``task_done`` event). ``output_at`` is now: when the output was handed over."""
+    return {
+        "fingerprint": fingerprint,
+        "compute_seconds": out.compute_seconds + out.ref.materialize_seconds,
+        "run": run,
+        "attempts": out.attempts,
+        "sink": out.wrote_sink,
+        "observed_volatile": tuple(sorted(out.observed)),
+        # wall-clock span of the attempt that produced the output (timelines)
+        "started_at": out.started_at,
+        "output_at": time.time(),
+    }
+
+
+def commit_record(output: CommitRecord, fields: dict[str, Any]) -> CommitRecord:
+    """The commit record of a task: its output's record plus :func:`commit_fields`."""
+    return replace(output, **fields)
