@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STORAGE ?= $(CURDIR)/exoflow-data
+# pytest-xdist workers for `make test` (each has its own SparkSession); 0 runs in one process
+WORKERS ?= 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help venv demo test test-integration faults chaos soak lint typecheck bench bench-full clean
+.PHONY: help venv deps demo test test-unit test-spark test-integration faults chaos soak lint typecheck bench bench-full clean
 
 
 help:  ## list the targets
@@ -19,23 +21,35 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv and install the package with its dev tools
 
+$(VENV)/.jars: $(VENV)/.installed tools/fetch_jars.py
+	$(PY) tools/fetch_jars.py
+	touch $@
+
+deps: $(VENV)/.jars  ## venv + the Delta and hadoop-aws jars from Maven Central into the Ivy cache
+
 demo: venv  ## run the bronze/silver/gold ETL demo on local[*] with storage in ./exoflow-data
 	$(PY) jobs/etl_pipeline.py --workflow-id demo --storage $(STORAGE)
 
-test: venv  ## run the test suite (real Spark, real Delta, real SIGKILLed drivers)
-	$(PY) -m pytest -q tests
+test: deps  ## the whole suite, one pytest run: unit + Spark + integration (what CI runs)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder tests
 
-test-integration: venv  ## standalone cluster, Spark Connect server, S3 endpoint, notebooks
-	$(PY) -m pytest -q tests -m integration
+test-unit: venv  ## tests/unit only: no Spark, seconds
+	$(PY) -m pytest -q tests/unit
 
-faults: venv  ## the full fault matrix: crash point x checkpoint mode x format (~14 min)
-	$(PY) -m pytest -q tests/test_crash.py -m matrix -p no:cacheprovider
+test-spark: deps  ## tests/spark only: the shared SparkSession, real Delta, SIGKILLed drivers
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder tests/spark
 
-chaos: venv  ## randomized driver kills (seeded, 20+ kills), prints kills per phase and the checks
-	$(PY) tests/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
+test-integration: deps  ## tests/integration only: standalone cluster, Spark Connect, S3, notebooks
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder tests/integration
 
-soak: venv  ## hundreds of runs in one driver (leak checks) + random driver kills
-	$(PY) tests/soak.py --runs $${RUNS:-300} --kills $${KILLS:-40} --seed $${SEED:-11}
+faults: deps  ## the full fault matrix: crash point x checkpoint mode x format (~14 min, not in CI)
+	$(PY) -m pytest -q tests/spark/test_crash.py -m matrix -p no:cacheprovider
+
+chaos: deps  ## randomized driver kills (seeded, 20+ kills), kills per phase and the checks (not in CI)
+	$(PY) tools/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
+
+soak: deps  ## hundreds of runs in one driver (leak checks) + random driver kills (not in CI)
+	$(PY) tools/soak.py --runs $${RUNS:-300} --kills $${KILLS:-40} --seed $${SEED:-11}
 
 lint: venv  ## ruff lint + format check
 

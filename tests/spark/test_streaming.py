@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from drivers import driver_env
+from drivers import start_driver
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
 from exoflow_spark.io.streaming import clear_stop
 from exoflow_spark.storage.store import WorkflowStore
-
-JOB = Path(__file__).with_name("stream_job.py")
 
 
 def append_epoch(spark, path: str, epoch: int, n: int = 50) -> None:
@@ -183,22 +180,17 @@ def test_bad_streaming_tasks_fail_early(spark, storage, wf):
 
 
 def _launch(tmp: Path, crash_at: str | None, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "--storage",
-            str(tmp / "exo"),
-            "--source",
-            str(tmp / "events"),
-            "--out",
-            str(tmp / "out"),
-            *extra,
-        ],
-        env=driver_env(crash_at),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    return start_driver(
+        "stream_job.py",
+        "--storage",
+        tmp / "exo",
+        "--source",
+        tmp / "events",
+        "--out",
+        tmp / "out",
+        *extra,
+        crash_at=crash_at,
+        merge_stderr=True,
     )
 
 

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 
-from drivers import driver_session
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
+from drivers import driver_session
 
 
 def bump(counter_dir: str, name: str) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pyspark
 import pytest
-from conftest import REPO
-from test_jobs import load_job, oracle
+from drivers import REPO, run_driver
+from drivers.jobs import load_job, oracle
 
 from exoflow_spark.spark.session import delta_package
 from exoflow_spark.storage.store import WorkflowStore
@@ -190,17 +190,11 @@ def test_ml_job_by_python_matches_local(
         *("--users", "300", "--events", "3000", "--epochs", "2", "--max-iter", "2"),
         *("--checkpoint", "selective", "--checkpoint-every", "1", "--workflow-id", "ml"),
     ]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "jobs" / "ml_training.py"),
-            *("--master", cluster.url, "--storage", str(tmp_path / "cluster")),
-            *("--profile", "standalone-test", *args),
-        ],
+    proc = run_driver(
+        REPO / "jobs" / "ml_training.py",
+        *("--master", cluster.url, "--storage", tmp_path / "cluster"),
+        *("--profile", "standalone-test", *args),
         env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert proc.returncode == 0, failure(proc)
     on_cluster = json.loads(proc.stdout[proc.stdout.index("{") :])

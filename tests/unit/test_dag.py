@@ -77,21 +77,3 @@ def test_wait_until_committed_is_validated() -> None:
         Dag(add.bind(src.options(checkpoint=True, wait_until_committed=["add"]).bind(1), 1))
     ok = Dag(add.options(wait_until_committed=["src"]).bind(ckpt.bind(1), 1))
     assert ok.task_ids == ["src", "add"]
-
-
-def test_run_needs_a_node(spark, storage) -> None:
-    with pytest.raises(xf.InvalidOptionError, match=r"expects a DAG node built with task\.bind"):
-        xf.run(src, workflow_id="x", storage=storage, spark=spark)  # type: ignore[arg-type]
-
-
-def test_dataframe_inputs_are_fingerprinted_by_plan(spark) -> None:
-    @xf.task
-    def count(df):
-        return df.count()
-
-    same_a = Dag(count.bind(spark.range(10).filter("id > 2")))
-    same_b = Dag(count.bind(spark.range(10).filter("id > 2")))
-    other = Dag(count.bind(spark.range(10).filter("id > 3")))
-    fp = same_a.fingerprint(same_a.output)
-    assert same_b.fingerprint(same_b.output) == fp
-    assert other.fingerprint(other.output) != fp

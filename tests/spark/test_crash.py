@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from drivers import driver_env
+from drivers import start_driver
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
 from exoflow_spark.storage.store import WorkflowStore
 
-JOB = Path(__file__).with_name("crash_job.py")
 ROWS = 20000
 pytestmark = pytest.mark.subprocess
 
@@ -43,33 +41,26 @@ def launch(
     scenario: str = "pipeline",
     checkpoint_format: str = "delta",
 ) -> subprocess.Popen:
-    env = driver_env(crash_at)
     (tmp / "counters").mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "--storage",
-            str(tmp / "exo"),
-            "--workflow-id",
-            "crashy",
-            "--sink",
-            str(tmp / "sink"),
-            "--counter-dir",
-            str(tmp / "counters"),
-            "--mode",
-            mode,
-            "--rows",
-            str(ROWS),
-            "--scenario",
-            scenario,
-            "--checkpoint-format",
-            checkpoint_format,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_driver(
+        "crash_job.py",
+        "--storage",
+        tmp / "exo",
+        "--workflow-id",
+        "crashy",
+        "--sink",
+        tmp / "sink",
+        "--counter-dir",
+        tmp / "counters",
+        "--mode",
+        mode,
+        "--rows",
+        ROWS,
+        "--scenario",
+        scenario,
+        "--checkpoint-format",
+        checkpoint_format,
+        crash_at=crash_at,
     )
 
 

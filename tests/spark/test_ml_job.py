@@ -6,13 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
-from drivers import driver_env
-from test_jobs import load_job
+from drivers import REPO, run_driver
+from drivers.jobs import load_job
 
 import exoflow_spark as xf
 from exoflow_spark.core.status import WorkflowStatus
@@ -100,12 +97,12 @@ def test_crash_mid_training_resumes_from_the_committed_model(
 ) -> None:
     storage, wf = str(tmp_path / "exo"), "ml-crash"
     argv = ["--workflow-id", wf, "--storage", storage, "--checkpoint", "selective", *SIZE]
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "ml_training.py"), "--master", "local[2]", *argv],
-        env=driver_env("train_e3:before-run"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_driver(
+        REPO / "jobs" / "ml_training.py",
+        "--master",
+        "local[2]",
+        *argv,
+        crash_at="train_e3:before-run",
     )
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILLed at the crash point
     assert xf.get_status(wf, storage=storage) == WorkflowStatus.RESUMABLE

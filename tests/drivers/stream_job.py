@@ -1,4 +1,4 @@
-"""A streaming workflow run as its own driver process by tests/test_streaming.py.
+"""A streaming workflow run as its own driver process by tests/spark/test_streaming.py.
 
 The streaming task reads a Delta table of events one commit per micro-batch and writes two
 tables per batch with ``foreach_batch`` (the events, and a per-epoch count MERGEd in), so a
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from drivers import driver_session
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
+from drivers import driver_session
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Randomized driver kills: `make chaos` (not part of `make test`: it takes several minutes).
 
-    .venv/bin/python tests/chaos.py [--kills 20] [--seed 7]
+    .venv/bin/python tools/chaos.py [--kills 20] [--seed 7]
 
-Runs tests/crash_job.py workflows (the ETL-like pipeline and the nondeterministic sampling
+Runs tests/drivers/crash_job.py workflows (the ETL-like pipeline and the nondeterministic sampling
 one, alternately) as separate driver processes and SIGKILLs them at random moments, seeded,
 re-launching each workflow until it completes. Every kill's phase is read from the workflow
 log at the moment of the kill. At the end every workflow is checked:
@@ -28,39 +28,34 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+# the test suite's driver programs and launcher (drivers), and its expected result (test_crash)
+sys.path[:0] = [str(TESTS), str(TESTS / "spark")]
 
 ROWS = 20000
 
 
 def launch(root: Path, wf: str, scenario: str) -> subprocess.Popen:
     (root / wf / "counters").mkdir(parents=True, exist_ok=True)
-    from drivers import driver_env
+    from drivers import start_driver
 
-    env = driver_env()
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "crash_job.py"),
-            "--storage",
-            str(root / wf / "exo"),
-            "--workflow-id",
-            wf,
-            "--sink",
-            str(root / wf / "sink"),
-            "--counter-dir",
-            str(root / wf / "counters"),
-            "--mode",
-            "async",
-            "--rows",
-            str(ROWS),
-            "--scenario",
-            scenario,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_driver(
+        "crash_job.py",
+        "--storage",
+        root / wf / "exo",
+        "--workflow-id",
+        wf,
+        "--sink",
+        root / wf / "sink",
+        "--counter-dir",
+        root / wf / "counters",
+        "--mode",
+        "async",
+        "--rows",
+        ROWS,
+        "--scenario",
+        scenario,
+        capture=False,
     )
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import pyspark
 import pytest
-from conftest import REPO
-from test_jobs import oracle
+from drivers import DRIVERS, REPO, run_driver
+from drivers.jobs import oracle
 
 import exoflow_spark as xf
 from exoflow_spark.core.status import WorkflowStatus
@@ -32,7 +31,6 @@ from exoflow_spark.storage.store import WorkflowStore
 pytestmark = [pytest.mark.connect, pytest.mark.subprocess, pytest.mark.integration]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
-CLIENT = Path(__file__).with_name("connect_client.py")
 ROWS = 5000  # connect_client.ROWS
 
 
@@ -96,23 +94,13 @@ def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def client(
     url: str, tmp: Path, crash_at: str | None = None, wf: str = "connect-wf"
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.pop("EXOFLOW_CRASH_AT", None)
-    if crash_at:
-        env["EXOFLOW_CRASH_AT"] = crash_at
     (tmp / "counters").mkdir(exist_ok=True)
-    return subprocess.run(
-        [
-            sys.executable,
-            str(CLIENT),
-            *("--remote", url, "--storage", str(tmp / "exo"), "--sink", str(tmp / "sink")),
-            *("--counter-dir", str(tmp / "counters"), "--workflow-id", wf),
-        ],
-        env=env,
-        cwd=CLIENT.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return run_driver(
+        "connect_client.py",
+        *("--remote", url, "--storage", tmp / "exo", "--sink", tmp / "sink"),
+        *("--counter-dir", tmp / "counters", "--workflow-id", wf),
+        crash_at=crash_at,
+        cwd=DRIVERS,
     )
 
 
@@ -193,17 +181,10 @@ def test_killed_client_resumes_exactly_once_over_connect(spark, connect_url, tmp
 def test_etl_job_with_remote_flag(spark, connect_url, tmp_path) -> None:
     rows = 2000
     storage = tmp_path / "exo"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "jobs" / "etl_pipeline.py"),
-            *("--remote", connect_url, "--storage", str(storage), "--rows", str(rows)),
-            *("--workflow-id", "etl-connect"),
-        ],
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_driver(
+        REPO / "jobs" / "etl_pipeline.py",
+        *("--remote", connect_url, "--storage", storage, "--rows", rows),
+        *("--workflow-id", "etl-connect"),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])

@@ -1,4 +1,5 @@
-"""Executor-loss job for tests/test_executor_loss.py, run on local-cluster (real executor JVMs).
+"""Executor-loss job for tests/spark/test_executor_loss.py, run on local-cluster (real executor
+JVMs).
 
 `prepared` reads a source whose rows bump an accumulator each time they are computed. Its
 output feeds `enriched` (checkpoint=False, read by two consumers, so cached). `first` fills
@@ -15,10 +16,10 @@ import os
 import sys
 import time
 
-from drivers import driver_session
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
+from drivers import driver_session
 
 ROWS = 200_000
 

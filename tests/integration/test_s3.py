@@ -11,16 +11,14 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drivers import driver_env
+from drivers import start_driver
 
 pytestmark = [pytest.mark.s3, pytest.mark.subprocess, pytest.mark.integration]
 
-JOB = Path(__file__).with_name("s3_job.py")
 BUCKET = "exo-lake"
 ACCESS_KEY = "AKIAEXOFLOWTEST"
 SECRET = "s3-secret-never-logged-0xC0FFEE"
@@ -52,28 +50,22 @@ def s3() -> Iterator[tuple[str, object]]:
 
 def launch(tmp: Path, endpoint: str, crash_at: str | None, *extra: str) -> subprocess.Popen:
     (tmp / "counters").mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "--endpoint",
-            endpoint,
-            "--storage",
-            f"s3a://{BUCKET}/exo",
-            "--sink",
-            f"s3a://{BUCKET}/sink",
-            "--counter-dir",
-            str(tmp / "counters"),
-            "--access-key",
-            ACCESS_KEY,
-            "--secret-key",
-            SECRET,
-            *extra,
-        ],
-        env=driver_env(crash_at),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_driver(
+        "s3_job.py",
+        "--endpoint",
+        endpoint,
+        "--storage",
+        f"s3a://{BUCKET}/exo",
+        "--sink",
+        f"s3a://{BUCKET}/sink",
+        "--counter-dir",
+        tmp / "counters",
+        "--access-key",
+        ACCESS_KEY,
+        "--secret-key",
+        SECRET,
+        *extra,
+        crash_at=crash_at,
     )
 
 

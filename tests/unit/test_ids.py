@@ -38,15 +38,3 @@ def test_valid_ids(good: str) -> None:
 def test_invalid_ids_are_refused(bad: object) -> None:
     with pytest.raises(xf.InvalidIdError):
         validate_id(bad)
-
-
-def test_invalid_workflow_id_writes_nothing(tmp_path, spark) -> None:
-    @xf.task
-    def f():
-        return 1
-
-    root = tmp_path / "exo"
-    with pytest.raises(xf.InvalidIdError, match="not allowed"):
-        xf.run(f.bind(), workflow_id="../escape", storage=str(root), spark=spark)
-    assert not root.exists()
-    assert not (tmp_path / "escape").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO
+from drivers import REPO
 from nbclient import NotebookClient
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.integration]

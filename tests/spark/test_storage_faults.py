@@ -12,7 +12,6 @@ import contextlib
 import logging
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drivers import driver_env
+from drivers import run_driver
 
 import exoflow_spark as xf
 from exoflow_spark.core.status import WorkflowStatus
@@ -288,14 +287,11 @@ def test_a_log_that_stays_unwritable_fails_cleanly_and_the_workflow_can_start_la
 
 @pytest.mark.subprocess
 def test_full_disk_fails_cleanly_and_the_workflow_resumes(spark, tmp_path: Path) -> None:
-    job = Path(__file__).with_name("concurrent_job.py")
-
     def launch(*extra: str) -> subprocess.CompletedProcess:
         (tmp_path / "counters").mkdir(exist_ok=True)
-        args = [sys.executable, str(job), "--storage", str(tmp_path / "exo")]
-        args += ["--workflow-id", "disk", "--sink", str(tmp_path / "sink")]
-        args += ["--counter-dir", str(tmp_path / "counters"), *extra]
-        return subprocess.run(args, env=driver_env(), capture_output=True, text=True, timeout=300)
+        args = ["--storage", tmp_path / "exo", "--workflow-id", "disk", "--sink", tmp_path / "sink"]
+        args += ["--counter-dir", tmp_path / "counters", *extra]
+        return run_driver("concurrent_job.py", *args)
 
     # the start record and the plan event fit; [orders]' commit record hits a full disk
     full = launch("--enospc-after", "2")

@@ -17,9 +17,9 @@ import sys
 import time
 
 from crash_job import build
-from drivers import driver_session
 
 import exoflow_spark as xf
+from drivers import driver_session
 
 
 def fill_disk_after(n: int) -> None:

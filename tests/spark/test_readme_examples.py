@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from drivers import REPO
 
 
 def readme_python_blocks() -> list[str]:

@@ -1,6 +1,6 @@
 """Soak: hundreds of consecutive runs in one driver, then random driver kills (`make soak`).
 
-    .venv/bin/python tests/soak.py [--runs 300] [--kills 40] [--seed 11]
+    .venv/bin/python tools/soak.py [--runs 300] [--kills 40] [--seed 11]
 
 Part 1, leaks: one driver runs ``--runs`` workflows back to back (sync, async and auto
 checkpoints, a shared cache, an exactly-once sink, every third workflow run a second time,
@@ -11,7 +11,7 @@ fds, temp files or cached RDDs grow, or if RSS / JVM heap grow by more than a bo
 scales with nothing (a fixed allowance, not per run), and checks that the sink holds every
 workflow's rows exactly once.
 
-Part 2, kills: ``tests/chaos.py`` with ``--kills`` random SIGKILLs of separate drivers,
+Part 2, kills: ``tools/chaos.py`` with ``--kills`` random SIGKILLs of separate drivers,
 seeded, with its exactly-once checks.
 
 Prints the counts and every check; exits 1 if any failed.
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's drivers package
 
 ROWS = 2000
 
@@ -149,7 +149,7 @@ def main() -> int:
         print(f"  FAILED: {f}")
     if not failures:
         print("  every leak check held; the sink holds each workflow's rows exactly once")
-    print(f"\nsoak part 2: {args.kills} random driver kills (tests/chaos.py, seed {args.seed})")
+    print(f"\nsoak part 2: {args.kills} random driver kills (tools/chaos.py, seed {args.seed})")
     chaos = subprocess.run(
         [
             sys.executable,

@@ -11,14 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from drivers import driver_env
+from drivers import start_driver
 
-JOB = Path(__file__).with_name("executor_job.py")
 ROWS = 200_000
 EXPECTED = 2 * sum(range(ROWS))
 pytestmark = pytest.mark.subprocess
@@ -34,22 +32,14 @@ def executor_pids(app_id: str) -> list[int]:
 def run_with_executor_kill(tmp: Path, checkpoint: str) -> dict:
     signals = tmp / f"signals-{checkpoint}"
     signals.mkdir()
-    env = driver_env()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "--storage",
-            str(tmp / f"exo-{checkpoint}"),
-            "--signal-dir",
-            str(signals),
-            "--checkpoint",
-            checkpoint,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_driver(
+        "executor_job.py",
+        "--storage",
+        tmp / f"exo-{checkpoint}",
+        "--signal-dir",
+        signals,
+        "--checkpoint",
+        checkpoint,
     )
     try:
         deadline = time.time() + 240

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from drivers import driver_env
+from drivers import start_driver
 
 import exoflow_spark as xf
 from exoflow_spark.core.records import DagRecord
@@ -24,32 +23,24 @@ from exoflow_spark.core.status import WorkflowStatus
 from exoflow_spark.storage import store as store_mod
 from exoflow_spark.storage.store import WorkflowStore
 
-JOB = Path(__file__).with_name("concurrent_job.py")
 ROWS = 2000
 
 
 def launch(tmp: Path, *extra: str) -> subprocess.Popen:
     (tmp / "counters").mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "--storage",
-            str(tmp / "exo"),
-            "--workflow-id",
-            "shared-id",
-            "--sink",
-            str(tmp / "sink"),
-            "--counter-dir",
-            str(tmp / "counters"),
-            "--rows",
-            str(ROWS),
-            *extra,
-        ],
-        env=driver_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_driver(
+        "concurrent_job.py",
+        "--storage",
+        tmp / "exo",
+        "--workflow-id",
+        "shared-id",
+        "--sink",
+        tmp / "sink",
+        "--counter-dir",
+        tmp / "counters",
+        "--rows",
+        ROWS,
+        *extra,
     )
 
 

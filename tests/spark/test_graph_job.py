@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import networkx as nx
 import pytest
-from conftest import REPO
-from drivers import driver_env
-from test_jobs import load_job
+from drivers import REPO, run_driver
+from drivers.jobs import load_job
 
 EDGES = 2000
 ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "2", "--seed", "3"]
@@ -88,9 +85,8 @@ def test_graph_job_matches_networkx(spark, tmp_path, capsys) -> None:
 
 @pytest.mark.subprocess
 def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> None:
+    job = REPO / "jobs" / "graph_pipeline.py"
     cmd = [
-        sys.executable,
-        str(REPO / "jobs" / "graph_pipeline.py"),
         "--workflow-id",
         "gk",
         "--storage",
@@ -102,13 +98,13 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> Non
         *ARGS,
     ]
     crash = [*cmd, "--crash-epoch", "2", "--crash-at", "online:during-batch@2"]
-    first = subprocess.run(crash, env=driver_env(), capture_output=True, text=True, timeout=600)
+    first = run_driver(job, *crash, timeout=600)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     lake = str(tmp_path / "exo" / "graph" / "gk")
     estimate = spark.read.format("delta").load(f"{lake}/availability")
     assert {r.epoch for r in estimate.where("what = 'online'").collect()} == {0, 1}
 
-    second = subprocess.run(cmd, env=driver_env(), capture_output=True, text=True, timeout=600)
+    second = run_driver(job, *cmd, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     check_online_tables(spark, lake)
     avail = spark.read.format("delta").load(f"{lake}/availability").collect()

@@ -25,7 +25,7 @@ from chispa import assert_df_equality
 
 import exoflow_spark as xf
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 FIXTURE = DATA / "release-0.1.0"
 sys.path.insert(0, str(DATA))
 

@@ -18,9 +18,9 @@ import logging
 import sys
 
 from crash_job import build
-from drivers import DRIVER_CONF
 
 import exoflow_spark as xf
+from drivers import DRIVER_CONF
 
 #: pyspark 4.2.0 ships hadoop-client-api 3.5.0; hadoop-aws must match it exactly, and brings
 #: the AWS SDK v2 bundle it was built with.
