@@ -117,8 +117,12 @@ class Committer:
                 )
             crash_point(tid, "during-checkpoint")
             record = CommitRecord.of_checkpoint(dv, "async")
-            self._append(tid, out.generation, commit_record(record, fields))
+            stamped = self.ctx.store.commit_task(tid, out.generation, commit_record(record, fields))
+            # the ref reads the checkpoint before the run sees the commit: a task waiting on
+            # this one (wait_until_committed) becomes ready on the commit, and must then read
+            # the committed version, not the cached lineage
             ref.repoint(read_checkpoint(self.ctx.spark, dv), dv)
+            self._publish(tid, stamped)
             self.state.set_status(tid, TaskStatus.COMMITTED)
             logger.info(
                 "[%s] [%s] async checkpoint committed (%s, %d bytes, %.2fs)",
@@ -174,9 +178,13 @@ class Committer:
 
     def _append(self, tid: str, generation: int, record: CommitRecord) -> None:
         """Append the commit record to the log, then to the run's view of it."""
-        stamped = self.ctx.store.commit_task(tid, generation, record)
+        self._publish(tid, self.ctx.store.commit_task(tid, generation, record))
+
+    def _publish(self, tid: str, record: CommitRecord) -> None:
+        """Add a durable commit record to the run's view of the log (tasks waiting on ``tid``
+        may start from now on)."""
         with self.state.cond:
-            self.ctx.log.commits[tid] = stamped
+            self.ctx.log.commits[tid] = record
 
     # -- checkpoint="auto" ---------------------------------------------------------------------
     def note_replay_cost(self, node: Node, tid: str, own_seconds: float) -> float:

@@ -131,6 +131,6 @@ def test_commit_crash_resume_and_exactly_once_sink_on_s3a(s3, tmp_path: Path) ->
     start = json.loads(records["exo/workflows/on-s3/log/runs/000002.start.json"])
     assert start["owner"]["pid"] == resumed.pid
     commit = json.loads(records["exo/workflows/on-s3/log/tasks/orders/g0.commit.json"])
-    assert commit.checkpoint.path == f"s3a://{BUCKET}/exo/workflows/on-s3/refs/orders"
+    assert commit["delta"]["path"] == f"s3a://{BUCKET}/exo/workflows/on-s3/refs/orders"
     assert SECRET not in out and SECRET not in err
     assert "[on-s3] run 2 started" in err  # the INFO lines were there to be checked
