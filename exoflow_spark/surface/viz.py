@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -472,8 +473,24 @@ def draw_dag(view: DagView) -> Any:
 
 
 def render_svg(view: DagView) -> str:
-    """The DAG as a standalone SVG document (matplotlib; text kept as text)."""
-    return _save(draw_dag(view), "svg", 100).decode()
+    """The DAG as a standalone SVG document (matplotlib; text kept as text). Hovering a task
+    in a browser shows its tooltip: the task id, state, checkpoint mode and details."""
+    return _with_tooltips(_save(draw_dag(view), "svg", 100).decode(), view)
+
+
+def _with_tooltips(svg: str, view: DagView) -> str:
+    """``svg`` with a ``<title>`` (a browser's tooltip) first in each task's ``<g>`` element
+    (matplotlib writes the gid as the group's XML-escaped id)."""
+    tasks = {t.id: t for t in view.tasks}
+
+    def titled(m: re.Match[str]) -> str:
+        t = tasks.get(html.unescape(m.group(1)))
+        if t is None:
+            return m.group(0)
+        tip = " · ".join(x for x in (t.id, *_lines(t)) if x)
+        return f"{m.group(0)}\n   <title>{html.escape(tip, quote=False)}</title>"
+
+    return re.sub(r'<g id="task:([^"]*)">', titled, svg)
 
 
 def render_png(view: DagView, dpi: int = 150) -> bytes:

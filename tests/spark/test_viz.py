@@ -98,6 +98,14 @@ def test_svg_and_png_files() -> None:
     assert root.tag == f"{SVG}svg"
     ids = {g.get("id") for g in root.iter(f"{SVG}g")}
     assert {"task:a", "task:out", "wait:b->out", "legend:async"} <= ids
+    tips = {  # a browser's tooltip on each task: id, state, mode, details
+        g.get("id"): [t.text for t in g.findall(f"{SVG}title")]
+        for g in root.iter(f"{SVG}g")
+        if (g.get("id") or "").startswith("task:")
+    }
+    assert tips["task:a"] == ["a · committed · sync checkpoint · v0 1.0 KB"]
+    assert tips["task:out"] == ["out · pending · no checkpoint · sink"]
+    assert len(tips) == 5 and all(len(t) == 1 for t in tips.values())
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))  # text kept as text
     assert "workflow wf — FAILED" in texts and "sync (durable before readers start)" in texts
     assert viz.render_svg(_view()) == svg  # no dates or random ids: the same bytes each time
