@@ -490,8 +490,14 @@ class WorkflowStore:
         return rec
 
     def invalidate(self, task_ids: Iterable[str], state: WorkflowState, run: int) -> None:
-        """Discard the current generation of each task (its commit, if any, no longer counts)."""
-        for task_id in task_ids:
+        """Discard the current generation of each task (its commit, if any, no longer counts).
+
+        ``task_ids`` come in DAG (topological) order and are written in reverse, downstream
+        first: a driver killed part-way leaves only downstream tasks invalidated, which the
+        next run recomputes from their still-committed inputs. Upstream first would leave a
+        commit built from an input that no longer counts, restored as if still valid.
+        """
+        for task_id in reversed(list(task_ids)):
             gen = state.generation(task_id)
             rec = Invalidation(task_id, gen, run, time.time())
             self.fs.put_if_absent(

@@ -650,3 +650,34 @@ def test_store_uris_use_the_layout(tmp_path: Path) -> None:
         os.path.join(root, "streams/s/checkpoint"),
         os.path.join(root, "streams/s/table"),
     )
+
+
+def test_invalidation_cut_short_leaves_a_consistent_log(tmp_path: Path) -> None:
+    """A driver killed while invalidating b -> c (descendants of b) must never leave b
+    invalidated with c's old commit, built from the old b, still counting."""
+
+    class DiesAfter(LocalLogFS):
+        def __init__(self, root: str, writes: int) -> None:
+            super().__init__(root)
+            self.left = writes
+
+        def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
+            if "invalidated" in rel:
+                if self.left == 0:
+                    raise KeyboardInterrupt("driver killed")
+                self.left -= 1
+            return super().put_if_absent(rel, data, durable)
+
+    store = WorkflowStore(str(tmp_path), "wf", fs=LocalLogFS(str(tmp_path)))
+    run = store.start_run(store.read_state(), DagRecord.from_json(V1_DAG))
+    for tid in ("a", "b", "c"):
+        store.commit_task(tid, 0, CommitRecord.of_value(1))
+    dying = WorkflowStore(str(tmp_path), "wf", fs=DiesAfter(str(tmp_path), writes=1))
+    with pytest.raises(KeyboardInterrupt):
+        dying.invalidate(["b", "c"], dying.read_state(), run)
+    state = store.read_state()
+    assert set(state.commits) == {"a", "b"}  # only c (downstream) lost its commit
+    assert state.generation("c") == 1 and state.generation("b") == 0
+    store.invalidate(["b", "c"], store.read_state(), run)  # the same request, run again
+    state = store.read_state()
+    assert set(state.commits) == {"a"} and state.generation("b") == 1
