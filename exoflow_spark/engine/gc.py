@@ -197,8 +197,12 @@ def collect_garbage(
     root = resolve_storage(storage)
     report = GcReport(dry_run=dry_run)
     ids = list(workflow_ids) if workflow_ids is not None else list_workflow_ids(root, spark)
-    for wf in ids:
-        store = WorkflowStore(root, wf, spark)
+    stores = [WorkflowStore(root, wf, spark) for wf in ids]
+    if workflow_ids is not None:
+        for store in stores:  # a named workflow that does not exist is a mistake: say so
+            store.require_exists()
+    for store in stores:
+        wf = store.workflow_id
         tables = store.tables()
         if not tables:
             continue
