@@ -188,8 +188,8 @@ def _run(
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise InvalidOptionError(f"max_parallel={max_parallel!r} must be an integer >= 1")
     check_progress_mode(progress)
-    spark = resolve_spark(spark)
     storage = resolve_storage(storage)
+    spark = resolve_spark(spark)
     if workflow_id is None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         workflow_id = f"{graph.id_of(graph.output)}-{stamp}-{uuid.uuid4().hex[:6]}"

@@ -18,7 +18,7 @@ def _checked(storage: object, where: str) -> str:
     """``storage`` if it is usable as a storage root, else a StorageRootError saying so."""
     if isinstance(storage, str) and not storage.strip():
         raise StorageRootError(
-            f"{where} is an empty string, which names no storage root: pass a local path or a "
+            f"{where} is empty, which names no storage root: pass a local path or a "
             "URI (s3a://bucket/exo, ...), or leave it out (None) to use the default "
             f"(set_default_storage, ${STORAGE_ENV}, else ./exoflow-data)"
         )

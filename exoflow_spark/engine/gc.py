@@ -190,6 +190,9 @@ def collect_garbage(
     Returns:
         A :class:`GcReport` naming every table, its size, and whether it was deleted and why.
 
+    Raises:
+        WorkflowNotFoundError: one of ``workflow_ids`` does not exist (nothing is deleted).
+
     Example:
         >>> report = xf.collect_garbage("/data/exo", dry_run=True)
         >>> [(i.workflow_id, i.table) for i in report.deleted]
