@@ -94,7 +94,7 @@ class HadoopLogFS:
         try:
             return bool(self._fs.exists(self._path(rel)))
         except Exception as exc:
-            raise OSError(str(exc)) from exc
+            raise OSError(error_line(exc)) from exc
 
     def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
         def attempt() -> bool:
@@ -107,7 +107,7 @@ class HadoopLogFS:
                 except Exception as exc:  # FileAlreadyExists / 412 come through Py4J
                     if any(m in str(exc) for m in _ALREADY_EXISTS_MARKERS):
                         return False
-                    raise OSError(str(exc)) from exc
+                    raise OSError(error_line(exc)) from exc
                 return True
             tmp = self._path(f"{rel}.tmp-{uuid.uuid4().hex}")
             self._write(tmp, data, True)

@@ -293,7 +293,7 @@ def commit_readable(spark: Any, dv: DeltaVersion) -> str | None:
             return f"its Delta log entry {name} is missing"
         files = _whole_table_files(_commit_actions(raw))
     except Exception as exc:
-        return f"its Delta log entry {name} cannot be read ({exc})"
+        return f"its Delta log entry {name} cannot be read ({error_line(exc)})"
     if files is None or sorted(files) != sorted(dv.files or ()):
         return f"its Delta log entry {name} does not name the recorded data files"
     return None
