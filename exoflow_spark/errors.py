@@ -97,9 +97,10 @@ class ConcurrentRunError(ExoflowError):
     """Another live driver is running this workflow id; this one refuses to write."""
 
 
-class StorageRootError(InvalidOptionError):
-    """The storage root cannot hold workflows (a file, an unwritable place, a scheme no Hadoop
-    FileSystem serves) or does not exist where one must: the CLI exits 2."""
+class StorageRootError(InvalidOptionError, InvalidIdError):
+    """The storage root cannot hold workflows (empty, not a string, a file, an unwritable
+    place, a scheme no Hadoop FileSystem serves): the CLI exits 2. An
+    :class:`InvalidIdError` too, as the other refusals of a storage root are."""
 
 
 class StorageError(ExoflowError, OSError):
