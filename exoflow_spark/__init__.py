@@ -24,9 +24,11 @@ from .errors import (
     SinkError,
     SparkSessionError,
     StorageError,
+    StorageRootError,
     TaskChangedError,
     TaskFailedError,
     TaskNotCommittedError,
+    WorkflowChangedError,
     WorkflowNotFoundError,
 )
 from .io.iterate import IterationReport, iterate
@@ -69,6 +71,7 @@ __all__ = [
     "SinkError",
     "SparkSessionError",
     "StorageError",
+    "StorageRootError",
     "StreamBatch",
     "StreamOptions",
     "StreamingTask",
@@ -80,6 +83,7 @@ __all__ = [
     "TaskOptions",
     "TaskStatus",
     "Throughput",
+    "WorkflowChangedError",
     "WorkflowInfo",
     "WorkflowNotFoundError",
     "WorkflowStatus",

@@ -25,6 +25,7 @@ from .errors import (
     InvalidOptionError,
     TaskChangedError,
     TaskNotCommittedError,
+    WorkflowChangedError,
     WorkflowNotFoundError,
 )
 from .spark.session import resolve_spark
@@ -55,6 +56,7 @@ def run(
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
+    replace: bool = False,
 ) -> Any:
     """Run a DAG exactly once under ``workflow_id``, resuming it if it ran before.
 
@@ -86,15 +88,22 @@ def run(
             checkpoint (see the README's figures); the same exactly-once guarantees, since
             the commit record is what makes any checkpoint count. Restores read each
             checkpoint in the format it was written, so a workflow may switch between runs.
+        replace: a workflow id names one DAG: a run whose tasks, edges or output differ from
+            the DAG logged under the id is refused (:class:`WorkflowChangedError`) before it
+            writes anything. ``replace=True`` makes the id run this DAG from now on: committed
+            tasks whose code and inputs are unchanged are kept, changed ones re-run with
+            everything downstream (as with ``invalidate``).
 
     Returns:
         The output task's result: a DataFrame (read from its committed Delta version), a
         JSON value, or None.
 
     Raises:
+        ConcurrentRunError: another live driver runs this workflow id (checked first).
+        WorkflowChangedError: the DAG is not the one logged under this id (see ``replace``).
         TaskChangedError: a committed task's code or inputs changed.
         TaskFailedError: a task failed after its retries (the cause is attached).
-        ConcurrentRunError: another live driver runs this workflow id.
+        StorageRootError: the storage root cannot hold workflows.
 
     Example:
         >>> out = xf.run(gold.bind(silver.bind(bronze.bind("/raw"))),
@@ -111,6 +120,7 @@ def run(
         recovery=recovery,
         progress=progress,
         checkpoint_format=checkpoint_format,
+        replace=replace,
     )
 
 
@@ -160,8 +170,11 @@ def _run(
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
+    replace: bool = False,
 ) -> Any:
     _check_recovery(recovery)
+    if not isinstance(replace, bool):
+        raise InvalidOptionError(f"replace={replace!r} must be True or False")
     if checkpoint_format not in CHECKPOINT_FORMATS:
         raise InvalidOptionError(
             f"checkpoint_format={checkpoint_format!r} is not a format: use 'delta' (a Delta "
@@ -175,21 +188,36 @@ def _run(
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise InvalidOptionError(f"max_parallel={max_parallel!r} must be an integer >= 1")
     check_progress_mode(progress)
-    spark = resolve_spark(spark)
     storage = resolve_storage(storage)
+    spark = resolve_spark(spark)
     if workflow_id is None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         workflow_id = f"{graph.id_of(graph.output)}-{stamp}-{uuid.uuid4().hex[:6]}"
     store = WorkflowStore(storage, workflow_id, spark)
     state = store.require_exists() if must_exist else store.read_state()
 
+    # Refusals give the real reason first, and all come before anything is written: a live
+    # owner, then a different DAG, then changed committed tasks.
+    store.check_not_held(state)
+    record = DagRecord.from_json(graph.to_record())
+    differences = state.dag.differences(record) if state.dag else []
+    if differences and not replace:
+        raise WorkflowChangedError(workflow_id, differences)
+    if replace:
+        invalidate = [*invalidate, *_changed_tasks(graph, state, skip=set())]
+        if differences:
+            logger.warning(
+                "[%s] replacing the workflow's DAG (replace=True): %s",
+                workflow_id,
+                "; ".join(differences),
+            )
     to_invalidate = graph.descendants(list(invalidate)) if invalidate else []
     _check_unchanged(graph, state, workflow_id, skip=set(to_invalidate))
     store.done_tasks()  # every event is read (and a newer log refused) before anything is written
 
     number = store.start_run(
         state,
-        DagRecord.from_json(graph.to_record()),
+        record,
         invalidate=to_invalidate,
         launch=launch_record(),
     )
@@ -262,7 +290,8 @@ def mask_secret_args(argv: Sequence[Any]) -> list[str]:
     return out
 
 
-def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: set[str]) -> None:
+def _changed_tasks(graph: Dag, state: WorkflowState, skip: set[str]) -> list[str]:
+    """Tasks of ``graph`` committed under another fingerprint (code or inputs changed)."""
     changed = []
     for tid in graph.task_ids:
         rec = state.commits.get(tid)
@@ -270,6 +299,11 @@ def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: s
             continue
         if rec.fingerprint != graph.fingerprint(graph.node(tid)):
             changed.append(tid)
+    return changed
+
+
+def _check_unchanged(graph: Dag, state: WorkflowState, workflow_id: str, skip: set[str]) -> None:
+    changed = _changed_tasks(graph, state, skip)
     if changed:
         # Name the roots of the change: a task changed only because an upstream one did is
         # covered by invalidating that upstream task.
@@ -316,8 +350,11 @@ def explain(
         graph = Dag(target)
         store = WorkflowStore(root, workflow_id, spark)
         state = store.read_state()
-        _check_unchanged(graph, state, workflow_id, skip=set())
         record = DagRecord.from_json(graph.to_record())
+        differences = state.dag.differences(record) if state.dag else []
+        if differences:
+            raise WorkflowChangedError(workflow_id, differences)
+        _check_unchanged(graph, state, workflow_id, skip=set())
     else:
         store = WorkflowStore(root, target, spark)
         state = store.require_exists()

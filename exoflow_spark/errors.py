@@ -6,6 +6,7 @@ errors are wrapped once (``raise ... from exc``) so the original cause stays att
 
 from __future__ import annotations
 
+from .core.fmt import error_line
 from .core.redact import redact
 
 
@@ -57,13 +58,30 @@ class TaskChangedError(ExoflowError):
         self.changed = changed
 
 
+class WorkflowChangedError(ExoflowError):
+    """A run's DAG is not the one logged under its workflow id (other tasks, edges or output):
+    refused before anything is written, unless the run asks to replace it (``replace=True``)."""
+
+    def __init__(self, workflow_id: str, differences: list[str]) -> None:
+        super().__init__(
+            f"workflow [{workflow_id}] was run with a different DAG: "
+            + "; ".join(differences)
+            + ". A workflow id names one DAG (it is an idempotency key), so nothing was written. "
+            "Run this DAG under a new workflow id; or, to make this id run it from now on, pass "
+            "xf.run(..., replace=True) (CLI: --replace): committed tasks whose code and inputs "
+            "are unchanged are kept, changed ones re-run with everything downstream"
+        )
+        self.workflow_id = workflow_id
+        self.differences = differences
+
+
 class TaskFailedError(ExoflowError):
     """A task raised (after its retries); the original exception is ``__cause__``."""
 
     def __init__(self, workflow_id: str, task_id: str, attempts: int, cause: BaseException):
         super().__init__(
             f"workflow [{workflow_id}] task [{task_id}] failed after {attempts} attempt(s): "
-            f"{type(cause).__name__}: {cause}. Fix the cause and re-run the same workflow id: "
+            f"{error_line(cause)}. Fix the cause and re-run the same workflow id: "
             "committed tasks will not run again"
         )
         self.workflow_id = workflow_id
@@ -77,6 +95,12 @@ class CheckpointError(ExoflowError):
 
 class ConcurrentRunError(ExoflowError):
     """Another live driver is running this workflow id; this one refuses to write."""
+
+
+class StorageRootError(InvalidOptionError, InvalidIdError):
+    """The storage root cannot hold workflows (empty, not a string, a file, an unwritable
+    place, a scheme no Hadoop FileSystem serves): the CLI exits 2. An
+    :class:`InvalidIdError` too, as the other refusals of a storage root are."""
 
 
 class StorageError(ExoflowError, OSError):

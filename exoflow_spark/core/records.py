@@ -211,6 +211,37 @@ class DagRecord:
     def __bool__(self) -> bool:
         return bool(self.tasks)
 
+    def differences(self, other: DagRecord) -> list[str]:
+        """How ``other`` differs from this DAG in shape: its output, its task ids and each
+        task's inputs (code, arguments and options are not compared here: committed tasks'
+        fingerprints cover those). Empty when the shapes are the same.
+
+        Example:
+            >>> DagRecord("a").differences(DagRecord("b"))
+            ['output [a] is now [b]']
+        """
+        out = []
+        if self.output != other.output:
+            out.append(f"output [{self.output}] is now [{other.output}]")
+        mine, theirs = self.by_id, other.by_id
+        gone = [t for t in mine if t not in theirs]
+        new = [t for t in theirs if t not in mine]
+        if gone:
+            out.append(f"task(s) {_names(gone)} of the logged DAG are not in this one")
+        if new:
+            out.append(f"task(s) {_names(new)} are new")
+        for tid, task in theirs.items():
+            if tid in mine and mine[tid].upstream != task.upstream:
+                out.append(
+                    f"task [{tid}] reads {_names(task.upstream) or 'nothing'} instead of "
+                    f"{_names(mine[tid].upstream) or 'nothing'}"
+                )
+        return out
+
+
+def _names(ids: Iterable[str]) -> str:
+    return ", ".join(f"[{t}]" for t in ids)
+
 
 # -- runs ----------------------------------------------------------------------------------
 @dataclass(frozen=True)

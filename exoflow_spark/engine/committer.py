@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.faults import crash_point
+from ..core.fmt import error_line
 from ..core.records import CommitRecord, EventKind
 from ..core.status import TaskStatus
 from ..core.task import Node
@@ -140,7 +141,7 @@ class Committer:
             )
             err = CheckpointError(
                 f"workflow [{self.ctx.wf}] task [{tid}]: async checkpoint failed, so the task "
-                f"is not durable: {exc}. Re-run the same workflow id to retry it"
+                f"is not durable: {error_line(exc)}. Re-run the same workflow id to retry it"
             )
             self.state.fail(err)
             raise err from exc

@@ -190,6 +190,9 @@ def collect_garbage(
     Returns:
         A :class:`GcReport` naming every table, its size, and whether it was deleted and why.
 
+    Raises:
+        WorkflowNotFoundError: one of ``workflow_ids`` does not exist (nothing is deleted).
+
     Example:
         >>> report = xf.collect_garbage("/data/exo", dry_run=True)
         >>> [(i.workflow_id, i.table) for i in report.deleted]
@@ -197,8 +200,12 @@ def collect_garbage(
     root = resolve_storage(storage)
     report = GcReport(dry_run=dry_run)
     ids = list(workflow_ids) if workflow_ids is not None else list_workflow_ids(root, spark)
-    for wf in ids:
-        store = WorkflowStore(root, wf, spark)
+    stores = [WorkflowStore(root, wf, spark) for wf in ids]
+    if workflow_ids is not None:
+        for store in stores:  # a named workflow that does not exist is a mistake: say so
+            store.require_exists()
+    for store in stores:
+        wf = store.workflow_id
         tables = store.tables()
         if not tables:
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
+from ..core.fmt import error_line
 from ..core.records import CheckpointRecord, CommitRecord
 from ..core.redact import redact
 from ..errors import CheckpointLostError
@@ -148,7 +149,7 @@ def verified_checkpoint(spark: Any, task_id: str, dv: DeltaVersion) -> Any:
     except CheckpointLostError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = error_line(exc)
         raise CheckpointLostError(
             task_id, dv.path, _version_of(dv), f"the Delta version cannot be read ({redact(first)})"
         ) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..core.fmt import error_line
 from ..core.records import EventKind
 from ..core.redact import redact
 from ..core.values import is_dataframe
@@ -103,7 +104,7 @@ def _rederive(runner: Any, tid: str, seen: set[str]) -> Any:
     except Exception as exc:
         raise RecoveryError(
             f"workflow [{ctx.wf}] task [{tid}]: replaying it (its checkpoint is damaged) "
-            f"failed: {type(exc).__name__}: {redact(exc)}. Fix the cause and re-run, or restore "
+            f"failed: {redact(error_line(exc))}. Fix the cause and re-run, or restore "
             "the checkpoint's files from a backup"
         ) from exc
     if not is_dataframe(result):

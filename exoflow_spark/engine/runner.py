@@ -245,10 +245,21 @@ class TaskRunner:
         try:
             blob = json.dumps(result)
         except (TypeError, ValueError) as exc:
+            kind = type(result)
+            module = (getattr(kind, "__module__", "") or "").split(".")[0]
+            what = f"{module}.{kind.__name__}" if module and module != "builtins" else kind.__name__
+            if module == "pandas" and kind.__name__ in ("DataFrame", "Series"):
+                hint = (
+                    "a pandas object is not a Spark DataFrame: return "
+                    "xf.get_spark().createDataFrame(pdf) (or spark.createDataFrame(pdf)) for "
+                    "data, or a small JSON value such as pdf.to_dict('records')"
+                )
+            else:
+                hint = "return a Spark DataFrame for data, or a small JSON value"
             raise DagError(
-                f"workflow [{self.ctx.wf}] task [{tid}] returned a {type(result).__name__}, "
-                "which is neither a DataFrame nor a JSON-able value (None, bool, number, "
-                "str, list, dict): return a DataFrame for data, or a small JSON value"
+                f"workflow [{self.ctx.wf}] task [{tid}] returned a {what}, which is neither a "
+                "Spark DataFrame nor a JSON-able value (None, bool, number, str, list, dict): "
+                f"{hint}"
             ) from exc
         if len(blob) > MAX_VALUE_BYTES:
             raise DagError(

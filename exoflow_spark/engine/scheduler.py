@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ..core.fmt import error_line
 from ..core.records import EventKind
 from ..core.status import TaskStatus
 from ..errors import CheckpointError, DagError, ExoflowError
@@ -244,10 +245,12 @@ class Scheduler:
             try:
                 fut.result()
             except BaseException as exc:
-                self.state.fail(
-                    exc
-                    if isinstance(exc, ExoflowError)
-                    else CheckpointError(
-                        f"workflow [{self.ctx.wf}] task [{tid}]: async checkpoint failed: {exc}"
+                if isinstance(exc, ExoflowError):
+                    self.state.fail(exc)
+                else:
+                    err = CheckpointError(
+                        f"workflow [{self.ctx.wf}] task [{tid}]: async checkpoint failed: "
+                        f"{error_line(exc)}"
                     )
-                )
+                    err.__cause__ = exc
+                    self.state.fail(err)

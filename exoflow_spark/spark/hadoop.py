@@ -15,10 +15,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
+from ..core.fmt import error_line
 from ..core.redact import redact
 from ..core.retry import with_retries
 from ..core.uris import OBJECT_STORE_SCHEMES, is_local, local_path
-from ..errors import StorageError
+from ..errors import StorageError, StorageRootError
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,17 @@ class HadoopLogFS:
         self._jvm = jvm
         self._conf = spark._jsc.hadoopConfiguration()
         self._object_store = urlparse(root).scheme.lower() in OBJECT_STORE_SCHEMES
-        path = jvm.org.apache.hadoop.fs.Path(self.root)
-        self._fs = path.getFileSystem(self._conf)
+        try:
+            path = jvm.org.apache.hadoop.fs.Path(self.root)
+            self._fs = path.getFileSystem(self._conf)
+        except Exception as exc:  # Py4JJavaError: no FileSystem for the scheme, bad URI
+            scheme = urlparse(root).scheme or "(none)"
+            raise StorageRootError(
+                f"storage root {redact(root)!r} cannot be reached: {redact(error_line(exc))}. "
+                f"Use a local path, or a URI whose scheme ({scheme}:) a Hadoop FileSystem on "
+                "the Spark classpath serves (s3a://, abfss://, gs://, hdfs://, with their "
+                "connector jars and credentials configured)"
+            ) from exc
 
     def uri(self, rel: str) -> str:
         return f"{self.root}/{rel}"
@@ -84,7 +94,7 @@ class HadoopLogFS:
         try:
             return bool(self._fs.exists(self._path(rel)))
         except Exception as exc:
-            raise OSError(str(exc)) from exc
+            raise OSError(error_line(exc)) from exc
 
     def put_if_absent(self, rel: str, data: bytes, durable: bool = True) -> bool:
         def attempt() -> bool:
@@ -97,7 +107,7 @@ class HadoopLogFS:
                 except Exception as exc:  # FileAlreadyExists / 412 come through Py4J
                     if any(m in str(exc) for m in _ALREADY_EXISTS_MARKERS):
                         return False
-                    raise OSError(str(exc)) from exc
+                    raise OSError(error_line(exc)) from exc
                 return True
             tmp = self._path(f"{rel}.tmp-{uuid.uuid4().hex}")
             self._write(tmp, data, True)

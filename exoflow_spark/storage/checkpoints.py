@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from ..core.fmt import error_line
 from ..core.uris import is_local
 from ..errors import CheckpointError
 from ..spark.hadoop import data_file_sizes
@@ -96,7 +97,7 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
             last = _Commit(last.version, last.metrics, None)  # read it through Delta
         schema = df.schema.json() if last.files is not None else None
     except Exception as exc:
-        raise CheckpointError(f"writing checkpoint table {path} failed: {exc}") from exc
+        raise CheckpointError(f"writing checkpoint table {path} failed: {error_line(exc)}") from exc
     return DeltaVersion(
         path=path,
         version=last.version,
@@ -199,7 +200,7 @@ def _write_parquet(df: Any, path: str) -> DeltaVersion:
         rows = int(seen.get.get("rows", 0) or 0)
         sizes = data_file_sizes(df.sparkSession, path)
     except Exception as exc:
-        raise CheckpointError(f"writing checkpoint files {path} failed: {exc}") from exc
+        raise CheckpointError(f"writing checkpoint files {path} failed: {error_line(exc)}") from exc
     return DeltaVersion(
         path=path,
         version=0,
@@ -292,7 +293,7 @@ def commit_readable(spark: Any, dv: DeltaVersion) -> str | None:
             return f"its Delta log entry {name} is missing"
         files = _whole_table_files(_commit_actions(raw))
     except Exception as exc:
-        return f"its Delta log entry {name} cannot be read ({exc})"
+        return f"its Delta log entry {name} cannot be read ({error_line(exc)})"
     if files is None or sorted(files) != sorted(dv.files or ()):
         return f"its Delta log entry {name} does not name the recorded data files"
     return None

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..core.redact import redact
 from ..core.retry import with_retries
 from ..core.uris import is_local, local_path
-from ..errors import StorageError
+from ..errors import StorageError, StorageRootError
 from ..spark.hadoop import HadoopLogFS
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,19 @@ class LocalLogFS:
 
     def __init__(self, root: str) -> None:
         self.root = local_path(root)
+        _check_local_root(self.root)
+
+    def _makedirs(self, directory: str) -> None:
+        """Create ``directory`` (under the root); a root that cannot hold folders is named."""
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except (FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+            _check_local_root(self.root)
+            raise StorageRootError(
+                f"storage root {redact(self.root)!r} cannot hold the workflow log: creating "
+                f"{redact(directory)} failed ({exc.strerror or exc}). Choose a directory you "
+                "can write (it is created if missing) with storage=... or --storage"
+            ) from exc
 
     def _abs(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/"))
@@ -61,7 +74,7 @@ class LocalLogFS:
 
         def attempt() -> bool:
             directory = os.path.dirname(final)
-            os.makedirs(directory, exist_ok=True)
+            self._makedirs(directory)
             tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
             try:
                 with open(tmp, "wb") as fh:
@@ -86,7 +99,7 @@ class LocalLogFS:
         final = self._abs(rel)
 
         def attempt() -> None:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            self._makedirs(os.path.dirname(final))
             tmp = f"{final}.tmp-{uuid.uuid4().hex}"
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -125,6 +138,26 @@ class LocalLogFS:
             return sorted(e.name for e in os.scandir(base) if e.is_dir())
         except FileNotFoundError:
             return []
+
+
+def _check_local_root(root: str) -> None:
+    """Refuse a local storage root that is a file, or lies under one (so no folder can be
+    made there), naming it; a root that does not exist yet is fine (it is created on the
+    first write)."""
+    path = os.path.abspath(root)
+    while True:
+        if os.path.isdir(path):
+            return
+        if os.path.lexists(path):
+            what = "is a file" if path == os.path.abspath(root) else f"lies under the file {path}"
+            raise StorageRootError(
+                f"storage root {redact(root)!r} {what}, not a directory: pass a directory "
+                "(it is created if missing) with storage=... or --storage"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _fsync_dir(directory: str) -> None:

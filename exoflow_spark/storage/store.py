@@ -49,7 +49,9 @@ from .logfs import LogFS, open_logfs
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-#: A run whose owner is on another host is presumed dead when its heartbeat is this old.
+#: A run whose owner is on another host is presumed dead when its heartbeat record has not
+#: changed for this long, as timed by the claiming driver's own monotonic clock (no two hosts'
+#: wall clocks are ever compared to take a claim over; see :meth:`WorkflowStore.check_not_held`).
 HEARTBEAT_TTL_SECONDS = 30.0
 
 
@@ -179,8 +181,27 @@ class RunInfo:
     def started_at(self) -> float | None:
         return self.start.started_at if self.start is not None else None
 
+    def local_owner_alive(self) -> bool | None:
+        """Whether the owner lives, if this host can tell: the owner ran here and its record
+        holds a start time to compare (so a recycled pid is not taken for it); else None."""
+        if self.end is not None:
+            return False
+        owner = self.owner
+        if owner.host != socket.gethostname() or not owner.pid:
+            return None
+        started = process_start_time(owner.pid)
+        if started is None:
+            return False
+        return _same_process(owner, started)
+
     def owner_alive(self, now: float | None = None) -> bool:
-        """Whether the driver that started this run still runs it."""
+        """Whether the driver that started this run still runs it (for display).
+
+        On the owner's host this is exact (its pid and the pid's start time). For an owner on
+        another host it is an estimate from the heartbeat's timestamp and this host's clock,
+        which a skewed clock makes wrong: taking a claim over never relies on it (see
+        :meth:`WorkflowStore.check_not_held`).
+        """
         if self.end is not None:
             return False
         owner = self.owner
@@ -275,6 +296,11 @@ class WorkflowStore:
         self._event_seq = 0
         self._lock = threading.Lock()
         self._done: set[str] | None = None  # see done_tasks
+        #: the run this store claimed (set by start_run): its commits are fenced against a
+        #: takeover (see commit_task)
+        self._run: int | None = None
+        #: runs check_not_held found abandoned (a foreign claim is observed only once)
+        self._lapsed: set[int] = set()
 
     # -- paths ---------------------------------------------------------------------------
     def ref_uri(self, task_id: str) -> str:
@@ -431,6 +457,84 @@ class WorkflowStore:
 
     # -- writing -------------------------------------------------------------------------
 
+    def check_not_held(self, state: WorkflowState) -> None:
+        """Refuse, writing nothing, if a live driver holds the workflow (its latest run has no
+        end record and its owner lives). Called before any other check of a run, so a second
+        driver hears first that the workflow is busy.
+
+        The owner's liveness is decided without comparing wall clocks of two hosts:
+
+        * owner on this host: its pid runs and started when the record says (exact);
+        * owner on another host (or a record without a start time to compare): its heartbeat
+          record is watched for up to :data:`HEARTBEAT_TTL_SECONDS` of this process's
+          monotonic clock. A live owner rewrites it every :data:`HEARTBEAT_SECONDS`, so a
+          change means alive; no change for the whole window means the claim lapsed. The
+          timestamps inside the record are never compared with this host's clock.
+
+        Raises:
+            ConcurrentRunError: naming the owner (host, pid, run, since when).
+        """
+        latest = state.latest
+        if latest is None or latest.end is not None or latest.number in self._lapsed:
+            return
+        alive = latest.local_owner_alive()
+        if alive is None:
+            alive = self._heartbeat_changes(latest)
+        if alive:
+            raise ConcurrentRunError(self._held_message(latest))
+        self._lapsed.add(latest.number)
+
+    def _held_message(self, run: RunInfo) -> str:
+        owner = run.owner
+        since = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
+            if run.started_at
+            else "an unknown time"
+        )
+        return (
+            f"workflow [{self.workflow_id}] is being run by another live driver (host "
+            f"{owner.host}, pid {owner.pid}, run {run.number}, since {since} by its clock); "
+            "this driver will not write. Wait for it to finish (`exoflow-spark status "
+            f"{self.workflow_id}`), or stop it and re-run"
+        )
+
+    def _heartbeat_changes(self, run: RunInfo) -> bool:
+        """Watch run ``run``'s heartbeat record (see :meth:`check_not_held`): True as soon as
+        it changes (or another driver claims a later run), False if it ends or stays the same
+        for :data:`HEARTBEAT_TTL_SECONDS` of this process's monotonic clock."""
+        wf = self.workflow_id
+        beat = layout.run_record(wf, run.number, "heartbeat")
+        end = layout.run_record(wf, run.number, "end")
+        after = layout.run_record(wf, run.number + 1, "start")
+        first = self.fs.get(beat)
+        ttl = HEARTBEAT_TTL_SECONDS
+        logger.info(
+            "[%s] run %d is held by a driver on host %s: watching its heartbeat for up to "
+            "%.0f s to see whether it is still alive",
+            wf,
+            run.number,
+            run.owner.host,
+            ttl,
+        )
+        deadline = time.monotonic() + ttl
+        while True:
+            time.sleep(min(1.0, ttl / 10))
+            if self.fs.exists(end):
+                return False
+            if self.fs.exists(after) or self.fs.get(beat) != first:
+                return True
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "[%s] run %d (host %s, pid %s): its heartbeat has not changed for %.0f s; "
+                    "its driver is taken to be dead",
+                    wf,
+                    run.number,
+                    run.owner.host,
+                    run.owner.pid,
+                    ttl,
+                )
+                return False
+
     def start_run(
         self,
         state: WorkflowState,
@@ -439,15 +543,10 @@ class WorkflowStore:
         invalidate: Iterable[str] = (),
         launch: Mapping[str, Any] | None = None,
     ) -> int:
-        """Claim the next run number; refuse if a live driver holds the workflow."""
+        """Claim the next run number; refuse if a live driver holds the workflow (see
+        :meth:`check_not_held`) or another driver claims the same number at once."""
+        self.check_not_held(state)
         latest = state.latest
-        if latest is not None and latest.end is None and latest.owner_alive():
-            owner = latest.owner
-            raise ConcurrentRunError(
-                f"workflow [{self.workflow_id}] is being run by another live driver (host "
-                f"{owner.host}, pid {owner.pid}, run {latest.number}); this "
-                "driver will not write. Wait for it to finish, or stop it and re-run"
-            )
         number = (latest.number + 1) if latest else 1
         record = RunStart(
             run=number,
@@ -463,8 +562,17 @@ class WorkflowStore:
                 f"workflow [{self.workflow_id}]: another driver claimed run {number} at the "
                 "same moment; this driver will not write. Check `exoflow-spark status`"
             )
+        self._run = number
         self.heartbeat(number)
         return number
+
+    def taken_over(self, run: int) -> RunInfo | None:
+        """The later run that took this workflow over from run ``run``, if one started (a
+        driver whose heartbeat stalled past the TTL, e.g. a long GC pause, and lost its
+        claim), else None."""
+        rel = layout.run_record(self.workflow_id, run + 1, "start")
+        rec = _loads_or_none(self.fs.get(rel), self.fs.uri(rel))
+        return None if rec is None else RunInfo(run + 1, RunStart.from_json(rec))
 
     def heartbeat(self, run: int) -> None:
         rel = layout.run_record(self.workflow_id, run, "heartbeat")
@@ -480,6 +588,18 @@ class WorkflowStore:
 
         Returns the record as written (stamped with the task, generation and time).
         """
+        if self._run is not None:
+            # fencing: a driver that lost its claim (its heartbeat stalled past the TTL and
+            # another driver started a later run) commits nothing more
+            later = self.taken_over(self._run)
+            if later is not None:
+                owner = later.owner
+                raise ConcurrentRunError(
+                    f"workflow [{self.workflow_id}] task [{task_id}]: this driver's run "
+                    f"{self._run} was taken over by run {later.number} (host {owner.host}, "
+                    f"pid {owner.pid}) while its heartbeat was stalled; this driver stops "
+                    "without committing. The other driver finishes the workflow"
+                )
         rec = replace(record, task=task_id, generation=generation, committed_at=time.time())
         rel = layout.commit_record(self.workflow_id, task_id, generation)
         if not self.fs.put_if_absent(rel, _dumps(rec.to_json())):
@@ -551,6 +671,11 @@ def list_workflow_ids(storage: str, spark: Any | None = None) -> list[str]:
     return out
 
 
+def storage_exists(storage: str, spark: Any | None = None) -> bool:
+    """Whether ``storage`` holds exoflow-spark data (its ``workflows/`` folder exists)."""
+    return open_logfs(validate_storage_root(storage), spark).exists(layout.WORKFLOWS)
+
+
 class Heartbeat:
     """Refreshes a run's heartbeat record from a daemon thread until stopped."""
 
@@ -572,6 +697,18 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
+                later = self._store.taken_over(self._run)
+                if later is not None:
+                    logger.error(
+                        "[%s] run %d was taken over by run %d (host %s, pid %s): this driver's "
+                        "heartbeat stalled past the TTL; it will commit nothing more",
+                        self._store.workflow_id,
+                        self._run,
+                        later.number,
+                        later.owner.host,
+                        later.owner.pid,
+                    )
+                    return
                 self._store.heartbeat(self._run)
             except Exception:  # a missed heartbeat is not fatal; the next one may succeed
                 logger.warning("[%s] heartbeat failed", self._store.workflow_id, exc_info=True)

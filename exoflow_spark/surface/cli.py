@@ -65,10 +65,26 @@ def _storage(args: argparse.Namespace) -> str:
     library default."""
     from ..core.defaults import resolve_storage
 
-    if args.storage:
-        return str(args.storage)
+    if getattr(args, "profile_given", False):
+        load_profile(args.profile)  # an unknown --profile is an error even beside --storage
+    if args.storage is not None:
+        return resolve_storage(str(args.storage))
     profile = load_profile(args.profile)
-    return resolve_storage(profile.storage)
+    return resolve_storage(profile.storage or None)
+
+
+def _require_root(args: argparse.Namespace, storage: str) -> Any | None:
+    """The session for ``storage`` (if it needs one), after checking that the root holds
+    exoflow-spark data: a mistyped root is a usage error, not an empty listing."""
+    from ..storage.store import storage_exists
+
+    spark = _spark_if_needed(args, storage)
+    if not storage_exists(storage, spark):
+        raise UsageError(
+            f"no exoflow-spark storage at {storage!r} (it has no workflows/ folder): check "
+            "--storage and --profile (a run creates it)"
+        )
+    return spark
 
 
 def _session(args: argparse.Namespace, app_name: str = "exoflow-spark-cli") -> Any:
@@ -103,7 +119,7 @@ def _store(args: argparse.Namespace) -> WorkflowStore:
 # -- list / status / explain -----------------------------------------------------------------
 def _cmd_list(args: argparse.Namespace) -> int:
     storage = _storage(args)
-    infos = api.list_workflows(storage=storage, spark=_spark_if_needed(args, storage))
+    infos = api.list_workflows(storage=storage, spark=_require_root(args, storage))
     if args.json:
         print(_dumps([{**i.__dict__, "status": i.status.value} for i in infos]))
         return 0
@@ -325,6 +341,7 @@ def _launch_function(
             storage=storage,
             spark=spark,
             invalidate=getattr(args, "invalidate", None) or (),
+            replace=bool(getattr(args, "replace", False)),
             max_parallel=args.max_parallel,
             recovery=args.recovery,
             progress=False if args.no_progress else "auto",
@@ -466,6 +483,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     fmt = args.format or (
         _EXT_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None
     )
+    if args.output and not args.json:
+        ext = Path(args.output).suffix.lower()
+        known = ", ".join(sorted(_EXT_FORMATS))
+        if fmt is None:
+            raise UsageError(
+                f"cannot tell what to draw into {args.output!r} from its extension "
+                f"{ext or '(none)'!r}: name the file with one of {known}, or pass --format"
+            )
+        if ext in _EXT_FORMATS and _EXT_FORMATS[ext] != fmt:
+            raise UsageError(
+                f"--format {fmt} would write {fmt} into {args.output!r}, whose extension says "
+                f"{_EXT_FORMATS[ext]}: rename the file or change --format"
+            )
     if args.timeline:
         fmt = fmt or "text"
         if fmt not in ("png", "svg", "text"):
@@ -590,7 +620,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         workflow_ids=args.workflow_ids or None,
         dry_run=args.dry_run,
         include_outputs=args.include_outputs,
-        spark=_spark_if_needed(args, storage),
+        spark=_require_root(args, storage),
     )
     if args.json:
         print(
@@ -749,6 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TASK",
         help="re-run this committed task and everything downstream (repeatable; "
         "module:function targets)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="let this workflow id run a DAG other than the one it logged (other tasks, "
+        "edges or output): unchanged committed tasks are kept (module:function targets)",
     )
     run_options(p)
     p.set_defaults(fn=_cmd_run)

@@ -60,8 +60,8 @@ def test_status_exit_codes(spark, storage, capsys) -> None:
     assert [t["state"] for t in json.loads(capsys.readouterr().out)["tasks"]] == ["FAILED"]
     assert main(["status", "missing", "--storage", storage]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["list", "--storage", storage + "-empty"]) == 0
-    assert "no workflows" in capsys.readouterr().out
+    assert main(["list", "--storage", storage]) == 0
+    assert "cli-failed" in capsys.readouterr().out
 
 
 FLOWS = """
@@ -265,6 +265,39 @@ def test_show_every_format(spark, storage, tmp_path, capsys) -> None:
     assert "pass --output" in capsys.readouterr().err
 
 
+def test_usage_errors_exit_2_name_the_problem_and_write_nothing(
+    spark, storage, tmp_path, capsys
+) -> None:
+    @xf.task
+    def one():
+        return 1
+
+    xf.run(one.bind(), workflow_id="cli-one", storage=storage, spark=spark)
+    capsys.readouterr()
+    typo = storage + "-typo"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    png = str(tmp_path / "x.png")
+    cases = [
+        (["list", "--storage", typo], f"no exoflow-spark storage at '{typo}'"),
+        (["gc", "--storage", typo, "--dry-run"], f"no exoflow-spark storage at '{typo}'"),
+        (["gc", "cli-nope", "--storage", storage, "--dry-run"], "[cli-nope] not found"),
+        (["list", "--storage", str(afile)], "is a file, not a directory"),
+        (["list", "--storage", ""], "storage='' is empty"),
+        (["list", "--storage", storage, "--profile", "nosuchprofile"], "'nosuchprofile'"),
+        (["status", "cli-one", "--storage", "foo://x"], 'No FileSystem for scheme "foo"'),
+        (["show", "cli-one", "--storage", storage, "-o", str(tmp_path / "x.bmp")], "'.bmp'"),
+        (["show", "cli-one", "--storage", storage, "--format", "svg", "-o", png], "says png"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert fragment in captured.err, (argv, captured.err)
+        assert "Traceback" not in captured.err and "\tat " not in captured.err
+    assert not Path(typo).exists() and afile.read_text() == "x"
+    assert not (tmp_path / "x.bmp").exists() and not (tmp_path / "x.png").exists()
+
+
 def test_help_teaches_and_profiles_apply(storage, tmp_path, capsys, monkeypatch) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -282,8 +315,8 @@ def test_help_teaches_and_profiles_apply(storage, tmp_path, capsys, monkeypatch)
     (conf / "profiles.toml").write_text(f'[mine]\nstorage = "{storage}-profile"\n')
     monkeypatch.setenv("EXOFLOW_CONF_DIR", str(conf))
     monkeypatch.delenv("EXOFLOW_STORAGE", raising=False)
-    assert main(["list", "--profile", "mine"]) == 0
-    assert f"no workflows under {storage}-profile" in capsys.readouterr().out
+    assert main(["list", "--profile", "mine"]) == 2  # the profile's root does not exist
+    assert f"no exoflow-spark storage at '{storage}-profile'" in capsys.readouterr().err
     assert main(["status", "x", "--", "extra"]) == 2
 
 

@@ -72,7 +72,13 @@ def written_root_is_gone(copy: Path) -> None:
 
 
 @pytest.fixture
-def release(tmp_path: Path) -> Release:
+def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Release:
+    # The crashed run was written on host "vm": on any other host a resume first watches its
+    # (silent) heartbeat for the TTL, as it would a driver that died on another machine
+    # (tests/spark/test_concurrent.py). Keep that watch short here.
+    from exoflow_spark.storage import store as store_mod
+
+    monkeypatch.setattr(store_mod, "HEARTBEAT_TTL_SECONDS", 1.0)
     copy = tmp_path / "release-0.1.0"
     shutil.copytree(FIXTURE, copy)
     written_root_is_gone(copy)

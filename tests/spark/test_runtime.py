@@ -595,6 +595,18 @@ def test_bad_outputs_and_sink_misuse(spark, storage, wf, sink_path) -> None:
     with pytest.raises(xf.DagError, match=r"\[not_json\] returned a object.*JSON-able"):
         xf.run(not_json.bind(), workflow_id=wf, storage=storage, spark=spark)
 
+    @xf.task
+    def pandas_frame():
+        import pandas as pd
+
+        return pd.DataFrame({"a": [1]})
+
+    with pytest.raises(xf.DagError) as info:
+        xf.run(pandas_frame.bind(), workflow_id=wf + "-pd", storage=storage, spark=spark)
+    msg = str(info.value)
+    assert "returned a pandas.DataFrame, which is neither a Spark DataFrame" in msg
+    assert "createDataFrame(pdf)" in msg
+
     with pytest.raises(xf.SinkError, match=r"only inside a function decorated with @xf\.task"):
         xf.write_delta(spark.range(1), sink_path)
 

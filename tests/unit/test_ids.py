@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import exoflow_spark as xf
@@ -38,3 +40,29 @@ def test_valid_ids(good: str) -> None:
 def test_invalid_ids_are_refused(bad: object) -> None:
     with pytest.raises(xf.InvalidIdError):
         validate_id(bad)
+
+
+def test_a_storage_root_that_is_a_file_is_named(tmp_path) -> None:
+    from exoflow_spark.storage.store import WorkflowStore
+
+    f = tmp_path / "notes.txt"
+    f.write_text("x")
+    with pytest.raises(xf.StorageRootError, match=r"notes\.txt' is a file, not a directory"):
+        WorkflowStore(str(f), "wf")
+    with pytest.raises(xf.StorageRootError, match=r"lies under the file .*notes\.txt"):
+        WorkflowStore(str(f / "exo"), "wf")
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_a_storage_root_where_no_folder_can_be_made_is_named() -> None:
+    from exoflow_spark.core.records import DagRecord
+    from exoflow_spark.storage.store import WorkflowStore
+
+    store = WorkflowStore("/proc/exoflow-test-root", "wf")
+    assert not store.read_state().exists  # reading an absent root is fine: nothing there
+    with pytest.raises(xf.StorageRootError) as info:
+        store.start_run(store.read_state(), DagRecord("t"))
+    assert "'/proc/exoflow-test-root' cannot hold the workflow log" in str(info.value)
+    assert "Choose a directory you can write" in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)

@@ -120,6 +120,12 @@ def one_task():
         (lambda: xf.explain(one_task.bind()), "needs workflow_id="),
         (lambda: xf.show_dag(42), "show_dag expects a workflow id or a DAG node"),
         (lambda: xf.show_dag(one_task.bind(), format="gif"), "format='gif'"),
+        (lambda: xf.run(one_task.bind(), workflow_id="x", storage=""), "storage='' is empty"),
+        (lambda: xf.run(one_task.bind(), storage="  "), "storage='  ' is empty"),
+        (lambda: xf.get_status("x", storage=7), "not int 7"),
+        (lambda: xf.set_default_storage(123), "set_default_storage(...) must be"),
+        (lambda: xf.set_default_storage(""), "set_default_storage(...) is empty"),
+        (lambda: xf.run(one_task.bind(), replace="yes"), "replace='yes'"),
     ],
 )
 def test_bad_argument_values_raise_invalid_option_error(call, fragment: str) -> None:

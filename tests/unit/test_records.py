@@ -681,3 +681,26 @@ def test_invalidation_cut_short_leaves_a_consistent_log(tmp_path: Path) -> None:
     store.invalidate(["b", "c"], store.read_state(), run)  # the same request, run again
     state = store.read_state()
     assert set(state.commits) == {"a"} and state.generation("b") == 1
+
+
+def test_dag_differences_name_what_changed_in_shape() -> None:
+    logged = DagRecord.from_json(V1_DAG)  # bronze -> silver (output)
+    assert logged.differences(DagRecord.from_json(copy.deepcopy(V1_DAG))) == []
+    # code, arguments and options are not shape: committed fingerprints judge those
+    tweaked = copy.deepcopy(V1_DAG)
+    tweaked["tasks"][1].update(fingerprint="other", code_fingerprint="other", max_retries=3)
+    assert logged.differences(DagRecord.from_json(tweaked)) == []
+
+    other = {"output": "num", "tasks": [{**V1_TASK, "id": "num", "upstream": []}]}
+    assert logged.differences(DagRecord.from_json(other)) == [
+        "output [silver] is now [num]",
+        "task(s) [bronze], [silver] of the logged DAG are not in this one",
+        "task(s) [num] are new",
+    ]
+    rewired = copy.deepcopy(V1_DAG)
+    rewired["tasks"].insert(0, {**V1_TASK, "id": "extra", "upstream": []})
+    rewired["tasks"][2]["upstream"] = ["bronze", "extra"]
+    assert logged.differences(DagRecord.from_json(rewired)) == [
+        "task(s) [extra] are new",
+        "task [silver] reads [bronze], [extra] instead of [bronze]",
+    ]
