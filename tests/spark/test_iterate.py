@@ -211,22 +211,23 @@ def test_a_step_that_returns_no_dataframe_is_refused(spark, tmp_path) -> None:
 
 @pytest.mark.subprocess
 def test_a_driver_killed_mid_iteration_resumes_from_the_last_cut(tmp_path) -> None:
-    """A real SIGKILL while the driver builds iteration 22 of 30 (cuts after 4, 9, 14, 19):
-    the re-run driver re-does iterations 20-22 only and gives the uninterrupted ranks."""
+    """A real SIGKILL while the driver builds iteration 8 of 12 (cuts after 2 and 5): the
+    re-run driver re-does iterations 6-8 only and gives the uninterrupted ranks."""
     counter = tmp_path / "iterations"
     args = ("--storage", tmp_path / "exo", "--workflow-id", "ranks", "--counter", counter)
-    proc = start_driver("iterate_job.py", *args, crash_at="pagerank:during-iteration@23")
-    _, err = proc.communicate(timeout=300)
+    args += ("--iterations", 12, "--every", 3)
+    proc = start_driver("iterate_job.py", *args, crash_at="pagerank:during-iteration@9")
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
-    assert counter.read_text().split() == [str(i) for i in range(23)]
+    assert counter.read_text().split() == [str(i) for i in range(9)]
     counter.write_text("")
 
     proc = start_driver("iterate_job.py", *args)
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert counter.read_text().split() == [str(i) for i in range(20, 30)]  # 20-22 re-done
+    assert counter.read_text().split() == [str(i) for i in range(6, 12)]  # 6-8 re-done
     lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     report = json.loads(lines["REPORT"])
-    assert report == {"iterations": 30, "steps_run": 10, "resumed_from": 19, "cuts": [24]}
+    assert report == {"iterations": 12, "steps_run": 6, "resumed_from": 5, "cuts": [8]}
     ranks = {int(k): v for k, v in json.loads(lines["RANKS"]).items()}
-    assert_ranks(ranks, python_pagerank(30))
+    assert_ranks(ranks, python_pagerank(12))
