@@ -24,6 +24,14 @@ class TaskContext:
     run: int = 0
     is_sink: bool = True
     sink_seq: int = field(default=0)
+    #: the task's fingerprint in the DAG (code, literal inputs, upstream fingerprints); None
+    #: when the engine did not say (a context built by hand)
+    fingerprint: str | None = None
+    #: False when the task is nondeterministic or reads a nondeterministic output that is not
+    #: durable yet: a re-execution may then see other data (``xf.iterate`` does not resume)
+    deterministic: bool = True
+    #: how many ``xf.iterate`` calls this attempt made so far (each call's cuts are its own)
+    iterate_seq: int = field(default=0)
 
     def next_sink_version(self) -> int:
         """The attempt-free sequence number of the next sink write in this task."""

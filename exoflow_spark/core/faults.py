@@ -9,7 +9,9 @@ JVM shutdown hook) runs, exactly as when a node dies. ``*`` matches any task. Ph
 * ``after-commit``: the commit record is durable;
 * ``during-sink``: an exactly-once sink wrote its Delta commit and has not returned;
 * ``during-batch``: a streaming task's micro-batch made one of its writes, not all;
-* ``after-batch``: a micro-batch's writes are done, Spark has not recorded it as committed.
+* ``after-batch``: a micro-batch's writes are done, Spark has not recorded it as committed;
+* ``during-iteration``: ``xf.iterate`` built a step and has not cut after it
+  (``@n``: in the n-th step this process builds).
 
 ``<task_id>:<phase>@<n>`` kills at the n-th time that point is reached in this process
 (e.g. in the second micro-batch), not the first.
@@ -33,6 +35,7 @@ PHASES = (
     "during-sink",
     "during-batch",
     "after-batch",
+    "during-iteration",
 )
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()

@@ -86,8 +86,18 @@ class TaskRunner:
         """The :class:`TaskContext` of an attempt of ``tid``."""
         ctx = self.ctx
         generation = ctx.log.generation(tid)
+        node = ctx.dag.node(tid)
         return TaskContext(
-            ctx.wf, tid, ctx.spark, generation, attempt, ctx.store, ctx.run, is_sink=is_sink
+            ctx.wf,
+            tid,
+            ctx.spark,
+            generation,
+            attempt,
+            ctx.store,
+            ctx.run,
+            is_sink=is_sink,
+            fingerprint=ctx.dag.fingerprint(node),
+            deterministic=node.task.opts.deterministic,
         )
 
     @contextmanager
@@ -123,6 +133,7 @@ class TaskRunner:
             args, kwargs = self.inputs(node)
             observed = self._observed(node)
             tctx = self.context(tid, attempt, is_sink=self.ctx.dag.is_sink(node))
+            tctx.deterministic = tctx.deterministic and not observed
             start = time.perf_counter()
             try:
                 with self.in_task(tctx, tid):

@@ -13,6 +13,8 @@ turns them into URIs)::
     workflows/<wf>/refs/<task>                          Delta table of the task's checkpoints
     workflows/<wf>/refs/<task>/_parquet/<random>        one checkpoint (checkpoint_format="parquet")
     workflows/<wf>/refs/<task>__iterations              xf.iterate scratch table of a task
+    workflows/<wf>/refs/<task>__iterations/_exoflow_cuts/call-<k>.json
+                                                        its k-th call's last durable cut
     workflows/<wf>/streams/<task>                       a streaming task's checkpointLocation
     streams/<name>/checkpoint, streams/<name>/table     a stream shared by several workflows
     _exoflow/throughput.json, throughput-<fmt>.json     the root's measured cost model
@@ -133,6 +135,24 @@ def iterations_dir(workflow_id: str, task_id: str) -> str:
 def iterations_owner(table: str) -> str | None:
     """The task whose scratch table ``table`` is, or None if it is not a scratch table."""
     return table[: -len(ITERATIONS_SUFFIX)] if table.endswith(ITERATIONS_SUFFIX) else None
+
+
+#: the folder inside an ``xf.iterate`` table that holds its cut records (Delta ignores names
+#: starting with ``_``, and the record is deleted with the table)
+CUTS_DIR = "_exoflow_cuts"
+
+
+def cut_record(call: int) -> str:
+    """``_exoflow_cuts/call-<k>.json``, relative to an ``xf.iterate`` table: the last durable
+    cut of the k-th ``xf.iterate`` call of a task (or of a call with an explicit path)."""
+    if call < 0:
+        raise ValueError(f"xf.iterate call number {call} must be >= 0")
+    return f"{CUTS_DIR}/call-{call:03d}.json"
+
+
+def iterations_cut_record(workflow_id: str, task_id: str, call: int) -> str:
+    """The cut record of the k-th ``xf.iterate`` call of a task, under the storage root."""
+    return f"{iterations_dir(workflow_id, task_id)}/{cut_record(call)}"
 
 
 def stream_dir(workflow_id: str, task_id: str) -> str:
