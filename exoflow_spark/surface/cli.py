@@ -45,6 +45,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..storage.store import WorkflowStore
+from . import pipelines
 from .config import load_profile
 
 #: Errors meaning "the workflow ran (or is running) and did not succeed": exit code 1.
@@ -358,6 +359,10 @@ def _launch_script(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.target.endswith((".yml", ".yaml")):  # a Spark Declarative Pipelines project
+        code, text = pipelines.cli_run(args, _session(args, app_name="exoflow-pipeline"))
+        print(text)
+        return code
     job_args = list(args.job_args)
     if _is_script(args.target):
         # a job script parses its own arguments: hand it the standard job options we got
@@ -750,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-run this committed task and everything downstream (repeatable; "
         "module:function targets)",
     )
+    pipelines.add_run_arguments(p)
     run_options(p)
     p.set_defaults(fn=_cmd_run)
 
