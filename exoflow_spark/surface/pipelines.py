@@ -363,7 +363,7 @@ class _Resolver:
             if ds is not None:
                 views[ref] = self.resolve(ref, streaming, lambda: None)
             else:
-                self.note(ref, streaming)
+                self.external(ref, streaming)
         with _SQL_LOCK:  # temp views are session-wide: register and analyse as one step
             for ref, df in views.items():
                 if df is not None:
@@ -374,7 +374,10 @@ class _Resolver:
         return self.spark.sql(sql)
 
     def note(self, name: str, streaming: bool) -> None:
-        """Record a read of a table outside the pipeline."""
+        """Record a read of a table."""
+
+    def external(self, name: str, streaming: bool) -> None:
+        """A SQL query reads ``name``, which is not a dataset of the pipeline."""
 
     def resolve(self, name: str, streaming: bool, fallback: Callable[[], Any]) -> Any:
         raise NotImplementedError
@@ -394,6 +397,24 @@ class _Analysis(_Resolver):
         if self.flows and (name, streaming) not in self.flows[-1].reads:
             self.flows[-1].reads.append((name, streaming))
 
+    def _unknown(self, name: str, why: str) -> PipelineError:
+        flow = self.flows[-1] if self.flows else None
+        who = f"flow [{flow.name}] ({flow.where})" if flow else "the pipeline"
+        return PipelineError(
+            f"{who} reads [{name}], which is neither a dataset of this pipeline nor an "
+            f"existing table ({why}); define it in the pipeline or create it before the run. "
+            "Nothing ran"
+        )
+
+    def external(self, name: str, streaming: bool) -> None:
+        self.note(name, streaming)
+        try:
+            exists = bool(self.spark.catalog.tableExists(name))
+        except Exception as exc:
+            raise self._unknown(name, _first_line(exc)) from exc
+        if not exists:
+            raise self._unknown(name, "not in the catalog")
+
     def resolve(self, name: str, streaming: bool, fallback: Callable[[], Any]) -> Any:
         ds = self.graph.lookup(name)
         self.note(ds.name if ds else name, streaming)
@@ -401,13 +422,7 @@ class _Analysis(_Resolver):
             try:
                 return fallback()
             except Exception as exc:
-                flow = self.flows[-1] if self.flows else None
-                who = f"flow [{flow.name}] ({flow.where})" if flow else "the pipeline"
-                raise PipelineError(
-                    f"{who} reads [{name}], which is neither a dataset of this pipeline nor an "
-                    f"existing table ({_first_line(exc)}); define it in the pipeline or create "
-                    "it before the run. Nothing ran"
-                ) from exc
+                raise self._unknown(name, _first_line(exc)) from exc
         if ds.kind == SINK:
             flow = self.flows[-1]
             raise PipelineError(
