@@ -37,7 +37,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ from ..core.task import Node, Task
 from ..core.values import is_dataframe
 from ..errors import ExoflowError, PipelineError
 from ..io.sink import write_delta
-from ..io.streaming import StreamBatch, StreamingTask, StreamOptions
-from ..spark.hadoop import delete_tree, has_jvm
+from ..io.streaming import StreamBatch, StreamingTask, StreamOptions, run_stream
+from ..spark.hadoop import has_jvm
 from ..spark.sqlparse import parse_statement
 from ..storage.checkpoints import DeltaSnapshot, table_snapshot
 
@@ -864,20 +864,52 @@ def _mv_task(graph: PipelineGraph, ds: Dataset) -> Task[Any]:
     return Task(materialized_view, TaskOptions(name=ds.name, sink=True))
 
 
+GENERATION_PROPERTY = "exoflow.pipelines.generation"
+
+
+def _generation(spark: Any, path: str) -> int:
+    """How many times the streaming table at ``path`` was fully refreshed (a table property:
+    each reset starts its flows' streams under new names, so new checkpoints and new
+    ``txnAppId`` values: Delta would otherwise skip the replayed batches as already written)."""
+    if table_snapshot(spark, path).version < 0:
+        return 0
+    rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    props = {r[0]: r[1] for r in rows}
+    return int(props.get(GENERATION_PROPERTY, "0"))
+
+
 def _reset_task(graph: PipelineGraph, ds: Dataset) -> Task[Any]:
     def full_refresh() -> dict[str, Any]:
-        ctx = current_task()
-        spark = ctx.spark
-        for flow in ds.flows:
-            checkpoint, _ = ctx.store.shared_stream_uris(graph.stream_name(flow))
-            delete_tree(spark, checkpoint)
-        snap = table_snapshot(spark, ds.path)
-        if snap.version >= 0:
-            empty = spark.read.format("delta").load(ds.path).limit(0)
-            empty.write.format("delta").mode("overwrite").save(ds.path)
-        return {"reset": ds.name}
+        spark = current_task().spark
+        if table_snapshot(spark, ds.path).version < 0:
+            return {"reset": ds.name, "generation": 0}
+        generation = _generation(spark, ds.path) + 1
+        empty = spark.read.format("delta").load(ds.path).limit(0)
+        empty.write.format("delta").mode("overwrite").save(ds.path)
+        spark.sql(
+            f"ALTER TABLE delta.`{ds.path}` SET TBLPROPERTIES "
+            f"('{GENERATION_PROPERTY}' = '{generation}')"
+        )
+        return {"reset": ds.name, "generation": generation}
 
     return Task(full_refresh, TaskOptions(name=f"{ds.name}.full-refresh", sink=True))
+
+
+class _FlowTask(StreamingTask):
+    """A streaming table's flow: its stream name (checkpoint, ``txnAppId``) carries the
+    table's full-refresh generation, read when the query starts."""
+
+    def __init__(
+        self, fn: Callable[..., Any], opts: TaskOptions, stream: StreamOptions, base: str, path: str
+    ) -> None:
+        super().__init__(fn, opts, stream)
+        self.base = base
+        self.path = path
+
+    def finish(self, result: Any, ctx: Any) -> Any:
+        generation = _generation(ctx.spark, self.path)
+        name = f"{self.base}.g{generation}" if generation else self.base
+        return run_stream(result, replace(self.stream, stream_name=name), ctx)
 
 
 def _flow_task(graph: PipelineGraph, ds: Dataset, flow: FlowDef, *, single: bool) -> Task[Any]:
@@ -900,9 +932,10 @@ def _flow_task(graph: PipelineGraph, ds: Dataset, flow: FlowDef, *, single: bool
                 batch.df.write.format(fmt).options(**options).mode("append").save()
 
         stream = StreamOptions(foreach_batch=write_batch, stream_name=graph.stream_name(flow))
-    else:
-        stream = StreamOptions(table=ds.path, stream_name=graph.stream_name(flow))
-    return StreamingTask(streaming_flow, opts, stream)
+        return StreamingTask(streaming_flow, opts, stream)
+    base = graph.stream_name(flow)
+    stream = StreamOptions(table=ds.path, stream_name=base)
+    return _FlowTask(streaming_flow, opts, stream, base, ds.path)
 
 
 def _union_task(ds: Dataset) -> Task[Any]:

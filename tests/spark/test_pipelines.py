@@ -7,7 +7,6 @@ the input, in Python.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -145,6 +144,13 @@ def test_a_richer_project_updates_exactly_once(spark, tmp_path, capsys) -> None:
     assert rows(spark, str(tables / "big_spends")) == [e for e in evs if e[1] > 5]
     assert rows(spark, str(tables / "segment_totals")) == segment_totals(evs)
 
+    # --full-refresh a streaming table: emptied, then all of its input processed again, once
+    published = version(spark, str(tables / "customers"))
+    assert cli.main(["run", str(spec), "--full-refresh", "big_spends", "--no-progress"]) == 0
+    assert "workflow shop-4 SUCCESSFUL" in capsys.readouterr().out
+    assert rows(spark, str(tables / "big_spends")) == [e for e in evs if e[1] > 5]
+    assert version(spark, str(tables / "customers")) == published
+
 
 BAD = {
     "cycle": (
@@ -210,45 +216,41 @@ def test_a_bad_project_is_refused_before_anything_runs(spark, tmp_path, case) ->
     assert not (tmp_path / "p" / "storage").exists()  # nothing ran, nothing was logged
 
 
-def test_a_killed_update_resumes_without_recomputing_what_committed(spark, tmp_path) -> None:
-    """Update 1 runs; update 2 is SIGKILLed right after segment_totals' Delta commit (before
-    exoflow logged it); a new driver resumes update 2: every table equals the expected one,
-    no committed table gets another version, and a reader polling the published tables
-    never sees them empty."""
+def test_a_killed_update_resumes_without_recomputing_what_committed(
+    spark, tmp_path, capsys
+) -> None:
+    """Update 1 runs (here); update 2 runs in a driver SIGKILLed right after segment_totals'
+    Delta commit (before exoflow logged it); `exoflow-spark run spec.yml` then resumes update
+    2 (here): every table equals the expected one, no committed table gets another version,
+    and a reader polling the published tables throughout never sees one empty."""
     spec = small_project(tmp_path / "small")
     tables = tmp_path / "small" / "storage" / "tables"
+    storage = str(tmp_path / "small" / "storage" / "exoflow")
     names = ["customers", "events", "segment_totals"]
+    assert xf.run_pipeline(spec, spark)["workflow_id"] == "small-1"
     seen: dict[str, list[int]] = {n: [] for n in names}
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.is_set():
             for n in names:
-                if (tables / n / "_delta_log").exists():
-                    with contextlib.suppress(Exception):  # the table's first commit is racing
-                        seen[n].append(spark.read.format("delta").load(str(tables / n)).count())
+                seen[n].append(spark.read.format("delta").load(str(tables / n)).count())
             time.sleep(0.2)
 
     reader = threading.Thread(target=poll, daemon=True)
     reader.start()
     try:
         crashed = run_driver(
-            "pipeline_job.py",
-            "--spec",
-            spec,
-            "--updates",
-            "2",
-            crash_at="segment_totals:during-sink@2",
+            "pipeline_job.py", "--spec", spec, crash_at="segment_totals:during-sink", timeout=900
         )
         assert crashed.returncode == -9, crashed.stderr[-3000:]
-        storage = str(tmp_path / "small" / "storage" / "exoflow")
         assert xf.get_status("small-1", storage=storage) is xf.WorkflowStatus.SUCCESSFUL
         assert xf.get_status("small-2", storage=storage) is xf.WorkflowStatus.RESUMABLE
         at_crash = {n: version(spark, str(tables / n)) for n in names}
         assert at_crash["segment_totals"] == 1  # update 2's overwrite committed in Delta
-
-        resumed = run_driver("pipeline_job.py", "--spec", spec)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        capsys.readouterr()
+        assert cli.main(["run", str(spec), "--no-progress"]) == 0
+        assert "workflow small-2 SUCCESSFUL" in capsys.readouterr().out
     finally:
         stop.set()
         reader.join()
