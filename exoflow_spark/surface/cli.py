@@ -734,13 +734,16 @@ def build_parser() -> argparse.ArgumentParser:
         "    on to it (jobs built on exoflow_spark.entry.job_arg_parser accept them); or\n"
         "  * module:function or path/to/file.py:function: called with the arguments after\n"
         "    -- (as strings); it returns the DAG's output node (task.bind(...)), which runs\n"
-        "    on a session built from the profile, with live progress on a terminal.\n"
+        "    on a session built from the profile, with live progress on a terminal; or\n"
+        "  * a Spark Declarative Pipelines spec (path/to/spark-pipeline.yml): one update of\n"
+        "    the project as workflow <pipeline>-<n> (docs/declarative-pipelines.md).\n"
         "Running the same workflow id again resumes it. The target and its arguments are\n"
         "logged with the run, so `exoflow-spark resume ID` can start it again.",
         "examples:\n"
         "  exoflow-spark run jobs/etl_pipeline.py --workflow-id demo -- --rows 100000\n"
         "  exoflow-spark run my_pkg.pipelines:build_dag --workflow-id d1 -- /raw /lake\n"
-        "  exoflow-spark run flows.py:nightly --workflow-id n1 --invalidate gold",
+        "  exoflow-spark run flows.py:nightly --workflow-id n1 --invalidate gold\n"
+        "  exoflow-spark run my_pipeline/spark-pipeline.yml --refresh gold --dry-run",
     )
     p.add_argument(
         "target",
