@@ -20,6 +20,7 @@ from .errors import (
     InvalidIdError,
     InvalidOptionError,
     LogSchemaError,
+    PipelineError,
     RecoveryError,
     SinkError,
     SparkSessionError,
@@ -43,6 +44,7 @@ from .io.streaming import (
 )
 from .spark.session import create_spark_session
 from .storage.checkpoints import CheckpointFormat, DeltaSnapshot
+from .surface.pipelines import load_pipeline, pipeline_dag, run_pipeline
 from .surface.progress import ProgressSnapshot
 from .surface.viz import Picture, show_dag, show_timeline
 
@@ -65,6 +67,7 @@ __all__ = [
     "LogSchemaError",
     "Node",
     "Picture",
+    "PipelineError",
     "ProgressSnapshot",
     "RecoveryError",
     "RecoveryPlan",
@@ -98,9 +101,12 @@ __all__ = [
     "install_stop_handlers",
     "iterate",
     "list_workflows",
+    "load_pipeline",
+    "pipeline_dag",
     "request_stop",
     "resume",
     "run",
+    "run_pipeline",
     "set_default_storage",
     "show_dag",
     "show_timeline",

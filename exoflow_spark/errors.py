@@ -26,6 +26,10 @@ class DagError(ExoflowError):
     """The DAG cannot be run as built (a cycle, an unbound input, an unsafe annotation)."""
 
 
+class PipelineError(DagError):
+    """A declarative pipeline (``spark-pipeline.yml`` project) cannot be run as defined."""
+
+
 class WorkflowNotFoundError(ExoflowError, LookupError):
     """No workflow with this id exists under the storage root."""
 

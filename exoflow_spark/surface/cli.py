@@ -45,6 +45,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..storage.store import WorkflowStore
+from . import pipelines
 from .config import load_profile
 
 #: Errors meaning "the workflow ran (or is running) and did not succeed": exit code 1.
@@ -375,6 +376,10 @@ def _launch_script(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.target.endswith((".yml", ".yaml")):  # a Spark Declarative Pipelines project
+        code, text = pipelines.cli_run(args, _session(args, app_name="exoflow-pipeline"))
+        print(text)
+        return code
     job_args = list(args.job_args)
     if _is_script(args.target):
         # a job script parses its own arguments: hand it the standard job options we got
@@ -759,13 +764,16 @@ def build_parser() -> argparse.ArgumentParser:
         "    on to it (jobs built on exoflow_spark.entry.job_arg_parser accept them); or\n"
         "  * module:function or path/to/file.py:function: called with the arguments after\n"
         "    -- (as strings); it returns the DAG's output node (task.bind(...)), which runs\n"
-        "    on a session built from the profile, with live progress on a terminal.\n"
+        "    on a session built from the profile, with live progress on a terminal; or\n"
+        "  * a Spark Declarative Pipelines spec (path/to/spark-pipeline.yml): one update of\n"
+        "    the project as workflow <pipeline>-<n> (docs/declarative-pipelines.md).\n"
         "Running the same workflow id again resumes it. The target and its arguments are\n"
         "logged with the run, so `exoflow-spark resume ID` can start it again.",
         "examples:\n"
         "  exoflow-spark run jobs/etl_pipeline.py --workflow-id demo -- --rows 100000\n"
         "  exoflow-spark run my_pkg.pipelines:build_dag --workflow-id d1 -- /raw /lake\n"
-        "  exoflow-spark run flows.py:nightly --workflow-id n1 --invalidate gold",
+        "  exoflow-spark run flows.py:nightly --workflow-id n1 --invalidate gold\n"
+        "  exoflow-spark run my_pipeline/spark-pipeline.yml --refresh gold --dry-run",
     )
     p.add_argument(
         "target",
@@ -786,6 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="let this workflow id run a DAG other than the one it logged (other tasks, "
         "edges or output): unchanged committed tasks are kept (module:function targets)",
     )
+    pipelines.add_run_arguments(p)
     run_options(p)
     p.set_defaults(fn=_cmd_run)
 

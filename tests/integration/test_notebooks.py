@@ -111,3 +111,21 @@ def test_graph_demo_notebook(tmp_path: Path) -> None:
     theirs = int(out["check"].split("networkx components:", 1)[1].split()[0])
     assert ours == theirs
     assert "flowchart" in out["dag"] or "graph" in out["dag"]
+
+
+def test_declarative_pipelines_notebook(tmp_path: Path) -> None:
+    out = execute("declarative_pipelines", tmp_path)
+    assert (
+        "example_sql_materialized_view materialized view reads ['example_python_materialized_view']"
+        in out["load"]
+    )
+    assert "status: SUCCESSFUL" in out["run"]
+    assert "even ids: [0, 2, 4, 6, 8]" in out["run"]
+    assert "versions of the SQL view: 1" in out["rerun"]  # the re-run published nothing
+    tasks = ("example_python_materialized_view", "example_sql_materialized_view")
+    actions = {
+        m[0]: m[2]
+        for m in (line.split() for line in out["rerun"].splitlines())
+        if m[:1] in [[t] for t in tasks]
+    }
+    assert set(actions) == set(tasks) and "run" not in actions.values()

@@ -3,11 +3,13 @@
 Layers, lowest first; a module may import its own layer and the layers below it, never above:
 
     core     (core/, errors.py)   pure Python: never imports pyspark, delta or py4j
-    spark    (spark/)             SparkSession, Py4J and Hadoop: the only place that reaches the JVM
+    spark    (spark/)             SparkSession, Py4J, Hadoop, Spark's SQL parser (sqlparse.py):
+                                  the only place that reaches the JVM
     storage  (storage/)           the workflow log, checkpoint files, the storage layout
     engine   (engine/)            planner, cost model, refs, runner, committer, gc
     io       (io/)                sinks, streaming tasks, iterate
-    surface  (api.py, surface/)   the verbs users call, CLI, progress, pictures, config
+    surface  (api.py, surface/)   the verbs users call, CLI, progress, pictures, config,
+                                  Spark Declarative Pipelines (surface/pipelines.py)
     public   (__init__.py, graph.py)  graph.py uses only ``exoflow_spark``'s public names
 
 No module may import another in a loop, and only spark/ may touch Py4J's private handles.
