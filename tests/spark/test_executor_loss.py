@@ -77,8 +77,8 @@ def test_executor_loss_rebuilds_from_the_checkpoint_not_the_source(tmp_path: Pat
     assert control["source_rows_computed"] > ROWS  # lost blocks came from the source again
 
 
-#: seconds the held writer leaves the observer to read the cached sample (it reads at once
-#: if the engine lets it: a few seconds; with the fix it never starts before the write)
+#: seconds the held writer leaves the observer to start (it starts at once if the engine lets
+#: it read the cache; with the fix it never starts before the write)
 OBSERVER_GRACE = 8.0
 
 
@@ -111,16 +111,22 @@ def test_nondeterministic_output_lost_before_its_async_write_has_one_version(
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.time() < deadline, "the async write of sample never started"
             time.sleep(0.1)
-        stats_commit = storage / "workflows/volatile-loss/log/tasks/stats/g0.commit.json"
+        # if the engine lets the observer start now, it must have read (committed) before
+        # the kill, however loaded the machine is
         grace = time.time() + OBSERVER_GRACE
-        while not stats_commit.exists() and time.time() < grace:
+        while not (signals / "stats-started").exists() and time.time() < grace:
+            time.sleep(0.1)
+        stats_commit = storage / "workflows/volatile-loss/log/tasks/stats/g0.commit.json"
+        while (signals / "stats-started").exists() and not stats_commit.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < deadline, "stats never committed"
             time.sleep(0.1)
         app_id = json.loads((signals / "app").read_text())["app_id"]
         pids = executor_pids(app_id)
         assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
         os.kill(pids[0], signal.SIGKILL)
         (signals / "sample.before-async-write.go").write_text("")
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
