@@ -5,11 +5,12 @@ replay or skip, logs the decision and returns a fresh :class:`~.state.RunState` 
 
 :class:`Scheduler` runs the plan: a task is ready when its inputs have refs it may read (a
 nondeterministic output with an async checkpoint is read only once that commits, see
-:meth:`~.ref.Ref.held_back`) and every task it waits on has committed; ready tasks run on a thread pool (Spark runs jobs from several
-threads at once) through :meth:`~.runner.TaskRunner.run`, while async checkpoints run on the
-committer's writer pool. The loop is event-driven: when a task finishes, or its async
-checkpoint ends, only the tasks that read it or wait on it are re-checked, so a run costs
-O(edges) scheduling work rather than a scan of every pending task per wake-up. A full scan
+:meth:`~.ref.Ref.held_back`) and every task it waits on has committed; ready tasks run on a
+thread pool (Spark runs jobs from several threads at once) through
+:meth:`~.runner.TaskRunner.run`, while async checkpoints run on the committer's writer pool.
+The loop is event-driven: when a task finishes, or its async checkpoint ends, only the tasks
+that read it or wait on it are re-checked, so a run costs O(edges) scheduling work rather
+than a scan of every pending task per wake-up. A full scan
 runs at the start, after a quiet second, and before declaring tasks stuck. When nothing is
 left to start, the scheduler waits for the async writes, then returns the output's value or
 raises what stopped the run.
