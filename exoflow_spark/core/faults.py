@@ -12,9 +12,16 @@ JVM shutdown hook) runs, exactly as when a node dies. ``*`` matches any task. Ph
 * ``after-batch``: a micro-batch's writes are done, Spark has not recorded it as committed;
 * ``during-iteration``: ``xf.iterate`` built a step and has not cut after it
   (``@n``: in the n-th step this process builds).
+* ``before-async-write``: an async checkpoint's writer is about to write the cached output.
 
 ``<task_id>:<phase>@<n>`` kills at the n-th time that point is reached in this process
 (e.g. in the second micro-batch), not the first.
+
+``before-async-write`` is also a *hold point*: with ``EXOFLOW_HOLD_AT=<task_id>:<phase>``
+and ``EXOFLOW_HOLD_DIR=<dir>``, the thread reaching it creates ``<dir>/<task_id>.<phase>.held``
+and waits (up to ``EXOFLOW_HOLD_SECONDS``, default 300) until ``<dir>/<task_id>.<phase>.go``
+exists: a test acts from outside at that exact moment (SIGKILLs an executor JVM), then lets
+it go.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,7 @@ PHASES = (
     "during-batch",
     "after-batch",
     "during-iteration",
+    "before-async-write",
 )
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -57,3 +66,21 @@ def crash_point(task_id: str, phase: str) -> None:
         for handler in logging.getLogger().handlers:
             handler.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_point(task_id: str, phase: str) -> None:
+    """Wait here for a test's go-ahead if ``EXOFLOW_HOLD_AT`` names this task and phase."""
+    spec = os.environ.get("EXOFLOW_HOLD_AT")
+    folder = os.environ.get("EXOFLOW_HOLD_DIR")
+    if not spec or not folder:
+        return
+    want_task, _, want_phase = spec.rpartition(":")
+    if want_phase != phase or want_task not in (task_id, "*"):
+        return
+    stem = os.path.join(folder, f"{task_id}.{phase}")
+    with open(f"{stem}.held", "w"):
+        pass
+    logger.warning("[%s] hold point %s reached: waiting for %s.go", task_id, phase, stem)
+    deadline = time.monotonic() + float(os.environ.get("EXOFLOW_HOLD_SECONDS", "300"))
+    while not os.path.exists(f"{stem}.go") and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..core.faults import crash_point
+from ..core.faults import crash_point, hold_point
 from ..core.fmt import error_line
 from ..core.records import CommitRecord, EventKind
 from ..core.status import TaskStatus
@@ -110,6 +110,8 @@ class Committer:
     def _write_async(self, out: TaskOutput, fields: dict[str, Any]) -> None:
         tid, ref = out.tid, out.ref
         try:
+            crash_point(tid, "before-async-write")
+            hold_point(tid, "before-async-write")
             with job_context(
                 self.ctx.spark, self.ctx.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL
             ):

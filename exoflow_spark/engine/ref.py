@@ -102,6 +102,13 @@ class Ref:
         """What a consumer reading this ref now observes that is not durable."""
         return frozenset() if self.committed.is_set() else self.volatile
 
+    def held_back(self) -> bool:
+        """Whether no task may read this output yet: its async checkpoint has not committed
+        and its data depends on a nondeterministic output that is not durable (its own, or
+        one its inputs carried). Its cached blocks could be recomputed differently (a lost
+        executor, an evicted block), so consumers read the checkpoint once it commits."""
+        return self.write_async and bool(self.volatile) and not self.committed.is_set()
+
     def repoint(self, df: Any, delta: DeltaVersion) -> None:
         """Point the ref at its committed Delta version (after an async checkpoint commits)."""
         self._df, self.delta, self.backing = df, delta, "delta"

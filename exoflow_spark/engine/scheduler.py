@@ -3,12 +3,14 @@
 :func:`plan_run` asks the recovery planner (:mod:`.planner`) which tasks to run, restore,
 replay or skip, logs the decision and returns a fresh :class:`~.state.RunState` holding it.
 
-:class:`Scheduler` runs the plan: a task is ready when its inputs have refs and every task it
-waits on has committed; ready tasks run on a thread pool (Spark runs jobs from several
-threads at once) through :meth:`~.runner.TaskRunner.run`, while async checkpoints run on the
-committer's writer pool. The loop is event-driven: when a task finishes, or its async
-checkpoint ends, only the tasks that read it or wait on it are re-checked, so a run costs
-O(edges) scheduling work rather than a scan of every pending task per wake-up. A full scan
+:class:`Scheduler` runs the plan: a task is ready when its inputs have refs it may read (a
+nondeterministic output with an async checkpoint is read only once that commits, see
+:meth:`~.ref.Ref.held_back`) and every task it waits on has committed; ready tasks run on a
+thread pool (Spark runs jobs from several threads at once) through
+:meth:`~.runner.TaskRunner.run`, while async checkpoints run on the committer's writer pool.
+The loop is event-driven: when a task finishes, or its async checkpoint ends, only the tasks
+that read it or wait on it are re-checked, so a run costs O(edges) scheduling work rather
+than a scan of every pending task per wake-up. A full scan
 runs at the start, after a quiet second, and before declaring tasks stuck. When nothing is
 left to start, the scheduler waits for the async writes, then returns the output's value or
 raises what stopped the run.
@@ -214,10 +216,11 @@ class Scheduler:
         return note
 
     def _ready(self, tid: str) -> bool:
-        """(Under the lock.) Whether every input of ``tid`` has a ref and every task it waits
-        on committed.
+        """(Under the lock.) Whether every input of ``tid`` has a ref it may read (not held
+        back, see :meth:`~.ref.Ref.held_back`) and every task it waits on committed.
 
-        Refs and commits only appear during a run, never vanish, so the input check resumes
+        Refs and commits only appear during a run, never vanish (a held-back ref only becomes
+        readable), so the input check resumes
         at the first input that was missing last time: a task reading 10,000 inputs costs
         O(inputs) over the whole run, not per check.
         """
@@ -228,7 +231,10 @@ class Scheduler:
         while i < len(upstream):
             uid = dag.id_of(upstream[i])
             restorable = uid in commits and uid not in state.replay_committed
-            if not restorable and uid not in state.refs:
+            ref = state.refs.get(uid)
+            # an output held back (nondeterministic data whose async checkpoint has not
+            # committed) is read only from its checkpoint: see Ref.held_back
+            if not restorable and (ref is None or ref.held_back()):
                 state.ready_from[tid] = i
                 return False
             i += 1

@@ -293,7 +293,17 @@ class StreamBatch:
     def merge(self, df: Any, path: str | None, keys: Iterable[str]) -> None:
         """MERGE ``df`` into the table at ``path`` on ``keys`` (update + insert), once per batch.
 
-        Creates the table from ``df`` on the first batch.
+        Creates the table from ``df`` on the first batch. ``df`` may come from any session of
+        this driver (the batch's rows, or a DataFrame read with ``xf.get_spark()``).
+
+        Delta's MERGE takes no per-command ``txnAppId``/``txnVersion`` option (delta-spark
+        4.4: ``DeltaMergeBuilder`` has no ``option``; ``MergeIntoCommand`` reads the keys
+        only from its session's confs ``spark.databricks.delta.write.txnAppId/txnVersion``),
+        so the keys are set on the micro-batch's own session and the MERGE runs there. Spark
+        gives every streaming query a session of its own (``StreamExecution`` clones it) and
+        runs one batch of a query at a time, so no other command of the driver can read
+        them: not another query's MERGE, not a batch task's write, not a checkpoint write on
+        the shared session (a write without ``txnAppId`` options takes the session's keys).
         """
         from delta.tables import DeltaTable
 
@@ -301,7 +311,9 @@ class StreamBatch:
         if not keys:
             raise SinkError(f"task [{self.task_id}]: batch.merge needs key columns")
         path = path or self.default_table
-        session = df.sparkSession
+        # the micro-batch's session, private to this query (never df.sparkSession: a
+        # DataFrame built with the driver's shared session would put the keys there)
+        session = self.df.sparkSession
         if not DeltaTable.isDeltaTable(session, path):
             self.write(df, path)
             return

@@ -3,6 +3,8 @@
 Cached blocks on it are lost; the run still finishes with the right result. With the source
 stage checkpointed, the lost blocks are rebuilt from the Delta version (the source is not
 computed again); without a checkpoint they are rebuilt from the whole lineage (the control).
+A nondeterministic output lost before its async checkpoint is written is recomputed
+differently, and no committed task or sink may have seen the first version.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 
 import pytest
 from drivers import start_driver
+
+import exoflow_spark as xf
+from exoflow_spark.storage.store import WorkflowStore
 
 ROWS = 200_000
 EXPECTED = 2 * sum(range(ROWS))
@@ -70,3 +75,78 @@ def test_executor_loss_rebuilds_from_the_checkpoint_not_the_source(tmp_path: Pat
     control = run_with_executor_kill(tmp_path, "false")
     assert control["first"] == control["second"] == EXPECTED
     assert control["source_rows_computed"] > ROWS  # lost blocks came from the source again
+
+
+#: seconds the held writer leaves the observer to start (it starts at once if the engine lets
+#: it read the cache; with the fix it never starts before the write)
+OBSERVER_GRACE = 8.0
+
+
+def test_nondeterministic_output_lost_before_its_async_write_has_one_version(
+    spark, tmp_path: Path
+) -> None:
+    """The worst moment: `sample` (nondeterministic, async checkpoint) is cached, its writer
+    is held before writing, the observer `stats` may read the cache meanwhile, then an
+    executor JVM holding cached blocks of `sample` is SIGKILLed and the write goes on (it
+    recomputes the lost partitions: other random values). The sink and every committed
+    observer must hold one single version of the sample: the committed one."""
+    signals, sink, storage = tmp_path / "signals", tmp_path / "sink", tmp_path / "exo"
+    signals.mkdir()
+    proc = start_driver(
+        "volatile_executor_job.py",
+        "--storage",
+        storage,
+        "--sink",
+        sink,
+        "--signal-dir",
+        signals,
+        env={
+            "EXOFLOW_HOLD_AT": "sample:before-async-write",
+            "EXOFLOW_HOLD_DIR": str(signals),
+        },
+    )
+    try:
+        deadline = time.time() + 600
+        while not (signals / "sample.before-async-write.held").exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < deadline, "the async write of sample never started"
+            time.sleep(0.1)
+        # if the engine lets the observer start now, it must have read (committed) before
+        # the kill, however loaded the machine is
+        grace = time.time() + OBSERVER_GRACE
+        while not (signals / "stats-started").exists() and time.time() < grace:
+            time.sleep(0.1)
+        stats_commit = storage / "workflows/volatile-loss/log/tasks/stats/g0.commit.json"
+        while (signals / "stats-started").exists() and not stats_commit.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < deadline, "stats never committed"
+            time.sleep(0.1)
+        app_id = json.loads((signals / "app").read_text())["app_id"]
+        pids = executor_pids(app_id)
+        assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
+        os.kill(pids[0], signal.SIGKILL)
+        (signals / "sample.before-async-write.go").write_text("")
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    [line] = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    result = json.loads(line[len("RESULT ") :])
+    # the kill hit cached blocks of sample: some of its partitions were computed again
+    assert result["rows_computed"] > 20_000, result
+
+    committed = xf.get_output("volatile-loss", task="sample", storage=str(storage), spark=spark)
+    rows = {(r.id, r.r) for r in committed.collect()}
+    version = (len(rows), sum(r for _, r in rows))
+    # the committed observer describes the committed sample ...
+    st = xf.get_output("volatile-loss", task="stats", storage=str(storage), spark=spark).first()
+    assert (st.n, st.s) == version, "stats observed a sample that is not the committed one"
+    assert (result["n"], result["s"]) == version
+    # ... and the sink holds that same sample, each row once, with those statistics
+    published = spark.read.format("delta").load(str(sink)).collect()
+    assert len(published) == len(rows)
+    assert {(r.id, r.r) for r in published} == rows
+    assert {(r.n, r.s) for r in published} == {version}
+    state = WorkflowStore(str(storage), "volatile-loss").read_state()
+    assert state.commits["stats"].observed_volatile == ()  # it read the checkpoint

@@ -104,8 +104,57 @@ def test_sink_waits_for_nondeterministic_inputs_to_be_durable(
 
 
 def test_observer_of_a_lost_nondeterministic_output_is_rolled_back(spark, storage, wf) -> None:
-    """`stats` commits having read `sample` from the cache; `sample`'s async write fails.
-    On resume `sample` is recomputed (a different sample), so `stats` must be rolled back."""
+    """`stats` commits having read `sample` (nondeterministic, never checkpointed: a cache
+    shared by two consumers); the run then fails. On resume `sample` is recomputed (a
+    different sample), so `stats` must be rolled back."""
+    calls: Counter[str] = Counter()
+    broken = {"on": True}
+
+    @xf.task(deterministic=False)
+    def sample():
+        calls["sample"] += 1
+        return spark.range(5000).sample(fraction=0.5).withColumn("ok", F.lit(1))
+
+    @xf.task(checkpoint=True)
+    def stats(df):
+        calls["stats"] += 1
+        return df.groupBy().agg(F.count("*").alias("n"), F.sum("id").alias("s"))
+
+    @xf.task
+    def combine(st, df):
+        if broken["on"]:
+            raise RuntimeError("downstream outage")
+        row = st.first()
+        return {
+            "stats_n": row["n"],
+            "stats_s": row["s"],
+            "n": df.count(),
+            "s": df.agg(F.sum("id")).first()[0],
+        }
+
+    s = sample.bind()
+    dag = combine.bind(stats.bind(s), s)
+    with pytest.raises(xf.TaskFailedError):
+        xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
+    state = WorkflowStore(storage, wf).read_state()
+    assert "stats" in state.commits and "sample" not in state.commits
+    assert state.commits["stats"].observed_volatile == ("sample",)
+
+    broken["on"] = False  # the outage is over
+    plan = xf.explain(dag, workflow_id=wf, storage=storage)
+    assert plan.decision("stats").action == "roll back"
+    assert "observed [sample] before it was durable" in plan.decision("stats").reason
+    assert plan.decision("sample").action == "replay"  # never durable: recomputed
+
+    out = xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
+    assert calls == Counter(sample=2, stats=2)
+    assert out["stats_n"] == out["n"] and out["stats_s"] == out["s"]  # one single sample
+
+
+def test_nondeterministic_async_output_is_read_only_from_its_checkpoint(spark, storage, wf) -> None:
+    """A nondeterministic output with an async checkpoint is held back until the write
+    commits (its cached blocks could be recomputed differently): `stats` reads the
+    checkpoint, never the cache. When the write fails, `stats` never ran."""
     calls: Counter[str] = Counter()
     # while this file stands where sample's checkpoint table must go, its write fails
     blocker = os.path.join(storage, "workflows", wf, "refs", "sample")
@@ -123,33 +172,32 @@ def test_observer_of_a_lost_nondeterministic_output_is_rolled_back(spark, storag
         calls["stats"] += 1
         return df.groupBy().agg(F.count("*").alias("n"), F.sum("id").alias("s"))
 
-    @xf.task(wait_until_committed=["sample"])
-    def combine(st, df):
-        row = st.first()
-        return {
-            "stats_n": row["n"],
-            "stats_s": row["s"],
-            "n": df.count(),
-            "s": df.agg(F.sum("id")).first()[0],
-        }
+    @xf.task
+    def other():  # independent of sample: runs while its write is pending
+        calls["other"] += 1
+        return 1
 
     s = sample.bind()
-    dag = combine.bind(stats.bind(s), s)
+    dag = combine_values.bind(stats.bind(s), other.bind())
     with pytest.raises(xf.CheckpointError):
         xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
     state = WorkflowStore(storage, wf).read_state()
-    assert "stats" in state.commits and "sample" not in state.commits
-    assert state.commits["stats"].observed_volatile == ("sample",)
+    assert "sample" not in state.commits and "stats" not in state.commits
+    assert calls == Counter(sample=1, other=1)  # stats never read the cached sample
 
     os.remove(blocker)  # the storage is fixed
-    plan = xf.explain(dag, workflow_id=wf, storage=storage)
-    assert plan.decision("stats").action == "roll back"
-    assert "observed [sample] before it was durable" in plan.decision("stats").reason
-    assert plan.decision("sample").action == "run"
-
     out = xf.run(dag, workflow_id=wf, storage=storage, spark=spark)
-    assert calls == Counter(sample=2, stats=2)
-    assert out["stats_n"] == out["n"] and out["stats_s"] == out["s"]  # one single sample
+    state = WorkflowStore(storage, wf).read_state()
+    assert state.commits["stats"].observed_volatile == ()  # it read the checkpoint
+    assert state.commits["sample"].committed_at <= state.commits["stats"].started_at
+    committed = xf.get_output(wf, task="sample", storage=storage, spark=spark)
+    assert out == [committed.count(), committed.agg(F.sum("id")).first()[0]]
+
+
+@xf.task
+def combine_values(st, _other):
+    row = st.first()
+    return [row["n"], row["s"]]
 
 
 def test_explain_names_each_action(spark, storage, wf) -> None:

@@ -8,6 +8,7 @@ micro-batch and stop a long-running job with SIGTERM.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -132,6 +133,116 @@ def test_update_mode_merges_a_streaming_aggregation(spark, storage, wf, tmp_path
         f"DESCRIBE HISTORY delta.`{WorkflowStore(storage, wf).ref_uri('per_customer')}`"
     )
     assert "MERGE" in {r.operation for r in history.collect()}
+
+
+def idempotency_keys(table: str) -> list[tuple[str, tuple[str, int] | None]]:
+    """(operation, (txnAppId, txnVersion) or None) of each commit of a Delta table, in order."""
+    out = []
+    for entry in sorted(Path(table, "_delta_log").glob("*.json")):
+        op, txn = None, None
+        for line in entry.read_text().splitlines():
+            action = json.loads(line)
+            if "commitInfo" in action:
+                op = action["commitInfo"]["operation"]
+            if "txn" in action:
+                txn = (action["txn"]["appId"], int(action["txn"]["version"]))
+        out.append((op, txn))
+    return out
+
+
+def test_concurrent_merges_sinks_and_checkpoints_never_share_keys(spark, storage, wf, tmp_path):
+    """Streaming MERGEs pass their idempotency key as session confs (MERGE takes no option
+    for it). Four streaming tasks merge at once, two of them DataFrames built with the
+    driver's shared session, while a batch sink and checkpoint writes run on that shared
+    session: every commit carries its own command's key (no key on a checkpoint), and each
+    table gains every batch once."""
+    batches = 3
+    merged = threading.Event()  # a MERGE of the shared-session kind is running
+
+    def source(name: str) -> str:
+        path = str(tmp_path / f"src-{name}")
+        for epoch in range(batches):
+            append_epoch(spark, path, epoch)  # 50 events, 10 per customer
+        return path
+
+    def merging_stream(name: str) -> xf.StreamingTask:
+        src = source(name)
+
+        @xf.streaming_task(name=name, output_mode="update", merge_keys=["event_id"])
+        def stream():
+            return events_stream(src)
+
+        return stream
+
+    def counting_stream(name: str, table: str) -> xf.StreamingTask:
+        src = source(name)
+
+        def count_batch(batch: xf.StreamBatch) -> None:
+            # a read-modify-write MERGE of a DataFrame built with the shared session
+            counts = {r[0]: r[1] for r in batch.df.groupBy("customer_id").count().collect()}
+            if Path(table).exists():
+                for r in spark.read.format("delta").load(table).collect():
+                    counts[r.customer_id] += r.n
+            rows = spark.createDataFrame(sorted(counts.items()), "customer_id long, n long")
+            if batch.batch_id > 0:
+                merged.set()
+            batch.merge(rows, table, keys=["customer_id"])
+
+        @xf.streaming_task(name=name, foreach_batch=count_batch)
+        def stream():
+            return events_stream(src)
+
+        return stream
+
+    sink = str(tmp_path / "sink")
+
+    @xf.task
+    def publish():
+        merged.wait(120)
+        for i in range(batches):
+            xf.write_delta(spark.range(i * 10, i * 10 + 10), sink)
+
+    def checkpointed(name: str, mode: object) -> xf.Task:
+        @xf.task(name=name, checkpoint=mode)
+        def table():
+            merged.wait(120)  # written while MERGEs run
+            return spark.range(2000).withColumn("sq", F.col("id") * F.col("id"))
+
+        return table
+
+    @xf.task
+    def done(*inputs):
+        return len(inputs)
+
+    counted = {name: str(tmp_path / f"counts-{name}") for name in ("cc", "cd")}
+    nodes = [merging_stream(n).bind() for n in ("ma", "mb")]
+    nodes += [counting_stream(n, t).bind() for n, t in counted.items()]
+    nodes += [publish.bind()]
+    nodes += [checkpointed(n, m).bind() for n, m in (("k1", True), ("k2", True), ("k3", "async"))]
+    assert xf.run(done.bind(*nodes), workflow_id=wf, storage=storage, max_parallel=10) == 8
+
+    store = WorkflowStore(storage, wf)
+    every_batch = {b * 1000 for b in range(batches)}
+    for name in ("ma", "mb"):
+        table = store.ref_uri(name)
+        keys = idempotency_keys(table)
+        assert keys[0] == ("WRITE", None)  # the empty table the query starts with
+        assert [op for op, _ in keys[1:]] == ["MERGE"] * batches
+        assert {txn for _, txn in keys[1:]} == {(f"exoflow-{wf}-{name}", v) for v in every_batch}
+        ids = sorted(r.event_id for r in spark.read.format("delta").load(table).collect())
+        assert ids == [e * 1000 + i for e in range(batches) for i in range(50)]
+    for name, table in counted.items():
+        keys = idempotency_keys(table)
+        assert [op for op, _ in keys] == ["WRITE"] + ["MERGE"] * (batches - 1)
+        assert {txn for _, txn in keys} == {(f"exoflow-{wf}-{name}", v) for v in every_batch}
+        got = sorted((r.customer_id, r.n) for r in spark.read.format("delta").load(table).collect())
+        assert got == [(c, 10 * batches) for c in range(5)]  # every batch counted once
+    assert [txn for _, txn in idempotency_keys(sink)] == [
+        (f"exoflow-{wf}-publish", k) for k in range(batches)
+    ]
+    assert spark.read.format("delta").load(sink).count() == 10 * batches
+    for name in ("k1", "k2", "k3"):
+        assert [txn for _, txn in idempotency_keys(store.ref_uri(name))] == [None]
 
 
 def test_long_running_stream_stops_after_max_batches_and_on_request(spark, storage, wf):
