@@ -181,3 +181,21 @@ def test_an_unknown_policy_is_refused_before_anything_runs(tmp_path) -> None:
 
 def test_profiles_carry_a_timestamp() -> None:
     assert profile(1.0).measured_at <= time.time()
+
+
+def test_cli_and_job_flags_name_the_policies(capsys) -> None:
+    import argparse
+
+    from exoflow_spark.surface.cli import build_parser
+    from exoflow_spark.surface.entry import add_checkpoint_policy
+
+    args = build_parser().parse_args(["run", "flows.py:nightly", "--checkpoint", "auto"])
+    assert args.checkpoint == "auto"
+    assert build_parser().parse_args(["run", "flows.py:nightly"]).checkpoint is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "flows.py:nightly", "--checkpoint", "smart"])
+    assert "'auto'" in capsys.readouterr().err  # argparse names the choices
+    job = argparse.ArgumentParser()
+    add_checkpoint_policy(job)
+    assert job.parse_args([]).checkpoint_policy == "none"
+    assert job.parse_args(["--checkpoint-policy", "auto"]).checkpoint_policy == "auto"
