@@ -23,8 +23,9 @@ Candidates: none (checkpoint=False everywhere), async and sync (every stage), se
 hand; recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run:
 the storage root's cost profiles are deleted before its fault-free run and before its crashed
 run; recovery="cost") and auto-profile (the same, run after auto under new workflow ids, so
-every stage is decided from the profiles the previous runs measured). Prints, per candidate, the fault-free
-time as a ratio to `none`, and the recovery time as a ratio to a full re-run.
+every stage is decided from the profiles the previous runs measured). Prints, per
+candidate, the fault-free time as a ratio to `none`, and the recovery time as a ratio to a
+full re-run.
 
 The source has 4 partitions per core (Spark's tuning guide suggests 2-4): short tasks let
 a background checkpoint write take a task slot between them (exoflow's FAIR pool).
