@@ -18,8 +18,11 @@ Candidates (all in one process, one SparkSession, alternated ABBA after a warm-u
 * ``exoflow none``: every stage a task with ``checkpoint=False`` (fused; a stage read by two
   tasks is cached once);
 * ``exoflow async`` / ``exoflow sync``: every stage ``checkpoint="async"`` / ``True``;
-* ``exoflow auto``: ``checkpoint="auto"`` on every stage: the runtime measures each stage as
-  it materializes and writes it (async) only if recomputing it would cost more;
+* ``exoflow auto``: no stage annotated, ``xf.run(checkpoint="auto")``, on a fresh storage
+  root (no profile): a stage running Python code is measured as it materializes and written
+  (async) only if recomputing it would cost more; the others are priced from their plan and
+  keep fusing; ``exoflow auto (profile)``: the same on a root an earlier run (under another
+  workflow id) left its cost profiles in, so every stage is decided before it runs;
 * ``exoflow cost-based``: ``checkpoint="async"`` only on the stages a cost model would
   choose, and ``False`` elsewhere. Here the choice is made by hand with one rule: *save a
   stage's output when recomputing it would re-run a Python UDF, or an aggregation over a
@@ -70,6 +73,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
+from exoflow_spark.core.options import UNDECLARED
 
 # -- pipelines -------------------------------------------------------------------------------
 
@@ -269,8 +273,8 @@ def exoflow_policy(p: Pipeline, policy: str) -> dict[str, Any]:
         return {st.name: True for st in p.stages}
     if policy == "cost-based":
         return {st.name: ("async" if st.expensive else False) for st in p.stages}
-    if policy == "auto":  # the runtime's own choice, from costs measured as the stages run
-        return {st.name: "auto" for st in p.stages}
+    if policy == "auto":  # nothing annotated: xf.run(checkpoint="auto") decides every stage
+        return {st.name: UNDECLARED for st in p.stages}
     raise ValueError(f"unknown policy {policy!r}")
 
 
@@ -303,6 +307,7 @@ def run_exoflow(
         storage=storage,
         spark=spark,
         checkpoint_format=fmt,  # type: ignore[arg-type]
+        checkpoint="auto" if policy == "auto" else "none",
     )
 
 
@@ -416,6 +421,11 @@ def candidates_for(
         c[f"exoflow {policy}"] = lambda rep, policy=policy: run_exoflow(
             spark, p, policy, where(f"exo-{policy}", rep), f"{p.name}-{policy}"
         )
+    # auto on a root whose profiles an earlier run (the warm-up, then the previous rep) left,
+    # under a new workflow id each time: decided from those profiles before running
+    c["exoflow auto (profile)"] = lambda rep: run_exoflow(
+        spark, p, "auto", str(work.parent / f"{work.name}-auto-profiles"), f"{p.name}-ap-{rep}"
+    )
     for policy in ("async", "sync", "cost-based"):  # checkpoint_format="parquet"
         c[f"exoflow {policy} (parquet)"] = lambda rep, policy=policy: run_exoflow(
             spark, p, policy, where(f"exo-{policy}-pq", rep), f"{p.name}-{policy}-pq", "parquet"

@@ -20,9 +20,12 @@ also shows the ratio with start-up counted in both runs.
 
 Candidates: none (checkpoint=False everywhere), async and sync (every stage), selective
 (async on the four expensive UDF stages only, the paper's "selective" strategy, chosen by
-hand; recovery="cost") and auto (checkpoint="auto" on every stage: the runtime picks the
-stages to write from measured costs; recovery="cost"). Prints, per candidate, the fault-free
-time as a ratio to `none`, and the recovery time as a ratio to a full re-run.
+hand; recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run:
+the storage root's cost profiles are deleted before its fault-free run and before its crashed
+run; recovery="cost") and auto-profile (the same, run after auto under new workflow ids, so
+every stage is decided from the profiles the previous runs measured). Prints, per
+candidate, the fault-free time as a ratio to `none`, and the recovery time as a ratio to a
+full re-run.
 
 The source has 4 partitions per core (Spark's tuning guide suggests 2-4): short tasks let
 a background checkpoint write take a task slot between them (exoflow's FAIR pool).
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -45,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import machine, save
 
+from exoflow_spark.core.options import UNDECLARED
+
 STRATEGIES = {
     "none": {},
     "async": {"*": "async"},
@@ -52,9 +58,11 @@ STRATEGIES = {
     # the paper's "selective": checkpoint (async) only the stages whose compute is expensive
     # relative to their output, here the four UDF stages; chosen by hand
     "selective": {f"score{k}": "async" for k in range(1, 5)},
-    # cost-based, automatic: checkpoint="auto" everywhere; the runtime measures each stage as
-    # it materializes and writes it (async) only when recomputing it would cost more
-    "auto": {"*": "auto"},
+    # nothing annotated, xf.run(checkpoint="auto"): the engine decides every stage. "auto":
+    # a first run (the root's profiles deleted before it); "auto-profile": the next run, under
+    # a new workflow id, deciding from the profiles the previous one measured
+    "auto": {"*": UNDECLARED},
+    "auto-profile": {"*": UNDECLARED},
 }
 
 
@@ -146,7 +154,8 @@ def job(args: argparse.Namespace) -> int:
         workflow_id=args.workflow_id,
         storage=args.storage,
         spark=spark,
-        recovery="cost" if args.strategy in ("selective", "auto") else "restore",
+        recovery="cost" if args.strategy in ("selective", "auto", "auto-profile") else "restore",
+        checkpoint="auto" if args.strategy.startswith("auto") else "none",
     )
     print(
         "TIMING "
@@ -267,9 +276,14 @@ def main() -> int:
     # warm-up: fills caches and measures the storage root's throughput once (cached for a
     # week), so that no timed run pays for the calibration
     driver("selective", work, "warmup", max(a.rows // 10, 1000))
+    profiles = work / "exo" / "_exoflow" / "profiles"
     for rep in range(a.reps):
         for strategy in chosen:
+            if strategy == "auto":
+                shutil.rmtree(profiles, ignore_errors=True)  # a first run: no profile
             clean = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
+            if strategy == "auto":
+                shutil.rmtree(profiles, ignore_errors=True)  # the crashed run is a first run too
             driver(
                 strategy, work, f"{strategy}-crash-{rep}", a.rows, kill_after=0.8 * clean["run_s"]
             )

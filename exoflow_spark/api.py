@@ -13,10 +13,12 @@ from typing import Any
 
 from .core.dag import Dag
 from .core.defaults import resolve_storage
-from .core.records import DagRecord
+from .core.options import DEFAULT_CHECKPOINT_POLICY, checkpoint_policy
+from .core.records import DagRecord, EventKind
 from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
+from .engine.autockpt import ProfileStore, decide_before, profile_key
 from .engine.cost import load_throughput
 from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
@@ -57,6 +59,7 @@ def run(
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
     replace: bool = False,
+    checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
     """Run a DAG exactly once under ``workflow_id``, resuming it if it ran before.
 
@@ -93,6 +96,16 @@ def run(
             writes anything. ``replace=True`` makes the id run this DAG from now on: committed
             tasks whose code and inputs are unchanged are kept, changed ones re-run with
             everything downstream (as with ``invalidate``).
+        checkpoint: the checkpoint policy of every task that declares no ``checkpoint``
+            option (a declared one always wins). ``"none"`` (default): replayed, as
+            ``checkpoint=False``. ``"auto"``: the engine decides per task, writing (async)
+            only the outputs whose recomputation after a crash would cost more than writing
+            them; cheap narrow stages keep fusing into their consumers. Costs come from the
+            task's profile measured by an earlier run (any workflow id: profiles are keyed
+            by task id and code fingerprint, under ``<storage>/_exoflow/profiles``), else a
+            measurement now for Python code the plan cannot price, else the plan's
+            statistics; each decision is logged (``exoflow-spark history``). ``"async"`` /
+            ``"sync"``: write every undeclared task's output.
 
     Returns:
         The output task's result: a DataFrame (read from its committed Delta version), a
@@ -121,6 +134,7 @@ def run(
         progress=progress,
         checkpoint_format=checkpoint_format,
         replace=replace,
+        checkpoint=checkpoint,
     )
 
 
@@ -134,6 +148,7 @@ def resume(
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
+    checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
     """Continue a workflow that already ran (crashed, failed or canceled).
 
@@ -155,6 +170,7 @@ def resume(
         recovery=recovery,
         progress=progress,
         checkpoint_format=checkpoint_format,
+        checkpoint=checkpoint,
     )
 
 
@@ -171,16 +187,18 @@ def _run(
     progress: ProgressMode = False,
     checkpoint_format: CheckpointFormat = "delta",
     replace: bool = False,
+    checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
     _check_recovery(recovery)
     if not isinstance(replace, bool):
         raise InvalidOptionError(f"replace={replace!r} must be True or False")
+    policy = checkpoint_policy(checkpoint)  # an unknown policy fails before anything runs
     if checkpoint_format not in CHECKPOINT_FORMATS:
         raise InvalidOptionError(
             f"checkpoint_format={checkpoint_format!r} is not a format: use 'delta' (a Delta "
             "table per task, the default) or 'parquet' (plain Parquet files per checkpoint)"
         )
-    graph = Dag(dag)
+    graph = Dag(dag, checkpoint_policy=policy)
     if isinstance(invalidate, str):
         invalidate = [invalidate]
     for t in invalidate:
@@ -360,9 +378,49 @@ def explain(
         state = store.require_exists()
         record = state.dag
     done = store.done_tasks()
-    rplan = plan(record, state, done=done, strategy=recovery, throughput=load_throughput(store.fs))
+    throughput = load_throughput(store.fs)
+    rplan = plan(record, state, done=done, strategy=recovery, throughput=throughput)
     report_missing(rplan, state, logger)
+    rplan.auto = _auto_preview(record, store, throughput)
     return rplan
+
+
+def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> list[dict[str, Any]]:
+    """For each ``checkpoint="auto"`` task: the decision a run would make before running it
+    (from its profile; without one it is decided as it runs), and the last run's decision."""
+    profiles = ProfileStore(store.fs)
+    last: dict[str, str] = {}
+    for e in store.events(EventKind.AUTO_CHECKPOINT):
+        if e.task is not None:
+            last[e.task] = f"{e.data.get('action', 'write' if e.data.get('checkpoint') else '?')}"
+            last[e.task] += f" [{e.data.get('source', 'measured')}]"
+    out: list[dict[str, str]] = []
+    replay: dict[str, float] = {}
+    for t in record.tasks:
+        if t.checkpoint != "auto" or t.id == record.output:
+            continue
+        profile = (
+            profiles.load(profile_key(t.id, t.code_fingerprint)) if t.code_fingerprint else None
+        )
+        upstream = sum(replay.get(u, 0.0) for u in t.upstream)
+        if profile is None:
+            entry = {
+                "task": t.id,
+                "action": "at run",
+                "source": "no profile",
+                "reason": "decided as it runs: measured if its plan runs Python code, else "
+                "from the plan's statistics",
+            }
+        else:
+            d = decide_before(
+                t.id, profile=profile, stats=None, upstream_replay_s=upstream, throughput=throughput
+            )
+            if d.action == "fuse":
+                replay[t.id] = d.replay_s or 0.0
+            entry = {"task": t.id, "action": d.action, "source": d.source, "reason": d.reason}
+        entry["last"] = last.get(t.id) or "-"
+        out.append(entry)
+    return out
 
 
 def get_status(

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from exoflow_spark.surface.entry import job_arg_parser, start
+from exoflow_spark.surface.entry import add_checkpoint_policy, job_arg_parser, start
 
 logger = logging.getLogger("jobs.etl_pipeline")
 
@@ -203,6 +203,7 @@ def build_dag(raw_dir: str, lake: str, schema_drift: str = "reject") -> xf.Node:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_arg_parser(__doc__.splitlines()[0], default_workflow_id="etl-demo")
+    add_checkpoint_policy(parser)
     parser.add_argument("--rows", type=int, default=200_000, help="raw orders to generate")
     parser.add_argument(
         "--lake", help="where gold and quarantine tables go (default: <storage>/lake)"
@@ -230,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workflow_id=args.workflow_id,
             storage=storage,
             spark=spark,
+            checkpoint=args.checkpoint_policy,
         )
     except xf.ExoflowError as exc:
         logger.error("%s", exc)

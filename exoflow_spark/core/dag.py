@@ -36,13 +36,22 @@ class Dag:
         nodes: every node, upstream before downstream.
     """
 
-    def __init__(self, output: Node) -> None:
+    def __init__(self, output: Node, *, checkpoint_policy: Any = False) -> None:
+        """Build and validate the DAG of ``output``.
+
+        Args:
+            output: the output node.
+            checkpoint_policy: the checkpoint mode of every task that declares none
+                (``xf.run(checkpoint=...)``, see
+                :func:`~exoflow_spark.core.options.checkpoint_policy`); default ``False``.
+        """
         if not isinstance(output, Node):
             raise InvalidOptionError(
                 f"xf.run expects a DAG node built with task.bind(...), got "
                 f"{type(output).__name__}: {output!r}"
             )
         self.output = output
+        self.checkpoint_policy = checkpoint_policy
         self.nodes: list[Node] = _toposort(output)
         self._ids: dict[int, str] = _assign_ids(self.nodes)
         self._by_id: dict[str, Node] = {self._ids[id(n)]: n for n in self.nodes}
@@ -102,9 +111,14 @@ class Dag:
         """Whether the task has effects outside the workflow (declared or detected)."""
         return id(node) in self._sinks
 
+    def mode_of(self, node: Node) -> Any:
+        """The task's checkpoint mode: its declared option, else the run's policy."""
+        opts = node.task.opts
+        return opts.checkpoint if opts.checkpoint_declared else self.checkpoint_policy
+
     def checkpoint_of(self, node: Node) -> Any:
         """The effective checkpoint mode (the workflow's output is always made durable)."""
-        mode = node.task.opts.checkpoint
+        mode = self.mode_of(node)
         return True if (mode is False and node is self.output) else mode
 
     def waits(self, node: Node) -> tuple[str, ...]:
@@ -138,7 +152,7 @@ class Dag:
                     "function": f"{getattr(n.task.fn, '__module__', '?')}."
                     f"{getattr(n.task.fn, '__qualname__', n.task.name)}",
                     "upstream": [self.id_of(u) for u in self.upstream(n)],
-                    "checkpoint": o.checkpoint,
+                    "checkpoint": self.mode_of(n),
                     "deterministic": o.deterministic,
                     "max_retries": o.max_retries,
                     "retry_exceptions": o.retry_exceptions,
@@ -179,7 +193,7 @@ class Dag:
                         f"no task [{w}]; its tasks are {sorted(names)}"
                     )
                 target = self._by_id[w]
-                if target.task.opts.checkpoint is False and target is not self.output:
+                if self.mode_of(target) is False and target is not self.output:
                     raise DagError(
                         f"task [{self.id_of(n)}] waits until [{w}] is committed, but [{w}] has "
                         "checkpoint=False and never commits an output: give it "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from ..errors import InvalidOptionError
 
@@ -18,6 +18,49 @@ from ..errors import InvalidOptionError
 CheckpointMode = Union[bool, Literal["async", "auto"]]  # noqa: UP007 - a runtime alias
 
 _VALID_CHECKPOINT = (True, False, "async", "auto")
+
+
+class _Undeclared:
+    """The default of ``@task(checkpoint=...)``: not declared, the run's policy decides."""
+
+    def __repr__(self) -> str:
+        return "<the run's checkpoint policy>"
+
+
+#: ``@task``'s default ``checkpoint``: the task declares none, so the run's policy applies
+#: (``xf.run(checkpoint=...)``; with the default policy ``"none"`` that is
+#: ``TASK_DEFAULTS.checkpoint``, i.e. False).
+UNDECLARED: Any = _Undeclared()
+
+#: The run-wide checkpoint policies (``xf.run(checkpoint=...)``, ``exoflow-spark run
+#: --checkpoint``): each applies to every task that declares no ``checkpoint`` option of its
+#: own. ``"none"`` is today's default (undeclared tasks are replayed, ``checkpoint=False``).
+CHECKPOINT_POLICIES: dict[str, CheckpointMode] = {
+    "none": False,
+    "sync": True,
+    "async": "async",
+    "auto": "auto",
+}
+
+#: The policy a run uses when none is given (see the README: ``"auto"`` is opt-in).
+DEFAULT_CHECKPOINT_POLICY = "none"
+
+
+def checkpoint_policy(policy: object) -> CheckpointMode:
+    """The checkpoint mode a run-wide ``policy`` name gives undeclared tasks.
+
+    Raises:
+        InvalidOptionError: ``policy`` is not one of :data:`CHECKPOINT_POLICIES`.
+    """
+    if isinstance(policy, str) and policy in CHECKPOINT_POLICIES:
+        return CHECKPOINT_POLICIES[policy]
+    raise InvalidOptionError(
+        f"checkpoint={policy!r} is not a checkpoint policy; use one of "
+        f"{sorted(CHECKPOINT_POLICIES)}: 'auto' (the engine writes the outputs whose "
+        "recomputation after a crash would cost more than writing them, from measured costs), "
+        "'none' (replay, the default), 'async' or 'sync' (write every output); a task's own "
+        "checkpoint= option always wins"
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +92,9 @@ class TaskOptions:
     wait_until_committed: tuple[str, ...] = field(default_factory=tuple)
     name: str | None = None
     sink: bool = False
+    #: whether ``checkpoint`` was declared (``@task(checkpoint=...)``, ``.options(...)``):
+    #: a run-wide policy (``xf.run(checkpoint="auto")``) applies only to undeclared tasks
+    checkpoint_declared: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f"task [{self.name}]" if self.name else "task"
@@ -60,7 +106,13 @@ class TaskOptions:
                 "True (sync Delta checkpoint), 'async' (background Delta checkpoint) or 'auto' "
                 "(async when recomputing would cost more than writing)"
             )
-        for flag in ("deterministic", "retry_exceptions", "catch_exceptions", "sink"):
+        for flag in (
+            "deterministic",
+            "retry_exceptions",
+            "catch_exceptions",
+            "sink",
+            "checkpoint_declared",
+        ):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidOptionError(
                     f"{where}: {flag}={getattr(self, flag)!r} must be True or False"

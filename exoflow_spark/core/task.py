@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
 from ..errors import InvalidOptionError
-from .options import TASK_DEFAULTS, CheckpointMode, TaskOptions
+from .options import TASK_DEFAULTS, UNDECLARED, CheckpointMode, TaskOptions
 
 R = TypeVar("R")
 
@@ -48,12 +48,15 @@ class Task(Generic[R]):
 
     def options(self, **changes: Any) -> Task[R]:
         """A copy of this task with some options changed, e.g. ``t.options(checkpoint=True)``."""
-        unknown = set(changes) - set(TaskOptions.__dataclass_fields__)
+        valid = set(TaskOptions.__dataclass_fields__) - {"checkpoint_declared"}
+        unknown = set(changes) - valid
         if unknown:
             raise InvalidOptionError(
                 f"task [{self.name}]: unknown option(s) {sorted(unknown)}; valid options are "
-                f"{sorted(TaskOptions.__dataclass_fields__)}"
+                f"{sorted(valid)}"
             )
+        if "checkpoint" in changes:
+            changes["checkpoint_declared"] = True
         return Task(self.fn, replace(self.opts, **changes))
 
     def finish(self, result: Any, ctx: Any) -> Any:
@@ -141,7 +144,7 @@ def task(
     fn: Callable[..., R] | None = None,
     /,
     *,
-    checkpoint: CheckpointMode = TASK_DEFAULTS.checkpoint,
+    checkpoint: CheckpointMode = UNDECLARED,
     deterministic: bool = TASK_DEFAULTS.deterministic,
     max_retries: int = TASK_DEFAULTS.max_retries,
     retry_exceptions: bool = TASK_DEFAULTS.retry_exceptions,
@@ -156,7 +159,9 @@ def task(
         checkpoint: ``False`` keeps the output a lazy plan (replayed if lost; cached when two or
             more consumers read it); ``True`` commits it to a Delta table before any consumer
             runs; ``"auto"`` writes it like ``"async"`` only when recomputing it after a crash
-            is estimated to cost more than writing it (measured as it runs);
+            is estimated to cost more than writing it (from measured costs, see
+            :func:`~exoflow_spark.run`); not given: the run's policy decides
+            (``xf.run(checkpoint=...)``, default ``"none"``, i.e. ``False``);
             ``"async"`` lets consumers start on the cached output while a background
             writer commits it.
         deterministic: whether re-running gives the same rows (as a multiset).
@@ -175,7 +180,7 @@ def task(
         ... def bronze(spark_path: str): ...
     """
     opts = TaskOptions(
-        checkpoint=checkpoint,
+        checkpoint=TASK_DEFAULTS.checkpoint if checkpoint is UNDECLARED else checkpoint,
         deterministic=deterministic,
         max_retries=max_retries,
         retry_exceptions=retry_exceptions,
@@ -183,6 +188,7 @@ def task(
         wait_until_committed=wait_until_committed,  # type: ignore[arg-type]
         name=name,
         sink=sink,
+        checkpoint_declared=checkpoint is not UNDECLARED,
     )
     if fn is not None:
         return Task(fn, opts)

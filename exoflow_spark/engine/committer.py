@@ -3,8 +3,7 @@
 The committer owns everything between "a task produced an output" and "the output is in
 the log": the sync checkpoint write (on the task's thread), the async write (on the
 committer's writer pool, as Spark jobs in the FAIR pool ``CHECKPOINT_POOL`` so they do not
-starve the tasks' jobs), the commit record appended to the log, the ``checkpoint="auto"``
-pricing (recompute-after-a-crash against write cost), and dropping the run's caches and
+starve the tasks' jobs), the commit record appended to the log, and dropping the run's caches and
 Delta's cached table state at the end.
 
 The task runner (:mod:`.runner`) hands a finished attempt over as one :class:`TaskOutput`.
@@ -26,7 +25,7 @@ from ..core.records import CommitRecord, EventKind
 from ..core.status import TaskStatus
 from ..core.task import Node
 from ..errors import CheckpointError
-from ..spark.session import CHECKPOINT_POOL, cached_size_bytes, forget_delta_state, job_context
+from ..spark.session import CHECKPOINT_POOL, forget_delta_state, job_context
 from ..storage.checkpoints import (
     CheckpointFormat,
     DeltaSnapshot,
@@ -188,53 +187,6 @@ class Committer:
         may start from now on)."""
         with self.state.cond:
             self.ctx.log.commits[tid] = record
-
-    # -- checkpoint="auto" ---------------------------------------------------------------------
-    def note_replay_cost(self, node: Node, tid: str, own_seconds: float) -> float:
-        """Estimated seconds to recompute ``tid`` after a crash: its own measured compute
-        plus that of every input that is not durable (a crash loses caches too)."""
-        dag, commits = self.ctx.dag, self.ctx.log.commits
-        replay = own_seconds + sum(
-            self.state.replay_cost.get(u, 0.0)
-            for u in (dag.id_of(n) for n in dag.upstream(node))
-            if u not in commits and not self.state.refs[u].committed.is_set()
-        )
-        self.state.replay_cost[tid] = replay
-        return replay
-
-    def worth_checkpointing(self, node: Node, tid: str, df: Any, replay: float) -> bool:
-        """``checkpoint="auto"``: write the output (async) when recomputing it after a crash
-        would cost more than writing it.
-
-        Recomputing costs this task's measured materialization plus the recomputation of
-        every input that is not durable (a crash loses caches too); writing costs the
-        storage's fixed cost plus the output's in-memory size over the measured write
-        throughput. Nondeterministic outputs and wait targets are always written.
-        """
-        size = cached_size_bytes(df)
-        tp = self.state.throughput
-        write = tp.write_fixed_s + size / tp.write_bps
-        waited_on = any(tid in self.ctx.dag.waits(n) for n in self.ctx.dag)
-        decide = replay >= write or not node.task.opts.deterministic or waited_on
-        self.ctx.store.event(
-            self.ctx.run,
-            EventKind.AUTO_CHECKPOINT,
-            task=tid,
-            checkpoint=decide,
-            replay_s=round(replay, 4),
-            write_s=round(write, 4),
-            bytes=size,
-        )
-        logger.info(
-            "[%s] [%s] checkpoint='auto': %s (replay ~%.2fs, write ~%.2fs for %d bytes)",
-            self.ctx.wf,
-            tid,
-            "writing it (async)" if decide else "not worth writing",
-            replay,
-            write,
-            size,
-        )
-        return decide
 
     # -- the end of the run ----------------------------------------------------------------------
     def release(self) -> None:

@@ -64,6 +64,10 @@ class RecoveryPlan:
     #: :func:`missing_commits`); they run again if needed. The caller reports them: planning
     #: itself logs nothing
     missing: dict[str, str] = field(default_factory=dict)
+    #: ``checkpoint="auto"`` tasks: what the next run would decide for each before running it
+    #: (``task``, ``action``, ``source``, ``reason``) and what the last run decided
+    #: (``last``); filled by :func:`exoflow_spark.explain`, empty from :func:`plan`
+    auto: list[dict[str, Any]] = field(default_factory=list)
 
     def actions(self, action: Action) -> list[str]:
         """Task ids given ``action``."""
@@ -96,6 +100,15 @@ class RecoveryPlan:
                 f"{d.task:{width}}  {d.state:11} {d.action:9} {est(d.restore_s):>9} "
                 f"{est(d.replay_s):>9}  {d.reason}"
             )
+        if self.auto:
+            lines.append("")
+            lines.append("checkpoint='auto' (next run, decided before running / last run):")
+            for a in self.auto:
+                last = a.get("last")
+                lines.append(
+                    f"{a['task']:{width}}  {a['action']:8} [{a['source']}] {a['reason']}"
+                    + (f"; last run: {last}" if last else "")
+                )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:  # notebooks

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.context import TaskContext, task_context
+from ..core.dag import code_fingerprint
 from ..core.faults import crash_point
 from ..core.options import TaskOptions
 from ..core.records import CommitRecord, EventKind
@@ -34,8 +35,23 @@ from ..core.status import TaskStatus
 from ..core.task import Node, map_nested
 from ..core.values import MAX_VALUE_BYTES, is_dataframe
 from ..errors import DagError, ExoflowError, TaskFailedError
-from ..spark.session import is_system_error, job_context
+from ..spark.session import (
+    cached_size_bytes,
+    is_system_error,
+    job_context,
+    job_metrics,
+    plan_operators,
+)
 from ..storage.checkpoints import DeltaSnapshot
+from .autockpt import (
+    AutoDecision,
+    PlanStats,
+    ProfileStore,
+    decide_before,
+    decide_measured,
+    new_profile,
+    profile_key,
+)
 from .committer import Committer, TaskOutput
 from .ref import Ref
 from .restore import restore_or_replay
@@ -54,6 +70,8 @@ class TaskRunner:
         self, ctx: RunContext, state: RunState, committer: Committer, *, retry_backoff: float
     ) -> None:
         self.ctx, self.state, self.committer = ctx, state, committer
+        #: the storage root's task cost profiles (checkpoint="auto")
+        self.profiles = ProfileStore(ctx.store.fs)
         #: seconds before the first retry; doubles each time (capped at MAX_BACKOFF)
         self.retry_backoff = retry_backoff
 
@@ -225,31 +243,148 @@ class TaskRunner:
         if not is_dataframe(result):
             value = self._small_value(tid, result)
             return Ref(tid, "value", value=value), CommitRecord.of_value(value)
-        mode = node.task.opts.checkpoint
-        if node is self.ctx.dag.output and mode is False:
+        mode = self.ctx.dag.mode_of(node)
+        if node is self.ctx.dag.output and mode in (False, "auto"):
             mode = True  # the workflow's output is always durable: get_output and re-runs
-        if node is self.ctx.dag.output and mode == "auto":
-            mode = "async"
+        if mode == "auto":
+            return self._auto(node, tid, result), None
         if mode is False:
-            if self.state.consumers.get(tid, 0) >= 2:
-                return Ref(tid, "cache", df=self.state.keep_persisted(result.persist())), None
-            return Ref(tid, "plan", df=result), None
+            return self._lazy(tid, result), None
         if mode is True:
             return self.committer.write_sync(tid, result)
-        # async / auto: the output is computed into executor memory now, before consumers
-        # and the background writer read it (both then read the cached blocks: computed once,
-        # and the checkpoint commits as soon as its stage is done, not when the DAG ends)
+        # async: the output is computed into executor memory now, before consumers and the
+        # background writer read it (both then read the cached blocks: computed once, and the
+        # checkpoint commits as soon as its stage is done, not when the DAG ends)
+        ref, _ = self._cache(tid, result)
+        ref.write_async = True
+        return ref, None
+
+    def _lazy(self, tid: str, result: Any) -> Ref:
+        """A replayable output: a lazy plan that fuses into its consumers (cached when two or
+        more read it, so it is computed once)."""
+        if self.state.consumers.get(tid, 0) >= 2:
+            return Ref(tid, "cache", df=self.state.keep_persisted(result.persist()))
+        return Ref(tid, "plan", df=result)
+
+    def _cache(self, tid: str, result: Any) -> tuple[Ref, Any]:
+        """Compute the output into executor memory now (timed): its ref and the DataFrame."""
         df = self.state.keep_persisted(result.persist())
         start = time.perf_counter()
         with job_context(self.ctx.spark, self.ctx.wf, f"materialize {tid}"):
-            df.count()
+            rows = df.count()
         ref = Ref(tid, "cache", df=df)
         ref.materialize_seconds = time.perf_counter() - start
-        replay = self.committer.note_replay_cost(node, tid, ref.materialize_seconds)
-        ref.write_async = mode == "async" or self.committer.worth_checkpointing(
-            node, tid, df, replay
+        return ref, rows
+
+    # -- checkpoint="auto" (see .autockpt) -----------------------------------------------------
+    def _auto(self, node: Node, tid: str, result: Any) -> Ref:
+        """Decide whether the output is worth writing, from its profile, else a measurement
+        now (Python code the plan cannot price), else the plan's statistics; only outputs
+        worth writing (or measured) are computed into the cache, the rest keep fusing."""
+        ctx, state = self.ctx, self.state
+        upstream = self._upstream_replay(node)
+        must = self._must_write(node, tid)
+        code_fp = code_fingerprint(node.task.fn)
+        key = profile_key(tid, code_fp)
+        profile = None if must else self.profiles.load(key)
+        stats = self._own_plan_stats(node, result) if profile is None and not must else None
+        decision = decide_before(
+            tid,
+            profile=profile,
+            stats=stats,
+            upstream_replay_s=upstream,
+            throughput=state.throughput,
+            must_write=must,
         )
-        return ref, None
+        if decision.action == "fuse":
+            state.replay_cost[tid] = decision.replay_s or 0.0
+            self._log_auto(decision)
+            return self._lazy(tid, result)
+        ref, rows = self._cache(tid, result)
+        seconds = ref.materialize_seconds
+        size = cached_size_bytes(ref.get())
+        metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}")
+        executor_s = None if metrics is None else metrics["executor_s"]
+        if decision.action == "measure":
+            decision = decide_measured(
+                tid,
+                measured_s=seconds,
+                size=size,
+                throughput=state.throughput,
+                executor_s=executor_s,
+            )
+        # computing it now redoes its non-durable inputs: a crash would redo them as well
+        state.replay_cost[tid] = max(seconds, decision.replay_s or 0.0)
+        measured = new_profile(
+            key=key,
+            task=tid,
+            code_fingerprint=code_fp,
+            own_s=seconds - upstream,
+            executor_s=executor_s,
+            rows=int(rows),
+            size=size,
+            workflow_id=ctx.wf,
+        )
+        state.auto_profiles[tid] = measured
+        self.profiles.save(measured)
+        ref.write_async = decision.checkpoint
+        self._log_auto(decision)
+        return ref
+
+    def _upstream_replay(self, node: Node) -> float:
+        """Seconds to recompute the inputs of ``node`` that are not durable and not being
+        written (an input whose checkpoint write is under way is priced as durable: writing
+        its consumer too would not shorten a recovery that replays from that checkpoint)."""
+        dag, commits, state = self.ctx.dag, self.ctx.log.commits, self.state
+        total = 0.0
+        for u in dag.upstream(node):
+            uid = dag.id_of(u)
+            ref = state.refs.get(uid)
+            if uid in commits or (ref is not None and (ref.committed.is_set() or ref.write_async)):
+                continue
+            total += state.replay_cost.get(uid, 0.0)
+        return total
+
+    def _must_write(self, node: Node, tid: str) -> str | None:
+        """Why ``tid``'s output is written whatever it costs, or None."""
+        if not node.task.opts.deterministic:
+            return "nondeterministic: its output is always written (a replay could differ)"
+        if any(tid in self.ctx.dag.waits(n) for n in self.ctx.dag):
+            return "a task waits until it is committed (wait_until_committed)"
+        return None
+
+    def _own_plan_stats(self, node: Node, result: Any) -> PlanStats | None:
+        """The statistics of ``result``'s plan, its inputs' operators taken out (an input
+        read lazily shows its operators in both; a cached or checkpointed one in neither)."""
+        mine = plan_operators(result)
+        if mine is None:
+            return None
+        opaque, wide, size = mine
+        for u in self.ctx.dag.upstream(node):
+            ref = self.state.refs.get(self.ctx.dag.id_of(u))
+            if ref is None or not ref.is_dataframe:
+                continue
+            theirs = plan_operators(ref.get())
+            if theirs is not None:
+                opaque -= theirs[0]
+                wide -= theirs[1]
+        return PlanStats(max(opaque, 0), max(wide, 0), size)
+
+    def _log_auto(self, decision: AutoDecision) -> None:
+        ctx = self.ctx
+        ctx.store.event(
+            ctx.run, EventKind.AUTO_CHECKPOINT, task=decision.task, **decision.to_event()
+        )
+        logger.info(
+            "[%s] [%s] checkpoint='auto': %s (%s: %s)",
+            ctx.wf,
+            decision.task,
+            {"write": "writing it (async)", "fuse": "fused into its consumers"}.get(
+                decision.action, "kept in memory, not worth writing"
+            ),
+            decision.source,
+            decision.reason,
+        )
 
     def _small_value(self, tid: str, result: Any) -> Any:
         """``result`` as a JSON value small enough to log inline (a copy)."""

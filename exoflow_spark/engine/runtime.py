@@ -19,13 +19,14 @@ versions (lazily), never executed again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.dag import Dag
 from ..core.status import TaskStatus, WorkflowStatus
 from ..storage.checkpoints import CheckpointFormat
 from ..storage.store import WorkflowState, WorkflowStore
+from .autockpt import ProfileStore
 from .committer import Committer
 from .cost import Throughput
 from .planner import RecoveryPlan, Strategy
@@ -144,8 +145,19 @@ class WorkflowRun:
 
     def release(self) -> None:
         """Drop the executor caches this run created and Delta's cached state of this
-        workflow's checkpoint tables (see :meth:`~.committer.Committer.release`)."""
+        workflow's checkpoint tables (see :meth:`~.committer.Committer.release`); complete
+        the cost profiles measured in this run with their checkpoints' write times."""
+        self._record_write_costs()
         self.committer.release()
+
+    def _record_write_costs(self) -> None:
+        """checkpoint="auto": a profile measured in this run whose output was written learns
+        what the write took (the next run compares recompute against that)."""
+        profiles = ProfileStore(self.store.fs)
+        for tid, profile in list(self.run_state.auto_profiles.items()):
+            rec = self.state.commits.get(tid)
+            if rec is not None and rec.checkpoint is not None and rec.run == self.run:
+                profiles.save(replace(profile, write_s=rec.checkpoint.write_seconds))
 
 
 def finish_status(exc: BaseException | None) -> WorkflowStatus:

@@ -33,6 +33,7 @@ from typing import Any
 from ..core.dag import Dag
 from ..core.status import TaskStatus
 from ..storage.store import WorkflowState, WorkflowStore
+from .autockpt import TaskProfile
 from .cost import Throughput
 from .planner import RecoveryPlan
 from .ref import Ref
@@ -109,6 +110,9 @@ class RunState:
     # -- written by the thread running a task (see the module docstring) ---------------------
     #: task -> estimated seconds to recompute its output after a crash (checkpoint="auto")
     replay_cost: dict[str, float] = field(default_factory=dict)
+    #: task -> the cost profile measured in this run (checkpoint="auto"; saved when measured,
+    #: saved again with the checkpoint's write time at the end of the run)
+    auto_profiles: dict[str, TaskProfile] = field(default_factory=dict)
 
     # -- refs ---------------------------------------------------------------------------------
     def ref(self, tid: str) -> Ref | None:

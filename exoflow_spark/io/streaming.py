@@ -236,6 +236,7 @@ def streaming_task(
     )
     opts = TaskOptions(
         checkpoint=False,  # the query's own table is durable: nothing more to write
+        checkpoint_declared=True,  # so no run-wide checkpoint policy applies
         deterministic=deterministic,
         max_retries=max_retries,
         retry_exceptions=retry_exceptions,

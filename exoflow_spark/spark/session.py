@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -315,3 +316,120 @@ def forget_delta_state(spark: Any, paths: list[str]) -> None:
             delta_log.invalidateCache(spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(path))
     except Exception as exc:  # only memory is at stake
         logger.debug("could not drop Delta's cached table state (%s)", exc)
+
+
+# -- costs for checkpoint="auto" ---------------------------------------------------------------
+#: logical operators that run code Catalyst cannot see into (their cost is not in the plan)
+_OPAQUE_OPERATORS = (
+    "BatchEvalPython",
+    "ArrowEvalPython",
+    "MapInPandas",
+    "MapInArrow",
+    "PythonMapInArrow",
+    "FlatMapGroupsInPandas",
+    "FlatMapGroupsInArrow",
+    "FlatMapCoGroupsInPandas",
+    "FlatMapCoGroupsInArrow",
+    "FlatMapGroupsInPandasWithState",
+    "WindowInPandas",
+    "ArrowEvalPythonUDTF",
+    "BatchEvalPythonUDTF",
+)
+#: logical operators with a wide dependency (a shuffle, unless Spark broadcasts)
+_WIDE_OPERATORS = (
+    "Aggregate",
+    "Join",
+    "Repartition",
+    "RepartitionByExpression",
+    "Sort",
+    "Window",
+    "Deduplicate",
+    "Distinct",
+    "Expand",
+)
+_OPERATOR_RE = re.compile(r"^[\s:+\-|!]*([A-Za-z]+)")
+
+
+def plan_operators(df: Any) -> tuple[int, int, int | None] | None:
+    """``(opaque, wide, size_bytes)`` of a DataFrame's optimized plan: how many operators run
+    Python code (their cost is invisible to Catalyst), how many have wide dependencies, and
+    Catalyst's size estimate (None when unknown or absurd). A cached input shows as one
+    ``InMemoryRelation``, so its operators are not counted. None on Spark Connect."""
+    try:
+        plan = df._jdf.queryExecution().optimizedPlan()
+        text = str(plan.treeString())
+        size_raw = plan.stats().sizeInBytes()
+        size = int(size_raw) if isinstance(size_raw, int) else int(str(size_raw.toString()))
+    except Exception as exc:  # Spark Connect has no _jdf
+        logger.debug("plan statistics unavailable (%s)", exc)
+        return None
+    opaque = wide = 0
+    cached_at: int | None = None  # depth of an InMemoryRelation whose cached plan is printed
+    for line in text.splitlines():
+        m = _OPERATOR_RE.match(line)
+        depth = m.start(1) if m is not None else len(line) - len(line.lstrip(" :+-|!*"))
+        if cached_at is not None and depth > cached_at:
+            continue  # the plan a cached input was computed with: not recomputed
+        cached_at = None
+        if m is None:
+            continue
+        op = m.group(1)
+        if op == "InMemoryRelation":
+            cached_at = depth
+        elif op in _OPAQUE_OPERATORS:
+            opaque += 1
+        elif op in _WIDE_OPERATORS:
+            wide += 1
+    # Catalyst says Long.MaxValue (or a product of sizes) when it cannot tell
+    return opaque, wide, size if 0 <= size < 1 << 50 else None
+
+
+def job_metrics(spark: Any, workflow_id: str, label: str) -> dict[str, float] | None:
+    """Spark's metrics of the finished jobs this session ran as ``label`` of ``workflow_id``
+    (see :func:`job_context`): ``executor_s`` (executor run time, summed over tasks),
+    ``cpu_s``, ``shuffle_bytes``, ``jobs``. None when Spark does not tell (Spark Connect, or
+    the status store dropped them)."""
+    try:
+        sc = spark.sparkContext
+        jsc = sc._jsc.sc()
+        with contextlib.suppress(Exception):  # let the status listener catch up
+            jsc.listenerBus().waitUntilEmpty(2000)
+        store = jsc.statusStore()
+        jobs = store.jobsList(None)
+        description = f"[{workflow_id}] {label}"
+        group = f"exoflow:{workflow_id}"
+        stage_ids: set[int] = set()
+        njobs = 0
+        for i in range(jobs.size()):
+            job = jobs.apply(i)
+            desc, grp = job.description(), job.jobGroup()
+            if not (desc.isDefined() and str(desc.get()) == description):
+                continue
+            if not (grp.isDefined() and str(grp.get()) == group):
+                continue
+            njobs += 1
+            ids = job.stageIds()
+            stage_ids.update(int(ids.apply(k)) for k in range(ids.size()))
+        if not njobs:
+            return None
+        gateway = sc._gateway
+        empty_tasks = gateway.jvm.java.util.ArrayList()
+        no_quantiles = gateway.new_array(gateway.jvm.double, 0)
+        run_ms = cpu_ns = shuffle = 0
+        for sid in stage_ids:
+            with contextlib.suppress(Exception):  # a skipped stage has no data
+                attempts = store.stageData(sid, False, empty_tasks, False, no_quantiles)
+                for k in range(attempts.size()):
+                    st = attempts.apply(k)
+                    run_ms += int(st.executorRunTime())
+                    cpu_ns += int(st.executorCpuTime())
+                    shuffle += int(st.shuffleWriteBytes())
+        return {
+            "executor_s": run_ms / 1000.0,
+            "cpu_s": cpu_ns / 1e9,
+            "shuffle_bytes": float(shuffle),
+            "jobs": float(njobs),
+        }
+    except Exception as exc:
+        logger.debug("Spark job metrics unavailable (%s)", exc)
+        return None

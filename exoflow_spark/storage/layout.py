@@ -19,6 +19,7 @@ turns them into URIs)::
     streams/<name>/checkpoint, streams/<name>/table     a stream shared by several workflows
     _exoflow/throughput.json, throughput-<fmt>.json     the root's measured cost model
     _exoflow/calibration/<token>                        scratch tables while measuring it
+    _exoflow/profiles/<key>.json                        a task's measured costs (checkpoint="auto")
 
 Workflow and task ids are validated before they become part of a path. These names are the
 on-disk format: changing one would strand every workflow stored before.
@@ -190,3 +191,13 @@ def throughput_file(fmt: str) -> str:
 def calibration_dir(token: str) -> str:
     """Scratch tables written while measuring the root's throughput."""
     return f"_exoflow/calibration/{token}"
+
+
+_PROFILE_KEY = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def profile_file(key: str) -> str:
+    """A task's cost profile (``checkpoint="auto"``), keyed by its id and code fingerprint."""
+    if not _PROFILE_KEY.match(key):
+        raise ValueError(f"profile key {key!r} is not a hex digest")
+    return f"_exoflow/profiles/{key}.json"

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from .. import api
 from ..core.fmt import human_bytes as _human
+from ..core.options import CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY
 from ..core.records import FAILURE_EVENTS, EventKind
 from ..core.redact import MASK
 from ..core.status import WorkflowStatus
@@ -346,6 +347,7 @@ def _launch_function(
             max_parallel=args.max_parallel,
             recovery=args.recovery,
             progress=False if args.no_progress else "auto",
+            checkpoint=args.checkpoint or DEFAULT_CHECKPOINT_POLICY,
         )
     # the id of a generated workflow: the newest run started by this process
     wf = workflow_id or _newest_workflow(storage, spark)
@@ -388,6 +390,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ("--storage", args.storage),
             ("--profile", args.profile if args.profile_given else None),
             ("--master", args.master),
+            ("--checkpoint-policy", getattr(args, "checkpoint", None)),
         ):
             if value:
                 job_args += [flag, value]
@@ -569,6 +572,9 @@ def _history(store: WorkflowStore) -> dict[str, Any]:
                     if e.kind in FAILURE_EVENTS
                 ],
                 "committed": sorted(t for t, c in state.commits.items() if c.run == r.number),
+                "auto_checkpoint": [
+                    {"task": e.task, **e.data} for e in mine if e.kind is EventKind.AUTO_CHECKPOINT
+                ],
             }
         )
     return {
@@ -602,6 +608,15 @@ def _cmd_history(args: argparse.Namespace) -> int:
             width = max(len(d["task"]) for d in r["decisions"])
             for d in r["decisions"]:
                 print(f"    {d['task']:{width}}  {d['action']:9} {d['reason']}")
+        if r["auto_checkpoint"]:
+            print("  checkpoint='auto' decisions:")
+            width = max(len(str(a["task"])) for a in r["auto_checkpoint"])
+            for a in r["auto_checkpoint"]:
+                action = a.get("action") or ("write" if a.get("checkpoint") else "keep")
+                why = a.get("reason") or (
+                    f"replay ~{a.get('replay_s')}s, write ~{a.get('write_s')}s"
+                )  # an event of a release that logged no reason
+                print(f"    {a['task']:{width}}  {action:6} [{a.get('source', 'measured')}] {why}")
         for e in r["errors"]:
             what = "async checkpoint failed" if e["kind"] == EventKind.CHECKPOINT_FAILED else (
                 f"attempt {e['attempt']} failed ({'system' if e['system'] else 'task'} error)"
@@ -749,6 +764,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="recovery strategy for a module:function target (default: restore)",
         )
         p.add_argument("--max-parallel", type=int, default=4, help="tasks running at once")
+        p.add_argument(
+            "--checkpoint",
+            choices=sorted(CHECKPOINT_POLICIES),
+            default=None,
+            help="checkpoint policy of every task that declares no checkpoint option: auto "
+            "(write only what is dearer to recompute than to write, from measured costs), "
+            "none (default), async, sync; passed to a job script as --checkpoint-policy",
+        )
         p.add_argument(
             "--no-progress",
             action="store_true",

@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from ..core.options import CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY
 from ..spark.session import create_spark_session
 from .config import Profile, configure_logging, load_profile
 
@@ -44,6 +45,19 @@ def job_arg_parser(description: str, default_workflow_id: str) -> argparse.Argum
         help="exoflow_spark log level (INFO, ...; default: the profile's log_level)",
     )
     return parser
+
+
+def add_checkpoint_policy(parser: argparse.ArgumentParser) -> None:
+    """Add ``--checkpoint-policy`` (``xf.run(checkpoint=...)``) to a job's parser: the policy
+    of every task that declares no checkpoint option (``exoflow-spark run --checkpoint``
+    passes it on)."""
+    parser.add_argument(
+        "--checkpoint-policy",
+        choices=sorted(CHECKPOINT_POLICIES),
+        default=DEFAULT_CHECKPOINT_POLICY,
+        help="checkpoint policy of tasks that declare none: auto (write only outputs dearer "
+        f"to recompute than to write), none, async, sync (default: {DEFAULT_CHECKPOINT_POLICY})",
+    )
 
 
 def under_spark_submit() -> bool:

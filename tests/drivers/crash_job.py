@@ -32,9 +32,16 @@ def build(counter_dir: str, sink: str, mode: object, rows: int) -> xf.Node:
             (F.col("id") * 7 % 101).alias("amount"),
         )
 
-    @xf.task(checkpoint=mode)
+    # mode "auto": enriched declares no checkpoint and the run's policy is "auto"; its
+    # Python UDF is what the policy measures (and, the test's cost model says, writes)
+    declared = {} if mode == "auto" else {"checkpoint": mode}
+    is_big = F.udf(lambda a: a > 50, "boolean")
+
+    @xf.task(**declared)
     def enriched(df):
         bump(counter_dir, "enriched")
+        if mode == "auto":
+            return df.withColumn("big", is_big("amount"))
         return df.withColumn("big", F.col("amount") > 50)
 
     @xf.task
@@ -89,7 +96,7 @@ def main() -> int:
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
     p.add_argument("--checkpoint-format", default="delta", choices=["delta", "parquet"])
     a = p.parse_args()
-    mode = {"true": True, "false": False, "async": "async"}[a.mode]
+    mode = {"true": True, "false": False, "async": "async", "auto": "auto"}[a.mode]
     spark = driver_session("local[2]", "exoflow-crash-job")
 
     dag = (
@@ -103,6 +110,7 @@ def main() -> int:
         storage=a.storage,
         spark=spark,
         checkpoint_format=a.checkpoint_format,
+        checkpoint="auto" if mode == "auto" else "none",
     )
     print(f"RESULT {out}")
     return 0

@@ -7,6 +7,7 @@ RESUMABLE (not RUNNING) between the crash and the resume.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -83,6 +84,7 @@ DEFAULT_CASES = {
     ("true", "orders:after-commit"),
     ("async", "enriched:during-checkpoint"),
     ("false", "publish:during-sink"),
+    ("auto", "enriched:during-checkpoint"),
 }
 
 
@@ -105,6 +107,19 @@ def fault_matrix() -> list:
                 marks = [] if default else [pytest.mark.matrix]
                 name = f"{mode}-{crash_at}" if fmt == "delta" else f"parquet-{mode}-{crash_at}"
                 cases.append(pytest.param(mode, crash_at, fmt, marks=marks, id=name))
+    # checkpoint="auto" as the run's policy (Delta): enriched, a Python UDF, is measured and
+    # written (the test's cost model makes any write worth it); the resume decides from the
+    # profile the crashed run saved, or measures again when it crashed before saving one
+    for crash_at in (
+        "enriched:before-run",
+        "enriched:after-output",
+        "enriched:during-checkpoint",
+        "enriched:after-commit",
+        "publish:during-sink",
+    ):
+        default = ("auto", crash_at) in DEFAULT_CASES
+        marks = [] if default else [pytest.mark.matrix]
+        cases.append(pytest.param("auto", crash_at, "delta", marks=marks, id=f"auto-{crash_at}"))
     for mode, crash_at in sorted(DEFAULT_CASES):
         if not any(c.values == (mode, crash_at, "delta") for c in cases):
             cases.append(pytest.param(mode, crash_at, "delta", id=f"{mode}-{crash_at}"))
@@ -113,6 +128,11 @@ def fault_matrix() -> list:
 
 @pytest.mark.parametrize(("mode", "crash_at", "fmt"), fault_matrix())
 def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str, fmt: str) -> None:
+    if mode == "auto":  # writes cost nothing: "auto" writes what it measures
+        (tmp_path / "exo" / "_exoflow").mkdir(parents=True)
+        (tmp_path / "exo" / "_exoflow" / "throughput.json").write_text(
+            json.dumps({"write_fixed_s": 0.0, "write_bps": 1e15, "measured_at": time.time()})
+        )
     proc = launch(tmp_path, mode, crash_at, checkpoint_format=fmt)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]

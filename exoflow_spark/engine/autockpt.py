@@ -1,0 +1,334 @@
+"""``checkpoint="auto"``: which task outputs are worth writing, decided from measured costs.
+
+A task under ``"auto"`` (declared, or given by the run's policy ``xf.run(checkpoint="auto")``)
+runs lazily by default, like ``checkpoint=False``: its output is a plan that fuses into its
+consumers (Catalyst keeps narrow stages in one pipeline). It is written (as ``"async"``) only
+when recomputing it after a crash is expected to cost more than writing it, the cost model of
+:mod:`.cost`. The inputs of that comparison come from, in order:
+
+1. ``profile``: the task's costs measured by an earlier run, kept under the storage root in
+   ``_exoflow/profiles/<key>.json`` keyed by the task id and its code fingerprint (not the
+   workflow id: the nightly run of day N+1 decides from day N's measurements; a changed
+   function has a new key, so no profile). Decided before the task's output is computed: a
+   cheap task keeps fusing, an expensive one is computed into the cache and written.
+2. ``measured``: a task with no profile whose own plan runs code Catalyst cannot see into
+   (Python UDFs, pandas/Arrow functions) has no cost the plan can bound: its output is
+   computed into the cache (as ``"async"`` does), timed, its Spark executor metrics read, and
+   the decision made from that measurement; the measurement becomes its profile.
+3. ``estimate``: otherwise the plan's statistics (Catalyst's size estimate, its shuffles)
+   give the recompute estimate; a plan of JVM operators only is cheap to recompute next to a
+   write, so it keeps fusing.
+
+Nondeterministic outputs and outputs some task waits on are always written (``rule``).
+
+Every decision is logged as an ``auto_checkpoint`` event with its inputs and their source,
+and shown by ``exoflow-spark history`` and ``explain``. This module is pure (no Spark): the
+task runner (:mod:`.runner`) gathers the inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from ..storage import layout
+from ..storage.logfs import LogFS
+from .cost import Throughput
+
+logger = logging.getLogger(__name__)
+
+#: version of the profile file format; a file with another version is ignored (re-measured)
+PROFILE_SCHEMA = 1
+PROFILE_KIND = "exoflow-task-profile"
+
+#: Recompute estimate of a plan of JVM operators only (no profile, no Python code): bytes
+#: read/produced per second per pass, and per shuffle (written, fetched, read again).
+ESTIMATE_SCAN_BPS = 1e9
+ESTIMATE_SHUFFLE_BPS = 200e6
+
+Action = Literal["write", "fuse", "measure"]
+Source = Literal["profile", "measured", "estimate", "rule"]
+
+
+def profile_key(task_id: str, code_fingerprint: str) -> str:
+    """The profile key of a task: its id and the fingerprint of its function's code."""
+    return hashlib.sha256(f"{task_id}\0{code_fingerprint}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """A task's costs as measured in one run (``_exoflow/profiles/<key>.json``).
+
+    Attributes:
+        key: :func:`profile_key` of the task.
+        task: the task id (for people reading the file).
+        code_fingerprint: the fingerprint of the task's function when measured.
+        compute_s: seconds to compute the task's own output (its fused inputs' share taken
+            out), measured as wall time of the job that computed it into the cache.
+        executor_s: Spark's executor run time of that job (all cores), or None.
+        rows: output rows, or None.
+        bytes: output size in memory (Spark's statistics of the cached data).
+        write_s: wall seconds its checkpoint write took (an async write shares the cluster
+            with the run's jobs, so this is for people; decisions price writes with the
+            root's cost model), or None when it was not written.
+        workflow_id: the workflow that measured it.
+        measured_at: when (epoch seconds).
+    """
+
+    key: str
+    task: str
+    code_fingerprint: str
+    compute_s: float
+    executor_s: float | None
+    rows: int | None
+    bytes: int
+    write_s: float | None
+    workflow_id: str
+    measured_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": PROFILE_KIND, "schema": PROFILE_SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, doc: Any, key: str) -> TaskProfile:
+        """Parse a profile file; ValueError when it is not a profile of ``key``."""
+        if not isinstance(doc, dict) or doc.get("kind") != PROFILE_KIND:
+            raise ValueError("not an exoflow task profile")
+        if doc.get("schema") != PROFILE_SCHEMA:
+            raise ValueError(f"profile schema {doc.get('schema')!r}, expected {PROFILE_SCHEMA}")
+        if doc.get("key") != key:
+            raise ValueError(f"profile of key {doc.get('key')!r}, expected {key!r}")
+
+        def num(name: str, *, optional: bool = False) -> float | None:
+            v = doc.get(name)
+            if v is None and optional:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
+                raise ValueError(f"field {name!r} is {v!r}, not a number >= 0")
+            return float(v)
+
+        rows = num("rows", optional=True)
+        executor = num("executor_s", optional=True)
+        write = num("write_s", optional=True)
+        return cls(
+            key=key,
+            task=str(doc.get("task", "")),
+            code_fingerprint=str(doc.get("code_fingerprint", "")),
+            compute_s=float(num("compute_s") or 0.0),
+            executor_s=executor,
+            rows=None if rows is None else int(rows),
+            bytes=int(num("bytes") or 0),
+            write_s=write,
+            workflow_id=str(doc.get("workflow_id", "")),
+            measured_at=float(num("measured_at") or 0.0),
+        )
+
+
+class ProfileStore:
+    """The task profiles of a storage root. A missing, corrupt or foreign profile file reads
+    as no profile (with a warning for the latter two): the task is measured afresh."""
+
+    def __init__(self, fs: LogFS) -> None:
+        self.fs = fs
+
+    def load(self, key: str) -> TaskProfile | None:
+        rel = layout.profile_file(key)
+        try:
+            raw = self.fs.get(rel)
+        except Exception as exc:  # an unreadable file is no profile, never a failed run
+            logger.warning("ignoring task profile %s: cannot read it (%s)", self.fs.uri(rel), exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return TaskProfile.from_json(json.loads(raw), key)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            logger.warning(
+                "ignoring task profile %s (%s): the task is measured afresh", self.fs.uri(rel), exc
+            )
+            return None
+
+    def save(self, profile: TaskProfile) -> None:
+        """Write (replace) a profile; a failure is logged, never raised (profiles are hints)."""
+        rel = layout.profile_file(profile.key)
+        try:
+            self.fs.put(rel, json.dumps(profile.to_json(), sort_keys=True).encode())
+        except Exception as exc:
+            logger.warning("could not save task profile %s: %s", self.fs.uri(rel), exc)
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """What a task's optimized plan says about its cost (:func:`~exoflow_spark.spark.session.
+    plan_stats`). Counts are of the task's own operators: its inputs' are taken out."""
+
+    #: operators running code Catalyst cannot see into (Python UDFs, pandas/Arrow functions)
+    opaque: int
+    #: operators with a wide dependency (joins, aggregations, repartitions, sorts, windows)
+    shuffles: int
+    #: Catalyst's estimate of the output size in bytes, None when unknown or absurd
+    size_bytes: int | None
+
+
+@dataclass(frozen=True)
+class AutoDecision:
+    """One ``checkpoint="auto"`` decision and what it was made from.
+
+    ``action``: ``write`` (compute into the cache, write async), ``fuse`` (a lazy plan that
+    fuses into its consumers) or ``measure`` (compute into the cache, time it, then decide:
+    :func:`decide_measured` turns it into ``write`` or ``keep``).
+    """
+
+    task: str
+    action: Action | Literal["keep"]
+    source: Source
+    replay_s: float | None
+    write_s: float | None
+    bytes: int | None
+    reason: str
+
+    @property
+    def checkpoint(self) -> bool:
+        return self.action == "write"
+
+    def to_event(self) -> dict[str, Any]:
+        """The ``auto_checkpoint`` event's fields (``checkpoint``, ``replay_s``, ``write_s``
+        and ``bytes`` as before; ``action``, ``source`` and ``reason`` added)."""
+        return {
+            "checkpoint": self.checkpoint,
+            "action": self.action,
+            "source": self.source,
+            "replay_s": None if self.replay_s is None else round(self.replay_s, 4),
+            "write_s": None if self.write_s is None else round(self.write_s, 4),
+            "bytes": self.bytes,
+            "reason": self.reason,
+        }
+
+
+def write_cost(tp: Throughput, size: int) -> float:
+    """Seconds to write a checkpoint of ``size`` bytes (the root's cost model)."""
+    return tp.write_fixed_s + size / tp.write_bps
+
+
+def estimate_compute(stats: PlanStats) -> float:
+    """Seconds to recompute a plan of JVM operators from its statistics (a rough bound)."""
+    size = stats.size_bytes or 0
+    return size / ESTIMATE_SCAN_BPS + stats.shuffles * size / ESTIMATE_SHUFFLE_BPS
+
+
+def decide_before(
+    task: str,
+    *,
+    profile: TaskProfile | None,
+    stats: PlanStats | None,
+    upstream_replay_s: float,
+    throughput: Throughput,
+    must_write: str | None = None,
+) -> AutoDecision:
+    """Decide before the output is computed (nothing is materialized to decide).
+
+    Args:
+        task: the task id.
+        profile: its profile from an earlier run, if any.
+        stats: its plan's statistics (None: unknown, e.g. Spark Connect).
+        upstream_replay_s: seconds to recompute its inputs that are not durable (a crash
+            loses caches too).
+        throughput: the storage root's cost model.
+        must_write: why the output is written whatever it costs (nondeterministic, waited
+            on), or None.
+    """
+    if must_write:
+        return AutoDecision(task, "write", "rule", None, None, None, must_write)
+    if profile is not None:
+        replay = profile.compute_s + upstream_replay_s
+        # the root's cost model prices the write (the profile's write_s is the wall time of
+        # an async write sharing the cluster with the run's jobs: shown, not compared)
+        write = write_cost(throughput, profile.bytes)
+        worth = replay >= write
+        return AutoDecision(
+            task,
+            "write" if worth else "fuse",
+            "profile",
+            replay,
+            write,
+            profile.bytes,
+            f"profile of {profile.workflow_id}: compute {profile.compute_s:.2f}s"
+            + (f" (executor {profile.executor_s:.2f}s)" if profile.executor_s is not None else "")
+            + (
+                " + inputs' recompute "
+                f"{upstream_replay_s:.2f}s {'>=' if worth else '<'} write {write:.2f}s"
+            ),
+        )
+    if stats is None or stats.opaque > 0:
+        why = (
+            "no profile, and the plan runs Python code whose cost it cannot bound"
+            if stats is not None
+            else "no profile and no plan statistics"
+        )
+        return AutoDecision(task, "measure", "measured", None, None, None, why + ": measuring")
+    compute = estimate_compute(stats)
+    replay = compute + upstream_replay_s
+    size = stats.size_bytes or 0
+    write = write_cost(throughput, size)
+    worth = replay >= write
+    return AutoDecision(
+        task,
+        "write" if worth else "fuse",
+        "estimate",
+        replay,
+        write,
+        stats.size_bytes,
+        f"no profile; plan estimate: {stats.shuffles} shuffle(s) over ~{size} bytes, "
+        f"recompute ~{replay:.2f}s {'>=' if worth else '<'} write ~{write:.2f}s",
+    )
+
+
+def decide_measured(
+    task: str, *, measured_s: float, size: int, throughput: Throughput, executor_s: float | None
+) -> AutoDecision:
+    """Decide from a measurement made now: ``measured_s`` is the wall time of computing the
+    output (and its non-durable inputs) into the cache, which is what a crash would redo."""
+    write = write_cost(throughput, size)
+    worth = measured_s >= write
+    return AutoDecision(
+        task,
+        "write" if worth else "keep",
+        "measured",
+        measured_s,
+        write,
+        size,
+        f"measured now: compute {measured_s:.2f}s"
+        + (f" (executor {executor_s:.2f}s)" if executor_s is not None else "")
+        + f" {'>=' if worth else '<'} write {write:.2f}s",
+    )
+
+
+def new_profile(
+    *,
+    key: str,
+    task: str,
+    code_fingerprint: str,
+    own_s: float,
+    executor_s: float | None,
+    rows: int | None,
+    size: int,
+    workflow_id: str,
+    write_s: float | None = None,
+) -> TaskProfile:
+    """A profile of a measurement made now."""
+    return TaskProfile(
+        key=key,
+        task=task,
+        code_fingerprint=code_fingerprint,
+        compute_s=max(own_s, 0.0),
+        executor_s=executor_s,
+        rows=rows,
+        bytes=max(int(size), 0),
+        write_s=write_s,
+        workflow_id=workflow_id,
+        measured_at=time.time(),
+    )

@@ -1,0 +1,158 @@
+"""xf.run(checkpoint="auto") on a real session: no task annotated, one expensive stage among
+cheap narrow ones. The expensive output is written; the cheap ones stay fused (asserted
+from Spark's executed plans and jobs, not from timing); profiles carry over to another
+workflow id and not across a code change; a corrupt profile is ignored."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType
+
+import exoflow_spark as xf
+from exoflow_spark.core.dag import code_fingerprint
+from exoflow_spark.engine.autockpt import profile_key
+from exoflow_spark.storage import layout
+from exoflow_spark.storage.store import WorkflowStore
+
+ROWS = 8  # two partitions of four rows, 0.4 s each: 1.6 s of Python per computation
+
+
+def dag_of(expensive_fn, plans: list[str]):
+    def slow(x: int) -> int:  # defined here: pickled by value for the Python workers
+        time.sleep(0.4)
+        return x * 2
+
+    slow_udf = F.udf(slow, LongType())
+
+    @xf.task
+    def source():
+        return xf.get_spark().range(0, ROWS, 1, 2)
+
+    @xf.task
+    def cheap_a(df):
+        return df.select((F.col("id") + 1).alias("a"), F.col("id"))
+
+    @xf.task
+    def cheap_b(df):
+        return df.where(F.col("a") > 0).withColumn("b", F.col("a") * 10)
+
+    expensive = xf.task(expensive_fn(slow_udf), name="expensive")
+
+    @xf.task
+    def cheap_c(df):
+        return df.withColumn("c", F.col("x") + F.col("b"))
+
+    @xf.task
+    def total(df):
+        plans.append(df._jdf.queryExecution().executedPlan().toString())
+        return df.agg(F.sum("c").alias("s")).first().s
+
+    return total.bind(cheap_c.bind(expensive.bind(cheap_b.bind(cheap_a.bind(source.bind())))))
+
+
+def expensive_v1(slow_udf):
+    def expensive(df):
+        return df.withColumn("x", slow_udf(F.col("id")))
+
+    return expensive
+
+
+def expensive_v2(slow_udf):  # the same stage, its code changed
+    def expensive(df):
+        return df.withColumn("x", slow_udf(F.col("id")) + 0)
+
+    return expensive
+
+
+EXPECTED = sum(2 * i + (i + 1) * 10 for i in range(ROWS))
+
+
+def decisions(storage: str, wf: str) -> dict:
+    return {
+        e.task: e.data for e in WorkflowStore(storage, wf).events() if e.kind == "auto_checkpoint"
+    }
+
+
+def materialized(spark, wf: str) -> set[str]:
+    """Tasks whose output a job of ``wf`` computed on its own (``materialize <task>``)."""
+    store = spark.sparkContext._jsc.sc().statusStore()
+    jobs = store.jobsList(None)
+    out = set()
+    for i in range(jobs.size()):
+        d = jobs.apply(i).description()
+        text = str(d.get()) if d.isDefined() else ""
+        if text.startswith(f"[{wf}] materialize "):
+            out.add(text.split("materialize ", 1)[1])
+    return out
+
+
+def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage, caplog):
+    os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
+    cheap = {"source", "cheap_a", "cheap_b", "cheap_c"}
+
+    # day 1: no profile; the UDF stage is measured and written, the rest estimated and fused
+    plans: list[str] = []
+    assert xf.run(dag_of(expensive_v1, plans), workflow_id="day-1", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    got = decisions(storage, "day-1")
+    assert got["expensive"]["action"] == "write" and got["expensive"]["source"] == "measured"
+    for t in cheap:
+        assert got[t]["action"] == "fuse" and got[t]["source"] == "estimate", (t, got[t])
+    commits = WorkflowStore(storage, "day-1").read_state().commits
+    assert commits["expensive"].mode == "async"
+    assert not cheap & set(commits), "a cheap task was written"
+    for t in cheap:  # no checkpoint table, no job of their own
+        assert not os.path.exists(os.path.join(storage, "workflows", "day-1", "refs", t))
+    assert materialized(spark, "day-1") == {"expensive"}
+    # the executed plan of the output's input: cheap_c fused over the stored expensive output
+    # (one scan of the cache or the checkpoint; the Python UDF is not run again), and the
+    # cheap stages below it ran inside the expensive stage's job (no cache of their own)
+    [plan] = plans
+    top, _, cached = plan.partition("InMemoryRelation")
+    assert plan.count("InMemoryTableScan") <= 1, plan  # only the expensive output is cached
+    assert "BatchEvalPython" not in top and "ArrowEvalPython" not in top, plan
+    assert top.count("InMemoryTableScan") + top.count("FileScan") == 1, plan
+    first = top.splitlines()[0]
+    assert first.startswith("*(") and "AS c#" in first, plan  # cheap_c in one codegen stage
+    if cached:  # still the cache (not yet re-pointed at the checkpoint): how it was computed
+        assert "BatchEvalPython" in cached and "AS b#" in cached and "AS a#" in cached, plan
+
+    # day 2, a new workflow id: decided from day 1's profile before running
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    got = decisions(storage, "day-2")
+    assert got["expensive"]["action"] == "write" and got["expensive"]["source"] == "profile"
+    assert "day-1" in got["expensive"]["reason"]
+    assert all(got[t]["action"] == "fuse" for t in cheap)
+    assert WorkflowStore(storage, "day-2").read_state().commits["expensive"].mode == "async"
+
+    # the expensive stage's code changed: its old profile is not used, it is measured again
+    assert xf.run(dag_of(expensive_v2, []), workflow_id="day-3", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    assert decisions(storage, "day-3")["expensive"]["source"] == "measured"
+
+    # a corrupt profile: a warning, measured afresh, the right result
+    key = profile_key("expensive", code_fingerprint(expensive_v1(None)))
+    with open(os.path.join(storage, layout.profile_file(key)), "w") as fh:
+        fh.write("{garbage")
+    with caplog.at_level(logging.WARNING, logger="exoflow_spark"):
+        assert xf.run(dag_of(expensive_v1, []), workflow_id="day-4", storage=storage,
+                      checkpoint="auto") == EXPECTED  # fmt: skip
+    assert "ignoring task profile" in caplog.text
+    assert decisions(storage, "day-4")["expensive"]["source"] == "measured"
+
+    # explain and history show the decisions and their sources
+    plan_text = str(xf.explain("day-4", storage=storage))
+    assert "checkpoint='auto'" in plan_text and "[profile]" in plan_text, plan_text
+    from exoflow_spark.surface.cli import _history
+
+    [run] = _history(WorkflowStore(storage, "day-2"))["runs"]
+    shown = {a["task"]: a for a in run["auto_checkpoint"]}
+    assert shown["expensive"]["source"] == "profile" and shown["cheap_a"]["action"] == "fuse"

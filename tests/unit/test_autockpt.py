@@ -1,0 +1,201 @@
+"""checkpoint="auto" without Spark: the decision rule, the profile store, the run policy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+import exoflow_spark as xf
+from exoflow_spark.core.dag import Dag
+from exoflow_spark.core.options import checkpoint_policy
+from exoflow_spark.engine.autockpt import (
+    PlanStats,
+    ProfileStore,
+    TaskProfile,
+    decide_before,
+    decide_measured,
+    new_profile,
+    profile_key,
+)
+from exoflow_spark.engine.cost import Throughput
+from exoflow_spark.storage import layout
+from exoflow_spark.storage.logfs import LocalLogFS
+
+TP = Throughput(write_bps=100e6, write_fixed_s=0.5)
+
+
+def profile(compute_s: float, size: int = 1000, write_s: float | None = None) -> TaskProfile:
+    return new_profile(
+        key=profile_key("t", "c0de"),
+        task="t",
+        code_fingerprint="c0de",
+        own_s=compute_s,
+        executor_s=2 * compute_s,
+        rows=10,
+        size=size,
+        workflow_id="day-1",
+        write_s=write_s,
+    )
+
+
+def test_a_profile_decides_before_running() -> None:
+    dear = decide_before("t", profile=profile(3.0), stats=None, upstream_replay_s=0, throughput=TP)
+    assert (dear.action, dear.source, dear.checkpoint) == ("write", "profile", True)
+    assert "day-1" in dear.reason
+    cheap = decide_before("t", profile=profile(0.1), stats=None, upstream_replay_s=0, throughput=TP)
+    assert (cheap.action, cheap.source, cheap.checkpoint) == ("fuse", "profile", False)
+    # inputs that would be lost too count: a cheap task on an expensive lazy chain is written
+    chained = decide_before(
+        "t", profile=profile(0.1), stats=None, upstream_replay_s=5.0, throughput=TP
+    )
+    assert chained.action == "write" and chained.replay_s == pytest.approx(5.1)
+    # the wall time of an async write (shared with the run's jobs) is not the write's cost:
+    # the root's cost model prices it
+    shared = decide_before(
+        "t", profile=profile(3.0, write_s=40.0), stats=None, upstream_replay_s=0, throughput=TP
+    )
+    assert shared.action == "write" and shared.write_s == pytest.approx(0.5 + 1000 / 100e6)
+    big = decide_before(
+        "t", profile=profile(3.0, size=10**9), stats=None, upstream_replay_s=0, throughput=TP
+    )
+    assert big.action == "fuse"  # 10.5 s to write 1 GB > 3 s to recompute it
+
+
+def test_without_a_profile_python_code_is_measured_and_jvm_plans_estimated() -> None:
+    udf = decide_before(
+        "t", profile=None, stats=PlanStats(1, 0, 100), upstream_replay_s=0, throughput=TP
+    )
+    assert (udf.action, udf.source) == ("measure", "measured")
+    narrow = decide_before(
+        "t", profile=None, stats=PlanStats(0, 0, 50_000_000), upstream_replay_s=0, throughput=TP
+    )
+    assert (narrow.action, narrow.source) == ("fuse", "estimate")
+    shuffled = decide_before(
+        "t",
+        profile=None,
+        stats=PlanStats(0, 3, 40_000_000_000),
+        upstream_replay_s=0,
+        throughput=Throughput(write_bps=1e9, write_fixed_s=0.5),
+    )
+    assert (shuffled.action, shuffled.source) == ("write", "estimate")
+    unknown = decide_before("t", profile=None, stats=None, upstream_replay_s=0, throughput=TP)
+    assert unknown.action == "measure"
+    rule = decide_before(
+        "t", profile=profile(0.0), stats=None, upstream_replay_s=0, throughput=TP, must_write="x"
+    )
+    assert (rule.action, rule.source) == ("write", "rule")
+
+
+def test_a_measurement_decides_write_or_keep() -> None:
+    yes = decide_measured("t", measured_s=2.0, size=1000, throughput=TP, executor_s=3.5)
+    assert (yes.action, yes.source, yes.checkpoint) == ("write", "measured", True)
+    assert "executor 3.50s" in yes.reason
+    no = decide_measured("t", measured_s=0.2, size=1000, throughput=TP, executor_s=None)
+    assert (no.action, no.checkpoint) == ("keep", False)
+    event = no.to_event()
+    assert set(event) >= {"checkpoint", "action", "source", "replay_s", "write_s", "bytes"}
+
+
+def test_profile_store_round_trip_and_keys(tmp_path) -> None:
+    store = ProfileStore(LocalLogFS(str(tmp_path)))
+    p = profile(1.5)
+    assert store.load(p.key) is None
+    store.save(p)
+    assert store.load(p.key) == p
+    # keyed by task id and code: another task or another code version has no profile
+    assert profile_key("t", "c0de") != profile_key("u", "c0de")
+    assert profile_key("t", "c0de") != profile_key("t", "c0df")
+    assert (tmp_path / layout.profile_file(p.key)).is_file()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        json.dumps({"kind": "something-else", "schema": 1}).encode(),
+        json.dumps({"kind": "exoflow-task-profile", "schema": 99, "key": "k"}).encode(),
+        None,  # a valid profile of another key: foreign
+        json.dumps({"kind": "exoflow-task-profile", "schema": 1, "compute_s": "fast"}).encode(),
+    ],
+)
+def test_corrupt_or_foreign_profiles_are_ignored_with_a_warning(tmp_path, caplog, content) -> None:
+    store = ProfileStore(LocalLogFS(str(tmp_path)))
+    p = profile(1.0)
+    path = tmp_path / layout.profile_file(p.key)
+    path.parent.mkdir(parents=True)
+    if content is None:
+        other = profile(1.0).__class__(**{**p.__dict__, "key": profile_key("x", "y")})
+        content = json.dumps(other.to_json()).encode()
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        assert store.load(p.key) is None
+    assert "ignoring task profile" in caplog.text
+
+
+def test_the_run_policy_applies_to_undeclared_tasks_only() -> None:
+    @xf.task
+    def a():
+        return 1
+
+    @xf.task(checkpoint=False)
+    def b(x):
+        return x
+
+    @xf.task(checkpoint=True)
+    def c(x):
+        return x
+
+    @xf.task
+    def d(x):
+        return x
+
+    out = d.bind(c.bind(b.options(name="b2").bind(a.options(max_retries=1).bind())))
+    dag = Dag(out, checkpoint_policy=checkpoint_policy("auto"))
+    modes = {dag.id_of(n): dag.mode_of(n) for n in dag}
+    assert modes == {"a": "auto", "b2": False, "c": True, "d": "auto"}
+    assert {t["id"]: t["checkpoint"] for t in dag.to_record()["tasks"]}["a"] == "auto"
+    plain = Dag(out)
+    assert {plain.id_of(n): plain.mode_of(n) for n in plain}["a"] is False
+    # .options(checkpoint=...) declares it too
+    n = a.options(checkpoint="async").bind()
+    assert Dag(n, checkpoint_policy="auto").mode_of(n) == "async"
+
+
+def test_an_unknown_policy_is_refused_before_anything_runs(tmp_path) -> None:
+    @xf.task
+    def a():
+        return 1
+
+    with pytest.raises(xf.InvalidOptionError) as info:
+        xf.run(a.bind(), workflow_id="w", storage=str(tmp_path), checkpoint="smart")
+    msg = str(info.value)
+    assert "checkpoint='smart'" in msg and "'auto'" in msg and "'none'" in msg
+    assert not list(tmp_path.iterdir())  # nothing written, no session needed
+    with pytest.raises(xf.InvalidOptionError):
+        checkpoint_policy(True)
+
+
+def test_profiles_carry_a_timestamp() -> None:
+    assert profile(1.0).measured_at <= time.time()
+
+
+def test_cli_and_job_flags_name_the_policies(capsys) -> None:
+    import argparse
+
+    from exoflow_spark.surface.cli import build_parser
+    from exoflow_spark.surface.entry import add_checkpoint_policy
+
+    args = build_parser().parse_args(["run", "flows.py:nightly", "--checkpoint", "auto"])
+    assert args.checkpoint == "auto"
+    assert build_parser().parse_args(["run", "flows.py:nightly"]).checkpoint is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "flows.py:nightly", "--checkpoint", "smart"])
+    assert "'auto'" in capsys.readouterr().err  # argparse names the choices
+    job = argparse.ArgumentParser()
+    add_checkpoint_policy(job)
+    assert job.parse_args([]).checkpoint_policy == "none"
+    assert job.parse_args(["--checkpoint-policy", "auto"]).checkpoint_policy == "auto"
