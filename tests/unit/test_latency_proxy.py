@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-from latency_proxy import LatencyProxy  # noqa: E402
+from latency_proxy import LatencyProxy
 
 LATENCY = 0.1
 
