@@ -252,10 +252,13 @@ class TaskRunner:
             return self._lazy(tid, result), None
         if mode is True:
             return self.committer.write_sync(tid, result)
-        # async: the output is computed into executor memory now, before consumers and the
-        # background writer read it (both then read the cached blocks: computed once, and the
-        # checkpoint commits as soon as its stage is done, not when the DAG ends)
-        ref, _ = self._cache(tid, result)
+        # async: no materialization job of its own: the background write's job computes the
+        # output into the cache while the consumers start at once. Spark's block manager
+        # computes each cached partition once, whichever job asks first (the other waits for
+        # the block), so the output is still computed once; a job (a full Spark job's
+        # overhead, per stage) leaves the critical path, and the write starts now instead of
+        # after a count. The write's seconds include the compute, as a sync write's do.
+        ref = Ref(tid, "cache", df=self.state.keep_persisted(result.persist()))
         ref.write_async = True
         return ref, None
 
