@@ -45,8 +45,8 @@ from _harness import REPO, command, machine, markdown, save
 STRATEGIES = ("none", "async", "sync", "selective", "auto")
 #: How ``auto`` is asked for. False: ``checkpoint="auto"`` declared on every task (what this
 #: branch has). True: the tasks declare nothing and the run passes ``checkpoint="auto"``
-#: (the run-wide policy, applied to undeclared tasks). Switching is this one line.
-RUN_WIDE_AUTO = False
+#: (the run-wide policy, applied to undeclared tasks: what the engine has now).
+RUN_WIDE_AUTO = True
 
 
 # -- one driver ------------------------------------------------------------------------------
