@@ -57,6 +57,7 @@ def iterate(
     path: str | None = None,
     until: Callable[[Any, Any, int], bool] | None = None,
     cut_last: bool = False,
+    truncate: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, IterationReport]:
     """Run ``df = step(df, i)`` for ``i`` in ``range(iterations)``, cutting lineage as needed.
 
@@ -72,6 +73,12 @@ def iterate(
             it runs right after a cut, on the materialised data, so it is cheap.
         cut_last: also cut after the last step, so the result depends on nothing the
             caller cached (which it may then unpersist).
+        truncate: a cheap, non-durable lineage cut applied to every step's result (e.g.
+            ``lambda df: df.localCheckpoint()``, which materialises it). The plan then never
+            grows: its time is not counted as rent, ``max_depth`` does not apply, and the
+            durable cuts above only bound what recovery recomputes. ``until`` is then checked
+            after every step (the data is materialised, and the step may have computed its
+            convergence metric in the same job, e.g. with ``DataFrame.observe``).
 
     Returns:
         The final DataFrame and an :class:`IterationReport`.
@@ -107,7 +114,10 @@ def iterate(
         report.iterations = i + 1
         rent += elapsed
         depth += 1
-        due = depth >= every if every else (rent >= cut_cost or depth >= max_depth)
+        if truncate is not None:
+            df = truncate(df)
+        deep = depth >= max_depth and truncate is None
+        due = depth >= every if every else (rent >= cut_cost or deep)
         if due and i < iterations - 1:
             start = time.perf_counter()
             written = write_checkpoint(df, path)
@@ -124,6 +134,10 @@ def iterate(
             )
             rent, depth = 0.0, 0
             if until is not None and until(previous, df, i):
+                break
+            previous = df
+        elif truncate is not None and until is not None:
+            if until(previous, df, i):
                 break
             previous = df
     if cut_last and depth > 0:

@@ -57,7 +57,8 @@ def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_pat
         f"{len(report.cuts)} lineage cuts, longest uncut run {report.max_depth} steps"
     )
     assert late < 10 * early + 0.05
-    assert report.max_depth <= 25
+    # each step truncates its own lineage (a local checkpoint): durable cuts are rare
+    assert len(report.cuts) <= 3
 
     comps, _ = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "cc"))
     assert components_of(comps) == {frozenset(c) for c in nx.connected_components(g)}
