@@ -15,8 +15,8 @@ out-degree). An edge with a null end, a missing ``src``/``dst`` column or non-in
 graph gives an empty result after 0 iterations.
 
 How the loops run (the structure of GraphX's, in DataFrames): the links are partitioned by
-source node and kept as a local checkpoint; each iteration is one Spark action that joins them
-with the previous values (partitioned the same way), aggregates by destination node and
+source node and cached; each iteration is one Spark action that joins them
+with the previous values (only those are shuffled), aggregates by destination node and
 materialises the result as a local checkpoint (``localCheckpoint``: the plan and the RDD
 lineage stay one step deep). The iteration's convergence metric, and PageRank's dangling
 mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
@@ -187,7 +187,7 @@ def _partitions(spark: Any, num_edges: int, partitions: int | None) -> int:
 
 
 def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[Any, int, int, int]:
-    """The links of the loop, partitioned by ``src`` and locally checkpointed:
+    """The links of the loop, partitioned by ``src`` and cached:
     ``[src, dst, w, own, dang]`` with ``w = 1/outdeg(src)`` on each distinct edge, and one
     ``own`` row per node (``src = dst = node``, ``w = 0``) that carries its previous value
     through the join and makes every node appear in the aggregate (``dang = 1`` when the
@@ -197,27 +197,28 @@ def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[
     """
     from pyspark.sql import functions as F
 
-    raw = _edges(edges, fn)
-    nulls = _Metrics()
-    checked = nulls.observe(
-        raw,
-        0,
-        F.count_if(F.col("src").isNull() | F.col("dst").isNull()).alias("nulls"),
-    )
-    graph = checked.where(F.col("src").isNotNull() & F.col("dst").isNotNull())
+    graph = _edges(edges, fn)
     if both:
         graph = graph.unionByName(
             graph.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
         )
     sizes = _Metrics()
-    graph = _local_cut(sizes.observe(graph.distinct(), 0, F.count(F.lit(1)).alias("edges")))
-    bad = int((nulls.get(0) or {}).get("nulls") or 0)
+    graph = _local_cut(
+        sizes.observe(
+            graph.distinct(),
+            0,
+            F.count(F.lit(1)).alias("edges"),
+            F.count_if(F.col("src").isNull() | F.col("dst").isNull()).alias("nulls"),
+        )
+    )
+    m = sizes.get(0) or {}
+    bad = int(m.get("nulls") or 0)
     if bad:
         raise InvalidOptionError(
             f"{fn}: {bad} edge(s) have a null src or dst (networkx rejects None as a node); "
             f"drop them first, e.g. edges.dropna(subset=['src', 'dst'])"
         )
-    num_edges = int((sizes.get(0) or {}).get("edges") or 0)
+    num_edges = int(m.get("edges") or 0)
     parts = _partitions(graph.sparkSession, num_edges, partitions)
     outdeg = graph.groupBy("src").agg(F.count(F.lit(1)).alias("deg"))
     real = graph.join(outdeg, "src").select(
@@ -235,16 +236,14 @@ def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[
         F.lit(True).alias("own"),
         F.when(F.col("deg").isNull(), 1).otherwise(0).alias("dang"),
     )
-    counts = _Metrics()
-    links = counts.observe(
-        real.unionByName(own).repartition(parts, "src"),
-        0,
-        F.count_if(F.col("own")).alias("nodes"),
-        F.sum("dang").alias("dangling"),
-    )
-    links = _local_cut(links)
+    # cached, not locally checkpointed: a cached relation keeps its partitioning, so the
+    # join of every step shuffles only the (small) previous values, never the links
+    links = real.unionByName(own).repartition(parts, "src").cache()
+    row = links.agg(
+        F.count_if(F.col("own")).alias("nodes"), F.sum("dang").alias("dangling")
+    ).first()
     graph.unpersist()
-    m = counts.get(0) or {}
+    m = row.asDict() if row is not None else {}
     return links, parts, int(m.get("nodes") or 0), int(m.get("dangling") or 0)
 
 
@@ -253,8 +252,8 @@ def _propagate(
 ) -> Any:
     """One iteration's plan: the values flow along the links (``contribution`` of each
     link), combined per destination (``sum`` or ``min``), with each node's previous value
-    as ``old``. Both sides of the join are partitioned by node: no shuffle but the
-    aggregate's."""
+    as ``old``. The links are cached partitioned by ``src``: only the previous values
+    (one row per node) and the aggregate are shuffled."""
     from pyspark.sql import functions as F
 
     joined = links.join(values.hint("shuffle_hash"), links.src == values.node).select(
