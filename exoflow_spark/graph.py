@@ -3,18 +3,32 @@
 * :func:`rmat_edges`: a deterministic, seeded R-MAT power-law edge generator that runs on the
   executors (any size: thousands to tens of millions of edges), split into epochs;
 * :func:`pagerank`: PageRank with networkx's semantics (``nx.pagerank(G, weight=None)``:
-  dangling nodes spread their rank uniformly), lineage cut by :func:`exoflow_spark.iterate`;
+  dangling nodes spread their rank uniformly);
 * :func:`tunkrank`: the TunkRank influence score (Tunkelang's PageRank variant for followers);
 * :func:`connected_components`: weakly connected components by min-label propagation.
 
-Edges are DataFrames with ``src`` and ``dst`` LONG columns (``u -> v``: u links to/follows v).
-Every function is lazy until it needs a convergence check, and works inside or outside a
-task (outside, pass ``path=`` for the lineage cuts).
+Edges are DataFrames with ``src`` and ``dst`` integer columns (``u -> v``: u links to/follows
+v; ids are read as LONG, any value a LONG holds). Parallel edges count once (like a networkx
+``DiGraph``); a self-loop is an edge like any other (networkx's semantics: it counts in the
+out-degree). An edge with a null end, a missing ``src``/``dst`` column or non-integer ids raise
+:class:`~exoflow_spark.InvalidOptionError` (networkx rejects ``None`` as a node); an empty
+graph gives an empty result after 0 iterations.
+
+How the loops run (the structure of GraphX's, in DataFrames): the links are partitioned by
+source node and cached; each iteration is one Spark action that joins them
+with the previous values (only those are shuffled), aggregates by destination node and
+materialises the result as a local checkpoint (``localCheckpoint``: the plan and the RDD
+lineage stay one step deep). The iteration's convergence metric, and PageRank's dangling
+mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
+job per iteration. :func:`exoflow_spark.iterate` runs the loop, checks convergence after
+every step and makes the durable (Delta) cuts that recovery needs, from measured costs. Every
+function works inside or outside a task (outside, pass ``path=`` for the durable cuts).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from . import InvalidOptionError, IterationReport, iterate
@@ -110,6 +124,161 @@ def vertices(edges: Any) -> Any:
     )
 
 
+#: edges per partition of the links (a graph below this is processed in one partition:
+#: small graphs are dominated by per-task overhead, not by work)
+EDGES_PER_PARTITION = 250_000
+_INTEGRAL = {"tinyint", "smallint", "int", "bigint"}
+
+
+class _Metrics:
+    """The metrics each iteration's action collects (``DataFrame.observe``), by iteration."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, Any] = {}
+        self.values: dict[int, dict[str, Any]] = {}
+
+    def observe(self, df: Any, i: int, *exprs: Any) -> Any:
+        from pyspark.sql import Observation
+
+        obs = Observation(f"exoflow-graph-{uuid.uuid4().hex[:12]}")
+        self.pending[i] = obs
+        return df.observe(obs, *exprs)
+
+    def get(self, i: int) -> dict[str, Any] | None:
+        """Iteration ``i``'s metrics (``None`` if its action did not run in this process)."""
+        if i not in self.values and i in self.pending:
+            self.values[i] = dict(self.pending.pop(i).get)
+        return self.values.get(i)
+
+
+def _local_cut(df: Any) -> Any:
+    """Materialise ``df`` as a local checkpoint (executor storage): one action, lineage cut."""
+    return df.localCheckpoint(eager=True)
+
+
+def _edges(edges: Any, fn: str) -> Any:
+    """``edges`` as distinct ``[src, dst]`` LONG pairs, after checking columns and types."""
+    from pyspark.sql import functions as F
+
+    cols = dict(edges.dtypes)
+    missing = [c for c in ("src", "dst") if c not in cols]
+    if missing:
+        raise InvalidOptionError(
+            f"{fn}: the edges DataFrame has no column {', '.join(map(repr, missing))} (it has "
+            f"{sorted(cols)}); pass edges as [src, dst] integer node ids, e.g. "
+            f"df.withColumnRenamed('from', 'src')"
+        )
+    wrong = {c: cols[c] for c in ("src", "dst") if cols[c] not in _INTEGRAL}
+    if wrong:
+        raise InvalidOptionError(
+            f"{fn}: node ids must be integers (LONG), got {wrong}; map other ids to integers "
+            f"first (e.g. a dense index from F.dense_rank over the distinct ids)"
+        )
+    return edges.select(F.col("src").cast("long"), F.col("dst").cast("long"))
+
+
+def _partitions(spark: Any, num_edges: int, partitions: int | None) -> int:
+    if partitions is not None:
+        if not isinstance(partitions, int) or partitions < 1:
+            raise InvalidOptionError(f"partitions={partitions!r} must be an int >= 1 (or None)")
+        return partitions
+    cap = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    return max(1, min(cap, -(-num_edges // EDGES_PER_PARTITION)))
+
+
+def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[Any, int, int, int]:
+    """The links of the loop, partitioned by ``src`` and cached:
+    ``[src, dst, w, own, dang]`` with ``w = 1/outdeg(src)`` on each distinct edge, and one
+    ``own`` row per node (``src = dst = node``, ``w = 0``) that carries its previous value
+    through the join and makes every node appear in the aggregate (``dang = 1`` when the
+    node has no out-edge). ``both``: both directions of every edge (undirected).
+
+    Returns ``(links, partitions, nodes, dangling nodes)``; raises on a null edge end.
+    """
+    from pyspark.sql import functions as F
+
+    graph = _edges(edges, fn)
+    if both:
+        graph = graph.unionByName(
+            graph.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
+        )
+    sizes = _Metrics()
+    graph = _local_cut(
+        sizes.observe(
+            graph.distinct(),
+            0,
+            F.count(F.lit(1)).alias("edges"),
+            F.count_if(F.col("src").isNull() | F.col("dst").isNull()).alias("nulls"),
+        )
+    )
+    m = sizes.get(0) or {}
+    bad = int(m.get("nulls") or 0)
+    if bad:
+        raise InvalidOptionError(
+            f"{fn}: {bad} edge(s) have a null src or dst (networkx rejects None as a node); "
+            f"drop them first, e.g. edges.dropna(subset=['src', 'dst'])"
+        )
+    num_edges = int(m.get("edges") or 0)
+    parts = _partitions(graph.sparkSession, num_edges, partitions)
+    outdeg = graph.groupBy("src").agg(F.count(F.lit(1)).alias("deg"))
+    real = graph.join(outdeg, "src").select(
+        "src",
+        "dst",
+        (1.0 / F.col("deg")).alias("w"),
+        F.lit(False).alias("own"),
+        F.lit(0).alias("dang"),
+    )
+    nodes = vertices(graph)
+    own = nodes.join(outdeg, nodes.node == outdeg.src, "left").select(
+        F.col("node").alias("src"),
+        F.col("node").alias("dst"),
+        F.lit(0.0).alias("w"),
+        F.lit(True).alias("own"),
+        F.when(F.col("deg").isNull(), 1).otherwise(0).alias("dang"),
+    )
+    # cached, not locally checkpointed: a cached relation keeps its partitioning, so the
+    # join of every step shuffles only the (small) previous values, never the links
+    links = real.unionByName(own).repartition(parts, "src").cache()
+    row = links.agg(
+        F.count_if(F.col("own")).alias("nodes"), F.sum("dang").alias("dangling")
+    ).first()
+    graph.unpersist()
+    m = row.asDict() if row is not None else {}
+    return links, parts, int(m.get("nodes") or 0), int(m.get("dangling") or 0)
+
+
+def _propagate(
+    links: Any, values: Any, column: str, parts: int, contribution: Any, combine: str
+) -> Any:
+    """One iteration's plan: the values flow along the links (``contribution`` of each
+    link), combined per destination (``sum`` or ``min``), with each node's previous value
+    as ``old``. The links are cached partitioned by ``src``: only the previous values
+    (one row per node) and the aggregate are shuffled."""
+    from pyspark.sql import functions as F
+
+    joined = links.join(values.hint("shuffle_hash"), links.src == values.node).select(
+        "dst",
+        contribution.alias("c"),
+        F.when(F.col("own"), F.col(column)).alias("old"),
+        F.when(F.col("own"), F.col("dang")).alias("dang"),
+    )
+    agg = getattr(F, combine)
+    return (
+        joined.repartition(parts, "dst")
+        .groupBy("dst")
+        .agg(agg("c").alias("c"), F.max("old").alias("old"), F.max("dang").alias("dang"))
+        .withColumnRenamed("dst", "node")
+    )
+
+
+def _empty(edges: Any, column: str) -> Any:
+    from pyspark.sql import functions as F
+
+    return edges.sparkSession.createDataFrame([], f"node LONG, {column} DOUBLE").select(
+        "node", F.col(column)
+    )
+
+
 def pagerank(
     edges: Any,
     *,
@@ -118,56 +287,81 @@ def pagerank(
     tol: float = 1e-10,
     path: str | None = None,
     every: int | None = None,
+    partitions: int | None = None,
 ) -> tuple[Any, IterationReport]:
     """PageRank of a directed graph, as ``networkx.pagerank(G, alpha=damping, weight=None)``.
 
-    Parallel edges count once (like a networkx ``DiGraph``); dangling nodes spread their rank
-    uniformly. Iterates until the L1 change is below ``N * tol`` (checked at lineage cuts) or
-    ``max_iter`` steps.
+    Parallel edges count once (like a networkx ``DiGraph``), a self-loop links a node to
+    itself; dangling nodes spread their rank uniformly. Iterates until the L1 change is below
+    ``N * tol`` (networkx's test, checked after every step at no extra job) or ``max_iter``
+    steps. Each step is one Spark action; the dangling mass it needs is collected by the
+    previous step's action.
+
+    Args:
+        edges: ``[src, dst]`` integer node ids (see the module docstring for bad input:
+            null ends, missing columns or non-integer ids raise InvalidOptionError).
+        damping: networkx's ``alpha``, in (0, 1).
+        max_iter: the most steps.
+        tol: networkx's ``tol``.
+        path: the Delta table of the durable cuts (needed outside a task).
+        every: make a durable cut every ``every`` steps (default: from measured costs).
+        partitions: partitions of the loop (default: one per 250,000 edges, at most
+            ``spark.sql.shuffle.partitions``).
 
     Returns:
-        ``([node, rank], report)``; ranks sum to 1.
+        ``([node, rank], report)``; ranks sum to 1; an empty graph gives no rows.
     """
     from pyspark.sql import functions as F
 
     if not 0 < damping < 1:
         raise InvalidOptionError(f"pagerank: damping={damping!r} must be in (0, 1)")
-    graph = edges.select("src", "dst").distinct().cache()
-    nodes = vertices(graph).cache()
-    n = nodes.count()
+    links, parts, n, dangling = _links(edges, "pagerank", both=False, partitions=partitions)
     if n == 0:
-        return nodes.withColumn("rank", F.lit(0.0)), IterationReport()
-    outdeg = graph.groupBy("src").agg(F.count("*").alias("deg"))
-    links = graph.join(outdeg, "src").select("src", "dst", (1.0 / F.col("deg")).alias("w")).cache()
-    dangling = nodes.join(outdeg, nodes.node == outdeg.src, "left_anti").cache()
+        links.unpersist()
+        return _empty(edges, "rank"), IterationReport()
     teleport = (1.0 - damping) / n
+    metrics = _Metrics()
+    dangling_links = links.where(F.col("own") & (F.col("dang") == 1)).select("src")
 
-    def step(ranks: Any, _i: int) -> Any:
-        # The dangling mass is fetched as a number (one small job): referencing ``ranks``
-        # twice in the plan would double the plan tree every iteration.
-        row = ranks.join(dangling, "node").agg(F.sum("rank").alias("d")).first()
-        dsum = float(row.d or 0.0) if row is not None else 0.0
-        contrib = (
-            links.join(ranks, links.src == ranks.node)
-            .groupBy("dst")
-            .agg(F.sum(F.col("rank") * F.col("w")).alias("c"))
-        )
-        base = teleport + damping * dsum / n
-        return nodes.join(contrib, nodes.node == contrib.dst, "left").select(
-            "node", (F.lit(base) + damping * F.coalesce(F.col("c"), F.lit(0.0))).alias("rank")
-        )
+    def dangling_mass(ranks: Any, i: int) -> float:
+        if i == 0 and ranks is initial:
+            return dangling / n
+        m = metrics.get(i - 1)
+        if m is None:  # not computed by the previous step here (e.g. resumed from a cut)
+            row = (
+                ranks.join(dangling_links, ranks.node == dangling_links.src)
+                .agg(F.sum("rank").alias("d"))
+                .first()
+            )
+            return float(row.d or 0.0) if row is not None else 0.0
+        return float(m["dmass"] or 0.0)
 
-    initial = nodes.select("node", F.lit(1.0 / n).alias("rank"))
+    def step(ranks: Any, i: int) -> Any:
+        base = teleport + damping * dangling_mass(ranks, i) / n
+        agg = _propagate(links, ranks, "rank", parts, F.col("rank") * F.col("w"), "sum")
+        new = agg.select("node", (F.lit(base) + damping * F.col("c")).alias("rank"), "old", "dang")
+        new = metrics.observe(
+            new,
+            i,
+            F.sum(F.abs(F.col("rank") - F.col("old"))).alias("err"),
+            F.sum(F.when(F.col("dang") == 1, F.col("rank")).otherwise(0.0)).alias("dmass"),
+        )
+        return new.select("node", "rank")
+
+    initial = _local_cut(
+        links.where("own").select(F.col("src").alias("node"), F.lit(1.0 / n).alias("rank"))
+    )
     ranks, report = iterate(
         step,
         initial,
         max_iter,
         path=path,
         every=every,
-        until=_converged(n * tol, "rank"),
+        until=_converged(metrics, n * tol),
         cut_last=True,
+        truncate=_local_cut,
     )
-    _release(graph, nodes, links, dangling)
+    _release(links, initial)
     return ranks, report
 
 
@@ -179,90 +373,109 @@ def tunkrank(
     tol: float = 1e-10,
     path: str | None = None,
     every: int | None = None,
+    partitions: int | None = None,
 ) -> tuple[Any, IterationReport]:
     """TunkRank influence: ``I(x) = sum over followers y of (1 + p * I(y)) / |following(y)|``.
 
-    An edge ``y -> x`` means y follows x. ``p`` is the probability that a follower passes a
-    message on. The fixed point exists for ``0 <= p < 1``; the iteration starts from 0.
+    An edge ``y -> x`` means y follows x (parallel edges count once; a self-loop: y follows
+    itself). ``p`` is the probability that a follower passes a message on. The fixed point
+    exists for ``0 <= p < 1``; the iteration starts from 0 and stops when the L1 change is
+    below ``N * tol`` (checked after every step, in the step's own action) or after
+    ``max_iter`` steps. Bad input and the other arguments: as :func:`pagerank`.
 
     Returns:
-        ``([node, influence], report)``.
+        ``([node, influence], report)``; an empty graph gives no rows.
     """
     from pyspark.sql import functions as F
 
     if not 0 <= p < 1:
         raise InvalidOptionError(f"tunkrank: p={p!r} must be in [0, 1)")
-    graph = edges.select("src", "dst").distinct().cache()
-    nodes = vertices(graph).cache()
-    following = graph.groupBy("src").agg(F.count("*").alias("deg"))
-    links = graph.join(following, "src").cache()
+    links, parts, n, _ = _links(edges, "tunkrank", both=False, partitions=partitions)
+    if n == 0:
+        links.unpersist()
+        return _empty(edges, "influence"), IterationReport()
+    metrics = _Metrics()
 
-    def step(infl: Any, _i: int) -> Any:
-        contrib = (
-            links.join(infl, links.src == infl.node)
-            .groupBy("dst")
-            .agg(F.sum((1.0 + p * F.col("influence")) / F.col("deg")).alias("c"))
+    def step(infl: Any, i: int) -> Any:
+        share = (1.0 + p * F.col("influence")) * F.col("w")
+        agg = _propagate(links, infl, "influence", parts, share, "sum")
+        new = metrics.observe(
+            agg.select("node", F.col("c").alias("influence"), "old"),
+            i,
+            F.sum(F.abs(F.col("influence") - F.col("old"))).alias("err"),
         )
-        return nodes.join(contrib, nodes.node == contrib.dst, "left").select(
-            "node", F.coalesce(F.col("c"), F.lit(0.0)).alias("influence")
-        )
+        return new.select("node", "influence")
 
-    initial = nodes.select("node", F.lit(0.0).alias("influence"))
-    n = nodes.count()
+    initial = _local_cut(
+        links.where("own").select(F.col("src").alias("node"), F.lit(0.0).alias("influence"))
+    )
     infl, report = iterate(
         step,
         initial,
         max_iter,
         path=path,
         every=every,
-        until=_converged(max(n, 1) * tol, "influence"),
+        until=_converged(metrics, n * tol),
         cut_last=True,
+        truncate=_local_cut,
     )
-    _release(graph, nodes, links)
+    _release(links, initial)
     return infl, report
 
 
 def connected_components(
-    edges: Any, *, max_iter: int = 200, path: str | None = None
+    edges: Any,
+    *,
+    max_iter: int = 200,
+    path: str | None = None,
+    partitions: int | None = None,
 ) -> tuple[Any, IterationReport]:
     """Weakly connected components: each node labelled with the smallest node id it reaches.
 
-    Min-label propagation over both edge directions until no label changes (checked at
-    lineage cuts, which are frequent here since each step is cheap to materialise).
+    Min-label propagation over both edge directions until no label changes (counted by each
+    step's own action), as ``networkx.weakly_connected_components``. Bad input: as
+    :func:`pagerank`.
 
     Returns:
-        ``([node, component], report)``.
+        ``([node, component], report)``; an empty graph gives no rows.
     """
     from pyspark.sql import functions as F
 
-    both = undirected(edges)
-    nodes = vertices(both)
-    # a self-loop per node: one join then yields min(own label, neighbours' labels), so each
-    # step reads the previous labels once (two reads would double the plan every step)
-    reach = both.unionByName(nodes.select(F.col("node").alias("src"), F.col("node").alias("dst")))
-    reach = reach.cache()
-    initial = nodes.select("node", F.col("node").alias("component"))
+    links, parts, n, _ = _links(edges, "connected_components", both=True, partitions=partitions)
+    if n == 0:
+        links.unpersist()
+        empty = edges.sparkSession.createDataFrame([], "node LONG, component LONG")
+        return empty, IterationReport()
+    metrics = _Metrics()
 
-    def step(labels: Any, _i: int) -> Any:
-        return (
-            reach.join(labels, reach.src == labels.node)
-            .groupBy("dst")
-            .agg(F.min("component").alias("component"))
-            .withColumnRenamed("dst", "node")
+    def step(labels: Any, i: int) -> Any:
+        agg = _propagate(links, labels, "component", parts, F.col("component"), "min")
+        new = metrics.observe(
+            agg.select("node", F.col("c").alias("component"), "old"),
+            i,
+            F.count_if(F.col("component") != F.col("old")).alias("changed"),
         )
+        return new.select("node", "component")
 
-    def unchanged(previous: Any, current: Any, _i: int) -> bool:
-        moved = (
-            previous.alias("p")
-            .join(current.alias("c"), "node")
-            .where(F.col("p.component") != F.col("c.component"))
-        )
-        return moved.limit(1).count() == 0
+    def unchanged(_previous: Any, _current: Any, i: int) -> bool:
+        m = metrics.get(i)
+        if m is None:
+            return False
+        return int(m["changed"] or 0) == 0
 
-    comps, report = iterate(
-        step, initial, max_iter, path=path, every=4, until=unchanged, cut_last=True
+    initial = _local_cut(
+        links.where("own").select(F.col("src").alias("node"), F.col("src").alias("component"))
     )
-    _release(reach)
+    comps, report = iterate(
+        step,
+        initial,
+        max_iter,
+        path=path,
+        until=unchanged,
+        cut_last=True,
+        truncate=_local_cut,
+    )
+    _release(links, initial)
     return comps, report
 
 
@@ -272,18 +485,16 @@ def _release(*cached: Any) -> None:
         df.unpersist()
 
 
-def _converged(threshold: float, column: str) -> Any:
-    from pyspark.sql import functions as F
+def _converged(metrics: _Metrics, threshold: float) -> Any:
+    """``until`` for :func:`exoflow_spark.iterate`: the L1 change that step ``i``'s own action
+    observed is below ``threshold`` (no extra job)."""
 
-    def check(previous: Any, current: Any, _i: int) -> bool:
-        diff = (
-            previous.alias("p")
-            .join(current.alias("c"), "node")
-            .agg(F.sum(F.abs(F.col(f"p.{column}") - F.col(f"c.{column}"))).alias("d"))
-            .first()
-        )
-        err = float(diff.d or 0.0) if diff is not None else 0.0
-        logger.debug("convergence check: L1 change %.3g (threshold %.3g)", err, threshold)
+    def check(_previous: Any, _current: Any, i: int) -> bool:
+        m = metrics.get(i)
+        if m is None:
+            return False
+        err = float(m["err"] or 0.0)
+        logger.debug("step %d: L1 change %.3g (threshold %.3g)", i, err, threshold)
         return err < threshold
 
     return check

@@ -117,6 +117,7 @@ def iterate(
     until: Callable[[Any, Any, int], bool] | None = None,
     cut_last: bool = False,
     resume: bool | None = None,
+    truncate: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, IterationReport]:
     """Run ``df = step(df, i)`` for ``i`` in ``range(iterations)``, cutting lineage as needed.
 
@@ -138,6 +139,12 @@ def iterate(
         resume: resume from the last durable cut of an earlier, interrupted call with the
             same fingerprint. None (default): inside a task run by the engine yes, outside
             no; True: also outside a task (``path=`` given); False: never.
+        truncate: a cheap, non-durable lineage cut applied to every step's result (e.g.
+            ``lambda df: df.localCheckpoint()``, which materialises it). The plan then never
+            grows: its time is not counted as rent, ``max_depth`` does not apply, and the
+            durable cuts above only bound what recovery recomputes. ``until`` is then checked
+            after every step (the data is materialised, and the step may have computed its
+            convergence metric in the same job, e.g. with ``DataFrame.observe``).
 
     Returns:
         The final DataFrame and an :class:`IterationReport`.
@@ -189,7 +196,10 @@ def iterate(
         report.iterations = i + 1
         rent += elapsed
         depth += 1
-        due = depth >= every if every else (rent >= cut_cost or depth >= max_depth)
+        if truncate is not None:
+            df = truncate(df)
+        deep = depth >= max_depth and truncate is None
+        due = depth >= every if every else (rent >= cut_cost or deep)
         if due and i < iterations - 1:
             start = time.perf_counter()
             written = write_checkpoint(df, path)
@@ -209,6 +219,10 @@ def iterate(
             stop = until is not None and until(previous, df, i)
             cuts.record(written, i, stopped=stop)
             if stop:
+                break
+            previous = df
+        elif truncate is not None and until is not None:
+            if until(previous, df, i):
                 break
             previous = df
     if cut_last and depth > 0:

@@ -2,7 +2,9 @@
 
 PageRank and connected components on networkx's built-in graphs (karate club, les miserables,
 florentine families, davis southern women, combined with ``disjoint_union_all``) and on a
-generated R-MAT graph of 100,000 edges; TunkRank against a direct linear solve (numpy).
+generated R-MAT graph (20,000 edges, in 3 partitions); TunkRank against a direct linear solve
+(numpy); bad input (self-loops, duplicate edges, ids beyond 2**31, null ends, wrong columns,
+an empty graph) against networkx's answer or a clear error.
 """
 
 from __future__ import annotations
@@ -40,15 +42,15 @@ def components_of(df) -> set[frozenset[int]]:
 def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_path) -> None:
     g = builtin_union()
     edges = xg.undirected(edges_df(spark, g))  # networkx treats an undirected edge as two
-    ranks, report = xg.pagerank(edges, max_iter=200, tol=1e-12, path=str(tmp_path / "pr"))
+    ranks, report = xg.pagerank(edges, max_iter=200, tol=1e-9, path=str(tmp_path / "pr"))
     got = {r.node: r.rank for r in ranks.collect()}
     want = nx.pagerank(g, weight=None, tol=1e-13, max_iter=1000)
     assert got.keys() == want.keys()
     worst = max(abs(got[k] - want[k]) for k in want)
     assert worst < 1e-6, f"max |rank - networkx| = {worst:.3g}"
     assert sum(got.values()) == pytest.approx(1.0, abs=1e-9)
-    assert 100 <= report.iterations < 200  # stopped by convergence, not by the cap
-    # 100+ iterations: no StackOverflowError, and planning stays flat (lineage cut)
+    assert 40 <= report.iterations < 200  # stopped by convergence, not by the cap
+    # each step cuts its own lineage (a local checkpoint): planning stays flat
     early = sorted(report.step_seconds[:10])[5]
     late = sorted(report.step_seconds[-10:])[5]
     print(
@@ -57,23 +59,24 @@ def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_pat
         f"{len(report.cuts)} lineage cuts, longest uncut run {report.max_depth} steps"
     )
     assert late < 10 * early + 0.05
-    assert report.max_depth <= 25
+    # each step truncates its own lineage (a local checkpoint): durable cuts are rare
+    assert len(report.cuts) <= 3
 
     comps, _ = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "cc"))
     assert components_of(comps) == {frozenset(c) for c in nx.connected_components(g)}
 
 
-def test_rmat_graph_of_100k_edges_pagerank_and_components(spark, tmp_path) -> None:
-    events = xg.rmat_edges(spark, num_edges=100_000, scale=14, seed=11, epochs=10)
+def test_rmat_graph_pagerank_and_components_in_partitions(spark, tmp_path) -> None:
+    events = xg.rmat_edges(spark, num_edges=20_000, scale=12, seed=11, epochs=10)
     rows = events.select("src", "dst", "epoch").collect()
-    assert len(rows) == 100_000
+    assert len(rows) == 20_000
     assert sorted({r.epoch for r in rows}) == list(range(10))
     # deterministic: the same seed gives the same edges, another seed others
-    again = xg.rmat_edges(spark, num_edges=1000, scale=14, seed=11, epochs=10)
+    again = xg.rmat_edges(spark, num_edges=1000, scale=12, seed=11, epochs=10)
     assert [(r.src, r.dst) for r in again.orderBy("event_id").collect()] == [
         (r.src, r.dst) for r in rows[:1000]
     ]
-    other = xg.rmat_edges(spark, num_edges=1000, scale=14, seed=12).orderBy("event_id")
+    other = xg.rmat_edges(spark, num_edges=1000, scale=12, seed=12).orderBy("event_id")
     assert [(r.src, r.dst) for r in other.collect()] != [(r.src, r.dst) for r in rows[:1000]]
 
     g = nx.DiGraph()
@@ -81,15 +84,17 @@ def test_rmat_graph_of_100k_edges_pagerank_and_components(spark, tmp_path) -> No
     degrees = sorted((d for _, d in g.in_degree()), reverse=True)
     assert degrees[0] > 20 * (sum(degrees) / len(degrees))  # power-law: heavy hubs
 
-    ranks, report = xg.pagerank(events, max_iter=150, tol=1e-12, path=str(tmp_path / "pr"))
+    ranks, report = xg.pagerank(
+        events, max_iter=150, tol=1e-10, path=str(tmp_path / "pr"), partitions=3
+    )
     got = {r.node: r.rank for r in ranks.collect()}
     want = nx.pagerank(g, weight=None, tol=1e-13, max_iter=1000)
     assert got.keys() == want.keys()
     worst = max(abs(got[k] - want[k]) for k in want)
     assert worst < 1e-6, f"max |rank - networkx| = {worst:.3g}"
-    print(f"R-MAT 100k edges: {len(want)} nodes, PageRank {report.iterations} iterations")
+    print(f"R-MAT 20k edges: {len(want)} nodes, PageRank {report.iterations} iterations")
 
-    comps, _ = xg.connected_components(events, path=str(tmp_path / "cc"))
+    comps, _ = xg.connected_components(events, path=str(tmp_path / "cc"), partitions=3)
     want_cc = {frozenset(c) for c in nx.weakly_connected_components(g)}
     assert components_of(comps) == want_cc
 
@@ -111,8 +116,41 @@ def test_tunkrank_equals_the_linear_solve(spark, tmp_path) -> None:
         assert got[n] == pytest.approx(want[index[n]], abs=1e-8)
 
 
-def test_bad_graph_arguments(spark) -> None:
+def test_bad_graph_arguments(spark, tmp_path) -> None:
     with pytest.raises(xf.InvalidOptionError, match="scale"):
         xg.rmat_edges(spark, num_edges=10, scale=0)
+    edges = spark.createDataFrame([(1, 2)], "src LONG, dst LONG")
     with pytest.raises(xf.InvalidOptionError, match="damping"):
-        xg.pagerank(spark.createDataFrame([(1, 2)], "src LONG, dst LONG"), damping=1.5)
+        xg.pagerank(edges, damping=1.5)
+    with pytest.raises(xf.InvalidOptionError, match="no column 'dst'"):
+        xg.pagerank(edges.select("src"), path=str(tmp_path / "a"))
+    with pytest.raises(xf.InvalidOptionError, match="must be integers"):
+        xg.connected_components(
+            spark.createDataFrame([("a", "b")], "src STRING, dst STRING"), path=str(tmp_path / "b")
+        )
+    with_null = spark.createDataFrame([(1, 2), (2, None)], "src LONG, dst LONG")
+    for fn in (xg.pagerank, xg.tunkrank, xg.connected_components):
+        with pytest.raises(xf.InvalidOptionError, match=r"edge\(s\) have a null"):
+            fn(with_null, path=str(tmp_path / "c"))
+    empty = spark.createDataFrame([], "src INT, dst INT")  # any integer type is read as LONG
+    ranks, report = xg.pagerank(empty, path=str(tmp_path / "d"))
+    assert ranks.collect() == [] and report.iterations == 0
+    comps, _ = xg.connected_components(empty, path=str(tmp_path / "e"))
+    assert comps.collect() == []
+
+
+def test_self_loops_duplicates_and_ids_beyond_2_pow_31_as_networkx(spark, tmp_path) -> None:
+    big = 1 << 40
+    pairs = [(big, big + 1), (big + 1, big + 2), (big + 2, big), (big, big + 1)]  # a duplicate
+    pairs += [(big + 1, big + 1), (big + 2, 3), (-5, big)]  # a self-loop, a dangling node: 3
+    pairs += [(7, 8)]  # a second component
+    g = nx.DiGraph(pairs)
+    edges = spark.createDataFrame(pairs, "src LONG, dst LONG")
+    ranks, _ = xg.pagerank(edges, tol=1e-10, path=str(tmp_path / "pr"))
+    got = {r.node: r.rank for r in ranks.collect()}
+    want = nx.pagerank(g, weight=None, tol=1e-13, max_iter=1000)
+    assert got.keys() == want.keys()
+    assert max(abs(got[k] - want[k]) for k in want) < 1e-6
+    comps, _ = xg.connected_components(edges, path=str(tmp_path / "cc"))
+    assert components_of(comps) == {frozenset(c) for c in nx.weakly_connected_components(g)}
+    assert {min(c) for c in components_of(comps)} == {-5, 7}

@@ -18,7 +18,10 @@ from drivers import REPO, run_driver
 from drivers.jobs import load_job
 
 EDGES = 2000
-ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "2", "--seed", "3"]
+#: in-process: two epochs, each with an offline recompute (two versions of each result table)
+ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "2", "--every", "1", "--seed", "3"]
+#: the crash test: four epochs (the kill in the third), one offline recompute after the resume
+CRASH_ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "4", "--seed", "3"]
 
 
 def events_graph(spark, lake: str) -> tuple[nx.MultiDiGraph, int]:
@@ -44,7 +47,7 @@ def check_online_tables(spark, lake: str) -> nx.MultiDiGraph:
 def test_graph_job_matches_networkx(spark, tmp_path, capsys) -> None:
     job = load_job("graph_pipeline")
     storage = tmp_path / "exo"
-    argv = ["--workflow-id", "g", "--storage", str(storage), "--iterations", "60", *ARGS]
+    argv = ["--workflow-id", "g", "--storage", str(storage), "--iterations", "100", *ARGS]
     assert job.main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     lake = summary["lake"]
@@ -54,7 +57,7 @@ def test_graph_job_matches_networkx(spark, tmp_path, capsys) -> None:
     simple.add_edges_from((u, v) for u, v in g.edges() if u != v)
     want = nx.pagerank(simple, weight=None, tol=1e-13, max_iter=1000)
     pr = spark.read.format("delta").load(f"{lake}/pagerank").collect()
-    assert {r.epoch for r in pr} == {3}  # the last offline recompute (epochs 1 and 3)
+    assert {r.epoch for r in pr} == {1}  # the last offline recompute (epochs 0 and 1)
     got = {r.node: r.rank for r in pr}
     assert got.keys() == want.keys()
     assert max(abs(got[k] - want[k]) for k in want) < 1e-5
@@ -67,15 +70,15 @@ def test_graph_job_matches_networkx(spark, tmp_path, capsys) -> None:
     }
 
     published = {(a["epoch"], a["what"]) for a in summary["availability"]}
-    offline = {(e, w) for e in (1, 3) for w in ("pagerank", "tunkrank", "components")}
-    assert published == {(e, "online") for e in range(4)} | offline
+    offline = {(e, w) for e in (0, 1) for w in ("pagerank", "tunkrank", "components")}
+    assert published == {(e, "online") for e in range(2)} | offline
     assert all(a["seconds"] > 0 for a in summary["availability"])
 
-    # the pagerank table has one version per offline recompute: epoch 1's is still readable
+    # the pagerank table has one version per offline recompute: epoch 0's is still readable
     history = spark.sql(f"DESCRIBE HISTORY delta.`{lake}/pagerank`").collect()
     v_first = min(r.version for r in history)
     first = spark.read.format("delta").option("versionAsOf", v_first).load(f"{lake}/pagerank")
-    assert {r.epoch for r in first.select("epoch").distinct().collect()} == {1}
+    assert {r.epoch for r in first.select("epoch").distinct().collect()} == {0}
 
     # run again: every epoch's workflow is finished, nothing is written twice
     assert job.main(argv) == 0
@@ -95,7 +98,7 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> Non
         "local[2]",
         "--iterations",
         "10",
-        *ARGS,
+        *CRASH_ARGS,
     ]
     crash = [*cmd, "--crash-epoch", "2", "--crash-at", "online:during-batch@2"]
     first = run_driver(job, *crash, timeout=600)
