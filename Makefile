@@ -31,7 +31,7 @@ demo: venv  ## run the bronze/silver/gold ETL demo on local[*] with storage in .
 	$(PY) jobs/etl_pipeline.py --workflow-id demo --storage $(STORAGE)
 
 test: deps  ## the whole suite, one pytest run: unit + Spark + integration (what CI runs)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder tests
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 tests
 
 test-unit: venv  ## tests/unit only: no Spark, seconds
 	$(PY) -m pytest -q tests/unit
