@@ -2,11 +2,15 @@
 tests/spark/test_executor_loss.py, run on local-cluster (real executor JVMs).
 
 `sample` (nondeterministic: every row gets fresh random bytes, so a recomputed partition
-differs) is checkpointed asynchronously; `stats` (a committed observer) summarises it and
-`publish` (a sink) writes it with those statistics. The test holds the async writer at
+differs) is checkpointed with ``checkpoint="auto"``, which always writes a nondeterministic
+output in the background and first computes it into Spark's cache (to measure it), so cached
+blocks exist before the write; `stats` (a committed observer) summarises it and `publish` (a
+sink) writes it with those statistics. The test holds the background writer at
 ``sample:before-async-write`` (``EXOFLOW_HOLD_AT``), gives `stats` time to read, SIGKILLs one
 executor JVM (losing cached blocks of `sample`) and lets the write go. The job prints how
 often `sample`'s rows were computed (more than ROWS: lost partitions were recomputed).
+(``checkpoint="async"`` leaves nothing cached before its write: the write's own job computes
+the output, so that mode has no such window to test.)
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def main() -> int:
 
     noise = F.udf(draw, "long").asNondeterministic()
 
-    @xf.task(deterministic=False, checkpoint="async")
+    @xf.task(deterministic=False, checkpoint="auto")
     def sample():
         return spark.range(0, ROWS, 1, 8).select("id", noise("id").alias("r"))
 

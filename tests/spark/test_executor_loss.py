@@ -85,8 +85,8 @@ OBSERVER_GRACE = 8.0
 def test_nondeterministic_output_lost_before_its_async_write_has_one_version(
     spark, tmp_path: Path
 ) -> None:
-    """The worst moment: `sample` (nondeterministic, async checkpoint) is cached, its writer
-    is held before writing, the observer `stats` may read the cache meanwhile, then an
+    """The worst moment: `sample` (nondeterministic, written in the background) is cached,
+    its writer is held before writing, the observer `stats` may read the cache meanwhile, then an
     executor JVM holding cached blocks of `sample` is SIGKILLed and the write goes on (it
     recomputes the lost partitions: other random values). The sink and every committed
     observer must hold one single version of the sample: the committed one."""
@@ -121,6 +121,8 @@ def test_nondeterministic_output_lost_before_its_async_write_has_one_version(
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.time() < deadline, "stats never committed"
             time.sleep(0.1)
+        # rule 4: no task reads a nondeterministic output before its checkpoint commits
+        assert not (signals / "stats-started").exists(), "stats started on the uncommitted sample"
         app_id = json.loads((signals / "app").read_text())["app_id"]
         pids = executor_pids(app_id)
         assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
