@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,10 +45,18 @@ PROFILE = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _master_addresses(log: Path, master: subprocess.Popen) -> tuple[str, str]:
+    """The master's ``spark://`` URL and web UI address, read from its log once it has bound."""
+    deadline = time.monotonic() + 120
+    while True:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        rpc = re.search(r"Starting Spark master at (spark://\S+)", text)
+        ui = re.search(r"Successfully started service 'MasterUI' on port (\d+)", text)
+        if rpc and ui:
+            return rpc.group(1), f"http://127.0.0.1:{ui.group(1)}"
+        if master.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the standalone master did not start: {text[-2000:]}")
+        time.sleep(0.25)
 
 
 @dataclass
@@ -90,21 +98,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "EXOFLOW_CONF_DIR": str(conf_dir),
         "SPARK_NO_DAEMONIZE": "1",
+        # No REST submission server: it binds a fixed port (6066) that we do not need.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
     }
     env.pop("EXOFLOW_CRASH_AT", None)
-    port, ui_port = free_port(), free_port()
+    master_log = tmp / "master.log"
     procs = [
         _spawn(
             [
                 "org.apache.spark.deploy.master.Master",
-                *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port)),
+                # Port 0: the master binds free ports itself and logs them, so no other
+                # process on the machine can take a port between our choosing and its binding.
+                *("--host", "127.0.0.1", "--port", "0", "--webui-port", "0"),
             ],
-            tmp / "master.log",
+            master_log,
             env,
         )
     ]
-    url, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     try:
+        url, ui = _master_addresses(master_log, procs[0])
         for i in range(2):
             work = tmp / f"worker{i}"
             work.mkdir()
@@ -112,9 +124,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 _spawn(
                     [
                         "org.apache.spark.deploy.worker.Worker",
-                        *("--host", "127.0.0.1", "--port", str(free_port())),
-                        *("--webui-port", str(free_port()), "--cores", "1", "--memory", "1g"),
-                        *("--work-dir", str(work), url),
+                        *("--host", "127.0.0.1", "--port", "0", "--webui-port", "0"),
+                        *("--cores", "1", "--memory", "1g", "--work-dir", str(work), url),
                     ],
                     tmp / f"worker{i}.log",
                     env,
@@ -127,7 +138,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 alive = [w for w in c.state().get("workers", []) if w.get("state") == "ALIVE"]
                 if len(alive) == 2:
                     break
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or not yet answering JSON
                 pass
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 logs = {f.name: f.read_text()[-2000:] for f in tmp.glob("*.log")}
