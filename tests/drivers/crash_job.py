@@ -85,32 +85,60 @@ def build_sampling(counter_dir: str, sink: str, rows: int) -> xf.Node:
     return publish.bind(s, stats.bind(s))
 
 
+MODES = {"true": True, "false": False, "async": "async", "auto": "auto"}
+
+
+def run(
+    spark,
+    *,
+    storage: str,
+    workflow_id: str,
+    sink: str,
+    counter_dir: str,
+    mode: str = "async",
+    rows: int = 20000,
+    scenario: str = "pipeline",
+    checkpoint_format: str = "delta",
+) -> dict:
+    """Run (or resume) the scenario's workflow on ``spark``: what a driver process does, and
+    what a test does in its own process to resume after killing one."""
+    ckpt = MODES[mode]
+    dag = (
+        build(counter_dir, sink, ckpt, rows)
+        if scenario == "pipeline"
+        else build_sampling(counter_dir, sink, rows)
+    )
+    return xf.run(
+        dag,
+        workflow_id=workflow_id,
+        storage=storage,
+        spark=spark,
+        checkpoint_format=checkpoint_format,
+        checkpoint="auto" if mode == "auto" else "none",
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--storage", required=True)
     p.add_argument("--workflow-id", required=True)
     p.add_argument("--sink", required=True)
     p.add_argument("--counter-dir", required=True)
-    p.add_argument("--mode", default="async")
+    p.add_argument("--mode", default="async", choices=sorted(MODES))
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
     p.add_argument("--checkpoint-format", default="delta", choices=["delta", "parquet"])
     a = p.parse_args()
-    mode = {"true": True, "false": False, "async": "async", "auto": "auto"}[a.mode]
-    spark = driver_session("local[2]", "exoflow-crash-job")
-
-    dag = (
-        build(a.counter_dir, a.sink, mode, a.rows)
-        if a.scenario == "pipeline"
-        else build_sampling(a.counter_dir, a.sink, a.rows)
-    )
-    out = xf.run(
-        dag,
-        workflow_id=a.workflow_id,
+    out = run(
+        driver_session("local[2]", "exoflow-crash-job"),
         storage=a.storage,
-        spark=spark,
+        workflow_id=a.workflow_id,
+        sink=a.sink,
+        counter_dir=a.counter_dir,
+        mode=a.mode,
+        rows=a.rows,
+        scenario=a.scenario,
         checkpoint_format=a.checkpoint_format,
-        checkpoint="auto" if mode == "auto" else "none",
     )
     print(f"RESULT {out}")
     return 0

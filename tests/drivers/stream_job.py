@@ -16,17 +16,11 @@ import exoflow_spark as xf
 from drivers import driver_session
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--storage", required=True)
-    p.add_argument("--source", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--workflow-id", default="stream")
-    p.add_argument("--trigger", default="available_now")
-    args = p.parse_args()
-    spark = driver_session("local[2]", "exoflow-stream-job")
-    events_out = os.path.join(args.out, "events")
-    counts_out = os.path.join(args.out, "per_epoch")
+def run(spark, *, storage: str, source: str, out: str, workflow_id: str, trigger: str) -> None:
+    """Run (or resume) the streaming workflow on ``spark``: what the driver process does, and
+    what a test does in its own process to resume after killing one."""
+    events_out = os.path.join(out, "events")
+    counts_out = os.path.join(out, "per_epoch")
 
     def write_batch(batch: xf.StreamBatch) -> None:
         batch.write(batch.df, events_out)
@@ -43,17 +37,32 @@ def main() -> None:
                 )
         batch.merge(merged, counts_out, keys=["epoch"])
 
-    @xf.streaming_task(trigger=args.trigger, foreach_batch=write_batch)
+    @xf.streaming_task(trigger=trigger, foreach_batch=write_batch)
     def online():
-        return (
-            xf.get_spark()
-            .readStream.format("delta")
-            .option("maxFilesPerTrigger", 1)
-            .load(args.source)
-        )
+        reader = xf.get_spark().readStream.format("delta")
+        return reader.option("maxFilesPerTrigger", 1).load(source)
 
+    xf.run(online.bind(), workflow_id=workflow_id, storage=storage, spark=spark)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--storage", required=True)
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--workflow-id", default="stream")
+    p.add_argument("--trigger", default="available_now")
+    args = p.parse_args()
+    spark = driver_session("local[2]", "exoflow-stream-job")
     xf.install_stop_handlers()
-    xf.run(online.bind(), workflow_id=args.workflow_id, storage=args.storage, spark=spark)
+    run(
+        spark,
+        storage=args.storage,
+        source=args.source,
+        out=args.out,
+        workflow_id=args.workflow_id,
+        trigger=args.trigger,
+    )
     spark.stop()
 
 

@@ -1,4 +1,4 @@
-"""One live driver per workflow id: real driver processes race for the same id.
+"""One live driver per workflow id: a real driver process and this one race for the same id.
 
 A second driver is refused with ConcurrentRunError before it writes anything (and before any
 other check, so it hears the real reason); a SIGKILLed owner's claim lapses at once on its host
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from drivers import start_driver
+from drivers import crash_job, start_driver
 
 import exoflow_spark as xf
 from exoflow_spark.core.dag import Dag
@@ -49,6 +49,19 @@ def launch(tmp: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def run_here(spark, tmp: Path) -> dict:
+    """The driver's workflow, run in this process on the suite's session."""
+    return crash_job.run(
+        spark,
+        storage=str(tmp / "exo"),
+        workflow_id="shared-id",
+        sink=str(tmp / "sink"),
+        counter_dir=str(tmp / "counters"),
+        mode="true",
+        rows=ROWS,
+    )
+
+
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while not path.exists():
@@ -74,11 +87,12 @@ def test_second_live_driver_is_refused_and_a_killed_owner_does_not_block_resume(
     state = WorkflowStore(str(tmp_path / "exo"), "shared-id").read_state()
     assert state.status is WorkflowStatus.RUNNING and len(state.runs) == 1
 
-    # a second, real driver on the same id while the owner is alive: refused, writes nothing
+    # a second driver (this process) on the same id while the owner is alive: refused, and
+    # it writes nothing
     before = log_files(tmp_path)
-    intruder = launch(tmp_path)
-    _, err = intruder.communicate(timeout=240)
-    assert intruder.returncode == 3, err[-3000:]
+    with pytest.raises(xf.ConcurrentRunError) as refused:
+        run_here(spark, tmp_path)
+    err = str(refused.value)
     assert "another live driver" in err and "[shared-id]" in err
     assert f"pid {owner.pid}" in err and "will not write" in err
     # heartbeats are rewritten in place; every other file is exactly as it was
@@ -95,15 +109,12 @@ def test_second_live_driver_is_refused_and_a_killed_owner_does_not_block_resume(
     owner.communicate(timeout=60)
     assert xf.get_status("shared-id", storage=str(tmp_path / "exo")) is WorkflowStatus.RESUMABLE
     (gate / "open").touch()
-    resumer = launch(tmp_path, "--gate-dir", str(gate))
-    out, err = resumer.communicate(timeout=240)
-    assert resumer.returncode == 0, err[-3000:]
-    assert "RESULT {'rows': 26}" in out
+    assert run_here(spark, tmp_path) == {"rows": 26}  # this process resumes
 
     state = WorkflowStore(str(tmp_path / "exo"), "shared-id").read_state()
     assert state.status is WorkflowStatus.SUCCESSFUL
     owners = [r.owner.pid for r in state.runs]
-    assert owners == [owner.pid, resumer.pid]  # the refused driver never claimed a run
+    assert owners == [owner.pid, os.getpid()]  # the refused attempt never claimed a run
     assert {rec.run for rec in state.commits.values()} == {2}
     sink = spark.read.format("delta").load(str(tmp_path / "sink"))
     assert sink.agg({"n": "sum"}).first()[0] == ROWS  # every row once

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from drivers import start_driver
+from drivers import crash_job, start_driver
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
@@ -62,6 +62,24 @@ def launch(
         "--checkpoint-format",
         checkpoint_format,
         crash_at=crash_at,
+    )
+
+
+def resume_here(
+    spark, tmp: Path, mode: str, scenario: str = "pipeline", checkpoint_format: str = "delta"
+) -> dict:
+    """Resume the killed driver's workflow in this process, on the suite's session: the same
+    DAG and arguments as :func:`launch`, without a second driver JVM."""
+    return crash_job.run(
+        spark,
+        storage=str(tmp / "exo"),
+        workflow_id="crashy",
+        sink=str(tmp / "sink"),
+        counter_dir=str(tmp / "counters"),
+        mode=mode,
+        rows=ROWS,
+        scenario=scenario,
+        checkpoint_format=checkpoint_format,
     )
 
 
@@ -141,10 +159,7 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
     assert state.status is xf.WorkflowStatus.RESUMABLE
     committed, before = set(state.commits), counts(tmp_path)
 
-    proc = launch(tmp_path, mode, None, checkpoint_format=fmt)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    assert "RESULT {'rows': 26}" in out
+    assert resume_here(spark, tmp_path, mode, checkpoint_format=fmt) == {"rows": 26}
     check_recovered(spark, tmp_path, committed, before)
     formats = {
         c.checkpoint.format
@@ -173,10 +188,7 @@ def test_parquet_checkpoint_files_written_before_the_crash_are_never_read(
     assert "enriched" not in state.commits and "orders" in state.commits
     committed, before = set(state.commits), counts(tmp_path)
 
-    proc = launch(tmp_path, "async", None, checkpoint_format="parquet")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    assert "RESULT {'rows': 26}" in out
+    assert resume_here(spark, tmp_path, "async", checkpoint_format="parquet") == {"rows": 26}
     check_recovered(spark, tmp_path, committed, before)
     rec = WorkflowStore(str(tmp_path / "exo"), "crashy").read_state().commits["enriched"]
     assert rec.checkpoint.format == "parquet"
@@ -199,9 +211,7 @@ def test_external_sigkill_after_a_commit_then_resume(spark, tmp_path: Path) -> N
     assert "orders" in state.commits
     committed, before = set(state.commits), counts(tmp_path)
 
-    proc = launch(tmp_path, "async", None)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+    assert resume_here(spark, tmp_path, "async") == {"rows": 26}
     check_recovered(spark, tmp_path, committed, before)
     assert counts(tmp_path)["orders"] == 1
 
@@ -222,9 +232,7 @@ def test_nondeterministic_sample_is_published_once_whatever_the_crash(
     proc = launch(tmp_path, "async", crash_at, scenario="sampling")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
-    proc = launch(tmp_path, "async", None, scenario="sampling")
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+    resume_here(spark, tmp_path, "async", scenario="sampling")
 
     storage = str(tmp_path / "exo")
     sink = spark.read.format("delta").load(str(tmp_path / "sink"))

@@ -3,18 +3,14 @@ a loop from its last durable cut after an interruption (in-process, and a SIGKIL
 
 from __future__ import annotations
 
-import json
 import signal
 
 import pytest
-from drivers import start_driver
+from drivers import iterate_job, start_driver
+from drivers.iterate_job import DAMPING, EDGES, N, pagerank_loop
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-
-N = 30
-EDGES = [(i, (i + 1) % N) for i in range(N)] + [(i, (i * 7 + 3) % N) for i in range(0, N, 2)]
-DAMPING = 0.85
 
 
 def python_pagerank(iterations: int) -> dict[int, float]:
@@ -32,22 +28,7 @@ def python_pagerank(iterations: int) -> dict[int, float]:
 def test_hundred_pagerank_iterations_in_a_task(spark, storage, wf) -> None:
     @xf.task(checkpoint=True)
     def pagerank():
-        edges = spark.createDataFrame(EDGES, "src LONG, dst LONG")
-        deg = edges.groupBy("src").agg(F.count("*").alias("deg"))
-        links = edges.join(deg, "src").cache()
-        ranks0 = spark.range(N).select(F.col("id").alias("node"), F.lit(1.0 / N).alias("rank"))
-
-        def step(ranks, _i):
-            contrib = (
-                links.join(ranks, links.src == ranks.node)
-                .groupBy("dst")
-                .agg(F.sum(F.col("rank") / F.col("deg")).alias("c"))
-            )
-            return contrib.select(
-                F.col("dst").alias("node"),
-                (F.lit((1 - DAMPING) / N) + DAMPING * F.col("c")).alias("rank"),
-            )
-
+        step, ranks0 = pagerank_loop(spark, cache=True)
         ranks, report = xf.iterate(step, ranks0, 100)
         reports.append(report)
         return ranks
@@ -91,31 +72,6 @@ def test_fixed_interval_and_bad_arguments(spark, tmp_path) -> None:
 
 
 # -- resuming from the last durable cut ------------------------------------------------------
-def pagerank_loop(spark, calls: list[int], fail_at: int | None = None, damping: float = DAMPING):
-    """``(step, initial)`` of the PageRank loop; ``calls`` gets every iteration built, and
-    the step raises when it builds iteration ``fail_at`` (an interruption, in-process)."""
-    edges = spark.createDataFrame(EDGES, "src LONG, dst LONG")
-    deg = edges.groupBy("src").agg(F.count("*").alias("deg"))
-    links = edges.join(deg, "src")
-    ranks0 = spark.range(N).select(F.col("id").alias("node"), F.lit(1.0 / N).alias("rank"))
-
-    def step(ranks, i):
-        calls.append(i)
-        if i == fail_at:
-            raise RuntimeError(f"interrupted in iteration {i}")
-        contrib = (
-            links.join(ranks, links.src == ranks.node)
-            .groupBy("dst")
-            .agg(F.sum(F.col("rank") / F.col("deg")).alias("c"))
-        )
-        return contrib.select(
-            F.col("dst").alias("node"),
-            (F.lit((1 - damping) / N) + damping * F.col("c")).alias("rank"),
-        )
-
-    return step, ranks0
-
-
 def assert_ranks(got: dict[int, float], want: dict[int, float]) -> None:
     assert got.keys() == want.keys()
     for node, rank in want.items():
@@ -132,7 +88,7 @@ def test_a_task_resumes_from_its_last_durable_cut(spark, storage, wf) -> None:
 
     @xf.task(checkpoint=True)
     def pagerank():
-        step, ranks0 = pagerank_loop(xf.get_spark(), calls, fail_at=fail[0])
+        step, ranks0 = pagerank_loop(xf.get_spark(), calls.append, fail_at=fail[0])
         ranks, report = xf.iterate(step, ranks0, 20, every=4)
         reports.append(report)
         return ranks
@@ -157,7 +113,7 @@ def test_a_changed_input_or_code_never_resumes_a_stale_cut(spark, storage, wf, t
 
     @xf.task(checkpoint=True)
     def pagerank(damping, fail_at):
-        step, ranks0 = pagerank_loop(xf.get_spark(), calls, fail_at, damping)
+        step, ranks0 = pagerank_loop(xf.get_spark(), calls.append, fail_at, damping)
         ranks, report = xf.iterate(step, ranks0, 6, every=2)
         reports.append(report)
         return ranks
@@ -171,10 +127,10 @@ def test_a_changed_input_or_code_never_resumes_a_stale_cut(spark, storage, wf, t
     # outside a task (path=, resume=True): another initial DataFrame, another step's code
     # (every=100: these loops make no cut, so the interrupted loop's record stays)
     path = str(tmp_path / "cuts")
-    step, ranks0 = pagerank_loop(spark, calls, fail_at=7)
+    step, ranks0 = pagerank_loop(spark, calls.append, fail_at=7)
     with pytest.raises(RuntimeError):
         xf.iterate(step, ranks0, 12, every=3, path=path)  # cuts after 2 and 5
-    good, _ = pagerank_loop(spark, calls)
+    good, _ = pagerank_loop(spark, calls.append)
     other_initial = ranks0.withColumn("rank", F.lit(2.0 / N))
     _, report = xf.iterate(good, other_initial, 12, every=100, path=path, resume=True)
     assert report.resumed_from is None and report.steps_run == 12
@@ -188,7 +144,7 @@ def test_a_changed_input_or_code_never_resumes_a_stale_cut(spark, storage, wf, t
     # positive controls: the same step code and initial resume, when asked, and give what
     # an uninterrupted loop gives (resume=None outside a task: it does not resume)
     calls.clear()
-    step2, ranks0 = pagerank_loop(spark, calls)  # same source, new closure, equal plan
+    step2, ranks0 = pagerank_loop(spark, calls.append)  # same source, new closure, equal plan
     ranks, report = xf.iterate(step2, ranks0, 12, every=3, path=path, resume=True)
     assert report.resumed_from == 5 and calls == [6, 7, 8, 9, 10, 11]
     whole, report = xf.iterate(good, ranks0, 12, every=3, path=path)
@@ -210,9 +166,9 @@ def test_a_step_that_returns_no_dataframe_is_refused(spark, tmp_path) -> None:
 
 
 @pytest.mark.subprocess
-def test_a_driver_killed_mid_iteration_resumes_from_the_last_cut(tmp_path) -> None:
+def test_a_driver_killed_mid_iteration_resumes_from_the_last_cut(spark, tmp_path) -> None:
     """A real SIGKILL while the driver builds iteration 8 of 12 (cuts after 2 and 5): the
-    re-run driver re-does iterations 6-8 only and gives the uninterrupted ranks."""
+    resumed run (in this process) re-does iterations 6-8 only and gives the uninterrupted ranks."""
     counter = tmp_path / "iterations"
     args = ("--storage", tmp_path / "exo", "--workflow-id", "ranks", "--counter", counter)
     args += ("--iterations", 12, "--every", 3)
@@ -222,12 +178,15 @@ def test_a_driver_killed_mid_iteration_resumes_from_the_last_cut(tmp_path) -> No
     assert counter.read_text().split() == [str(i) for i in range(9)]
     counter.write_text("")
 
-    proc = start_driver("iterate_job.py", *args)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
+    # the resume, in this process on the suite's session
+    ranks, report = iterate_job.run(
+        spark,
+        storage=str(tmp_path / "exo"),
+        workflow_id="ranks",
+        counter=str(counter),
+        iterations=12,
+        every=3,
+    )
     assert counter.read_text().split() == [str(i) for i in range(6, 12)]  # 6-8 re-done
-    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    report = json.loads(lines["REPORT"])
     assert report == {"iterations": 12, "steps_run": 6, "resumed_from": 5, "cuts": [8]}
-    ranks = {int(k): v for k, v in json.loads(lines["RANKS"]).items()}
     assert_ranks(ranks, python_pagerank(12))

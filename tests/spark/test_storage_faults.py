@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drivers import run_driver
+from drivers import crash_job, run_driver
 
 import exoflow_spark as xf
 from exoflow_spark.core.status import WorkflowStatus
@@ -303,9 +303,17 @@ def test_full_disk_fails_cleanly_and_the_workflow_resumes(spark, tmp_path: Path)
     assert state.status is WorkflowStatus.RESUMABLE  # no end record could be written either
     assert not (tmp_path / "sink").exists()
 
-    done = launch()
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "RESULT {'rows': 26}" in done.stdout
+    # the resume, in this process on the suite's session (its log writes succeed)
+    done = crash_job.run(
+        spark,
+        storage=str(tmp_path / "exo"),
+        workflow_id="disk",
+        sink=str(tmp_path / "sink"),
+        counter_dir=str(tmp_path / "counters"),
+        mode="true",
+        rows=2000,
+    )
+    assert done == {"rows": 26}
     sink = spark.read.format("delta").load(str(tmp_path / "sink"))
     assert sink.agg({"n": "sum"}).first()[0] == 2000
     assert xf.get_status("disk", storage=str(tmp_path / "exo")) is WorkflowStatus.SUCCESSFUL
