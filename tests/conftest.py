@@ -41,19 +41,23 @@ SUITES = ("unit", "spark", "integration")
 #: hands out whole modules in this order; without the flag xdist orders modules by their number
 #: of tests, which sent the four long graph tests last); then the rest in collection order
 SLOW_FIRST = (
-    "test_graph.py",
     "test_crash.py",
-    "test_runtime.py",
+    "test_notebooks.py",
+    "test_graph_job.py",
+    "test_pipelines.py",
+    "test_streaming.py",
     "test_connect.py",
     "test_standalone_cluster.py",
-    "test_notebooks.py",
-    "test_benchmarks.py",
-    "test_concurrent.py",
-    "test_streaming.py",
-    "test_storage_faults.py",
-    "test_graph_job.py",
-    "test_ml_job.py",
+    "test_executor_loss.py",
+    "test_graph.py",
+    "test_iterate.py",
     "test_s3.py",
+    "test_ml_job.py",
+    "test_storage_faults.py",
+    "test_runtime.py",
+    "test_concurrent.py",
+    "test_benchmarks.py",
+    "test_auto.py",
 )
 
 TEST_CONF = {

@@ -339,7 +339,7 @@ def test_sigterm_stops_a_long_running_stream_cleanly(spark, tmp_path):
     append_epoch(spark, str(tmp_path / "events"), 0)
     proc = _launch(tmp_path, None, "--trigger", "300 milliseconds", "--workflow-id", "live")
     storage = str(tmp_path / "exo")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     out_table = tmp_path / "out" / "events" / "_delta_log" / ("0" * 20 + ".json")
     while time.monotonic() < deadline and not out_table.exists():
         time.sleep(0.5)
