@@ -20,8 +20,8 @@ from drivers.jobs import load_job
 EDGES = 2000
 #: in-process: two epochs, each with an offline recompute (two versions of each result table)
 ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "2", "--every", "1", "--seed", "3"]
-#: the crash test: four epochs (the kill in the third), one offline recompute after the resume
-CRASH_ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "4", "--seed", "3"]
+#: the crash test: three epochs (the kill in the second), one offline recompute after the resume
+CRASH_ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "3", "--every", "3", "--seed", "3"]
 
 
 def events_graph(spark, lake: str) -> tuple[nx.MultiDiGraph, int]:
@@ -96,7 +96,7 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> Non
         "--master",
         "local[2]",
         "--crash-epoch",
-        "2",
+        "1",
         "--crash-at",
         "online:during-batch@2",
     ]
@@ -104,7 +104,7 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> Non
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     lake = str(tmp_path / "exo" / "graph" / "gk")
     estimate = spark.read.format("delta").load(f"{lake}/availability")
-    assert {r.epoch for r in estimate.where("what = 'online'").collect()} == {0, 1}
+    assert {r.epoch for r in estimate.where("what = 'online'").collect()} == {0}
 
     # the resume, in this process on the suite's session
     assert load_job("graph_pipeline").main(cmd) == 0
@@ -112,4 +112,4 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once(spark, tmp_path) -> Non
     avail = spark.read.format("delta").load(f"{lake}/availability").collect()
     keys = [(r.epoch, r.what) for r in avail]
     assert len(keys) == len(set(keys))  # each result announced once
-    assert {k for k in keys if k[1] == "online"} == {(e, "online") for e in range(4)}
+    assert {k for k in keys if k[1] == "online"} == {(e, "online") for e in range(3)}
