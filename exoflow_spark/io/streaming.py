@@ -493,9 +493,7 @@ def _stop_quietly(query: Any) -> None:
 
 def _ensure_table(spark: Any, path: str, schema: Any) -> None:
     """Create the sink table empty, so a stream that saw no input still has a version."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
+    if table_snapshot(spark, path).version < 0:
         spark.createDataFrame([], schema).write.format("delta").mode("append").save(path)
 
 
