@@ -188,7 +188,7 @@ def _name(toks: list[_Tok], i: int) -> tuple[str, int]:
         t = toks[i].text
         if t.startswith("`") and t.endswith("`") and len(t) >= 2:
             parts.append(t[1:-1].replace("``", "`"))
-        elif toks[i].word:
+        elif toks[i].word and toks[i].word != "AS":
             parts.append(t)
         else:
             break

@@ -381,6 +381,12 @@ class _Resolver:
         self.spark = graph.spark
 
     def reads_of_sql(self, sql: str) -> list[tuple[str, bool]]:
+        known = self.graph.sql_reads.get(sql)  # a query's text gives the same reads each time
+        if known is None:
+            known = self.graph.sql_reads[sql] = self._parse_reads(sql)
+        return list(known)
+
+    def _parse_reads(self, sql: str) -> list[tuple[str, bool]]:
         if has_jvm(self.spark):
             return list(parse_statement(self.spark, sql).reads)
         reads = query_reads(self.spark, sql)  # Connect: the server's parser, via EXPLAIN
@@ -583,6 +589,7 @@ class PipelineGraph:
     order: list[str] = field(default_factory=list)
     deps: dict[str, list[str]] = field(default_factory=dict)
     database: str | None = None
+    sql_reads: dict[str, list[tuple[str, bool]]] = field(default_factory=dict, repr=False)
 
     def lookup(self, name: str) -> Dataset | None:
         """The dataset a table name means (bare, or qualified with the spec's database)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -25,14 +26,12 @@ def main() -> int:
     p.add_argument("--workflow-id", required=True)
     args = p.parse_args()
     spark = SparkSession.builder.remote(args.remote).getOrCreate()
-    graph = xf.load_pipeline(args.spec, spark)
     runs = []
     for _ in range(2):
         out = xf.run_pipeline(args.spec, spark, workflow_id=args.workflow_id)
         versions = {
-            n: table_snapshot(spark, graph.datasets[n].path).version
-            for n in graph.order
-            if graph.datasets[n].path
+            p.name: table_snapshot(spark, str(p)).version
+            for p in sorted((Path(args.spec).parent / "storage" / "tables").iterdir())
         }
         runs.append({"output": out["output"], "versions": versions})
     try:
@@ -42,9 +41,7 @@ def main() -> int:
         refused = str(exc)
     doc = {
         "connect": is_connect_session(spark),
-        "order": graph.order,
-        "tables": {n: graph.datasets[n].path for n in graph.order if graph.datasets[n].path},
-        "status": xf.get_status(args.workflow_id, storage=graph.exoflow_storage).value,
+        "status": xf.get_status(args.workflow_id, storage=out["storage"]).value,
         "runs": runs,
         "refused": refused,
     }
