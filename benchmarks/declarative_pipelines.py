@@ -15,8 +15,8 @@ exoflow-specific) has 8 materialized views, a chain and a fan-in::
 others are published: "crash at 80 %" is a SIGKILL of the whole driver when 6 of the 8
 datasets are published and the 7th starts.
 
-Candidates, each a driver process of its own on ``local[2]``-class resources, with Delta
-(the same jars, ``spark.sql.shuffle.partitions``):
+Candidates, each a driver process of its own (``local[*]``: 2 cores here), with Delta (the
+same jars) and Spark's defaults otherwise, run in the project's folder:
 
 * ``spark-pipelines``: pyspark's own CLI (``bin/spark-pipelines run``), which starts a Spark
   Connect server inside its process (``--remote local``) and runs the update there; Delta
@@ -25,7 +25,7 @@ Candidates, each a driver process of its own on ``local[2]``-class resources, wi
   and the server fails with ``DATA_SOURCE_NOT_FOUND: delta``), and
   ``spark.sql.sources.default=delta`` makes the SQL materialized views Delta too. It is
   killed (its process group, SIGKILL) when its log says the 6th flow ``has COMPLETED``.
-* ``exoflow``: ``exoflow-spark run spec.yml`` (a classic session, ``local[2]``) in its own
+* ``exoflow``: ``exoflow-spark run spec.yml`` (a classic session, ``local[*]``) in its own
   process; the crash is ``EXOFLOW_CRASH_AT=top_customers:before-run`` (SIGKILL, the same
   moment: 6 datasets committed, the 7th starting).
 
@@ -70,12 +70,9 @@ DATASETS = [
     "report",
 ]
 CRASH_DATASET = "top_customers"  # starts once the 6 others are published
-CONF = {
+CONF = {  # both candidates: Delta, Spark's defaults otherwise (200 shuffle partitions, 1g)
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.ui.enabled": "false",
-    "spark.driver.memory": "2g",
     "spark.ui.showConsoleProgress": "false",
 }
 
@@ -201,11 +198,11 @@ def exoflow_driver(spec: str) -> int:
     import exoflow_spark as xf
     from exoflow_spark.surface import cli
 
-    xf.create_spark_session("local[2]", app_name="bench-sdp-exoflow", conf=CONF)
+    xf.create_spark_session("local[*]", app_name="bench-sdp-exoflow", conf=CONF)
     return cli.main(["run", spec, "--no-progress"])
 
 
-def run(cmd: list[str], log: Path, kill_after_completed: int | None = None) -> dict:
+def run(cmd: list[str], log: Path, cwd: Path, kill_after_completed: int | None = None) -> dict:
     """Run ``cmd`` (its own process group) to its end, or SIGKILL it once its output has said
     ``has COMPLETED`` ``kill_after_completed`` times; its wall time and exit code."""
     env = {
@@ -225,6 +222,7 @@ def run(cmd: list[str], log: Path, kill_after_completed: int | None = None) -> d
     with log.open("w") as out:
         proc = subprocess.Popen(
             cmd,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -257,7 +255,7 @@ def scenario(engine: str, rows: int, base: Path, crash: bool) -> dict:
     logs.mkdir()
     result: dict = {"engine": engine, "scenario": "crash at 80%" if crash else "fault-free"}
     if not crash:
-        first = run(cmd, logs / "run.log")
+        first = run(cmd, logs / "run.log", root)
         if first["returncode"] != 0:
             raise SystemExit(f"{engine} failed: see {logs / 'run.log'}")
         result.update(
@@ -265,17 +263,17 @@ def scenario(engine: str, rows: int, base: Path, crash: bool) -> dict:
         )
         return result
     if engine == "spark-pipelines":
-        first = run(cmd, logs / "crashed.log", kill_after_completed=len(DATASETS) - 2)
+        first = run(cmd, logs / "crashed.log", root, kill_after_completed=len(DATASETS) - 2)
     else:
         os.environ["EXOFLOW_CRASH_AT"] = f"{CRASH_DATASET}:before-run"
         try:
-            first = run(cmd, logs / "crashed.log")
+            first = run(cmd, logs / "crashed.log", root)
         finally:
             del os.environ["EXOFLOW_CRASH_AT"]
     if first["returncode"] != -signal.SIGKILL:
         raise SystemExit(f"{engine}: the crashed run was not killed: see {logs / 'crashed.log'}")
     at_crash = versions(tables)
-    second = run(cmd, logs / "rerun.log")
+    second = run(cmd, logs / "rerun.log", root)
     if second["returncode"] != 0:
         raise SystemExit(f"{engine} re-run failed: see {logs / 'rerun.log'}")
     after = versions(tables)

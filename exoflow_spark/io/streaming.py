@@ -493,7 +493,9 @@ def _stop_quietly(query: Any) -> None:
 
 def _ensure_table(spark: Any, path: str, schema: Any) -> None:
     """Create the sink table empty, so a stream that saw no input still has a version."""
-    if table_snapshot(spark, path).version < 0:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
         spark.createDataFrame([], schema).write.format("delta").mode("append").save(path)
 
 

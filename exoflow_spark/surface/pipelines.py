@@ -12,8 +12,10 @@ Dependencies are found without the inputs existing (classic PySpark analyses
 ``spark.read.table`` / ``spark.readStream.table`` / ``spark.table`` / ``spark.sql`` and
 answers a read of a pipeline dataset with that dataset's *lazy* plan, analysed on demand
 (depth first, so a cycle is found as a repeat on the stack). SQL definitions are parsed by
-Spark's own parser (its unresolved plan lists every table a query reads). Nothing executes
-during the analysis: it only builds and analyses plans.
+Spark's own parser (its unresolved plan lists every table a query reads; over Spark Connect
+the statement's header is read lexically and the query is parsed on the server through
+``EXPLAIN EXTENDED``). Nothing executes during the analysis: it only builds and analyses
+plans.
 
 Mapping (see docs/declarative-pipelines.md):
 

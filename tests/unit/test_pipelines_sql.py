@@ -98,3 +98,43 @@ def test_connect_binds_each_dataset_under_a_cte_and_a_view_used_once() -> None:
     _with_inputs("SELECT * FROM a", {"a": again})
     assert again.views[0] not in (a.views[0], b.views[0])  # never reused
     assert _with_inputs("SELECT 1", {}) == "SELECT 1"
+
+
+EXPLAINED = """== Parsed Logical Plan ==
+CTE [c]
+:  +- 'SubqueryAlias c
+:     +- 'Project [*]
+:        +- 'UnresolvedRelation [base], [], false
++- 'Project [*]
+   +- 'Join Inner
+      :- 'UnresolvedRelation [c], [], false
+      +- 'NamedStreamingRelation name=<Unassigned>
+         +- 'UnresolvedRelation [db, ev], [], true
+
+== Analyzed Logical Plan ==
+org.apache.spark.sql.AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] The table or view `base` ...
+'Project [*]
++- 'UnresolvedRelation [other], [], false
+"""
+
+
+def test_query_reads_come_from_the_parsed_plan_section_of_explain() -> None:
+    from exoflow_spark.spark.sqlparse import query_reads
+
+    class FakeSpark:
+        def __init__(self, text: str) -> None:
+            self.text = text
+            self.asked: list[str] = []
+
+        def sql(self, query: str) -> FakeSpark:
+            self.asked.append(query)
+            return self
+
+        def collect(self) -> list[tuple[str]]:
+            return [(self.text,)]
+
+    spark = FakeSpark(EXPLAINED)
+    # CTE names dropped, qualified names joined, STREAM flagged; the analyzed section ignored
+    assert query_reads(spark, "SELECT ...") == [("base", False), ("db.ev", True)]
+    assert spark.asked == ["EXPLAIN EXTENDED SELECT ..."]
+    assert query_reads(FakeSpark("Error occurred during query planning: "), "x") is None
