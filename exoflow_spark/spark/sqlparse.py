@@ -220,12 +220,6 @@ def _top_level_as(toks: list[_Tok], i: int) -> int | None:
     return None
 
 
-_KNOWN = (
-    "CREATE MATERIALIZED VIEW, CREATE STREAMING TABLE, CREATE TEMPORARY VIEW, "
-    "CREATE FLOW ... AS INSERT INTO, SET"
-)
-
-
 def lexical_statement(text: str) -> ParsedStatement:
     """A pipeline statement's kind, name, query text and insert target (or ``SET``'s key and
     value), read lexically; ``reads`` is left empty (see :func:`query_reads`).

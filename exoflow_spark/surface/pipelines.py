@@ -351,7 +351,7 @@ def _with_inputs(sql: str, views: Mapping[str, Any]) -> str:
 
     Over Connect ``spark.sql`` is lazy: a table name in the query is resolved when the
     DataFrame *runs*, not when it is built, so a temporary view named after the dataset could
-    be replaced meanwhile (by a concurrent task reading the dataset as a stream, say). Each
+    be replaced meanwhile (by the analysis of another flow, or by a concurrent task). Each
     DataFrame is registered under a name used once (``__exoflow_sdp_<pid>_<n>``), and the query
     is wrapped in CTEs named after the datasets: ``WITH `a` AS (SELECT * FROM __exoflow_...)
     (<query>)``; a CTE shadows a table or view of the same name, qualifiers such as ``a.col``
