@@ -333,10 +333,27 @@ def table_snapshot(spark: Any, path: str) -> DeltaSnapshot:
     """The latest version of the Delta table at ``path`` (an empty stream: version -1)."""
     from delta.tables import DeltaTable
 
+    if is_connect_session(spark):
+        return DeltaSnapshot(path, _connect_table_version(spark, path))
     if not DeltaTable.isDeltaTable(spark, path):
         return DeltaSnapshot(path, -1)
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     return DeltaSnapshot(path, int(row.version) if row is not None else -1)
+
+
+def _connect_table_version(spark: Any, path: str) -> int:
+    """Spark Connect: the table's latest version by SQL (``DeltaTable.forPath`` needs the
+    Delta Connect plugin on the server; Delta's SQL extension is enough here); -1 when
+    ``path`` is not a Delta table."""
+    quoted = path.replace("`", "``")
+    try:
+        rows = spark.sql(f"DESCRIBE HISTORY delta.`{quoted}` LIMIT 1").select("version").collect()
+    except Exception as exc:
+        cond = getattr(exc, "getCondition", lambda: None)()
+        if cond == "DELTA_TABLE_ONLY_OPERATION" or "is not a Delta table" in str(exc):
+            return -1
+        raise
+    return int(rows[0][0]) if rows else -1
 
 
 def snapshot_dataframe(spark: Any, snap: DeltaSnapshot) -> Any:

@@ -12,8 +12,10 @@ Dependencies are found without the inputs existing (classic PySpark analyses
 ``spark.read.table`` / ``spark.readStream.table`` / ``spark.table`` / ``spark.sql`` and
 answers a read of a pipeline dataset with that dataset's *lazy* plan, analysed on demand
 (depth first, so a cycle is found as a repeat on the stack). SQL definitions are parsed by
-Spark's own parser (its unresolved plan lists every table a query reads). Nothing executes
-during the analysis: it only builds and analyses plans.
+Spark's own parser (its unresolved plan lists every table a query reads; over Spark Connect
+the statement's header is read lexically and the query is parsed on the server through
+``EXPLAIN EXTENDED``). Nothing executes during the analysis: it only builds and analyses
+plans.
 
 Mapping (see docs/declarative-pipelines.md):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib.util
+import itertools
 import logging
 import os
 import re
@@ -52,7 +55,8 @@ from ..errors import ExoflowError, PipelineError
 from ..io.sink import write_delta
 from ..io.streaming import StreamBatch, StreamingTask, StreamOptions, run_stream
 from ..spark.hadoop import has_jvm
-from ..spark.sqlparse import parse_statement
+from ..spark.session import is_connect_session
+from ..spark.sqlparse import parse_statement, query_reads
 from ..storage.checkpoints import DeltaSnapshot, table_snapshot
 
 logger = logging.getLogger(__name__)
@@ -168,8 +172,8 @@ class _Registry:
         for line, statement in split_sql(sql_text):
             try:
                 parsed = parse_statement(self.spark, statement)
-            except ExoflowError:
-                raise
+            except ExoflowError as exc:
+                raise PipelineError(f"{file}:{line}: {exc}. Nothing ran") from exc
             except Exception as exc:
                 raise PipelineError(
                     f"{file}:{line}: Spark cannot parse this statement: {_first_line(exc)}"
@@ -339,6 +343,38 @@ def _without_stream(sql: str) -> str:
     return _STREAM_WORD.sub("", _STREAM_CALL.sub(r"\1", sql))
 
 
+_VIEW_IDS = itertools.count(1)
+
+
+def _with_inputs(sql: str, views: Mapping[str, Any]) -> str:
+    """Spark Connect: ``sql`` with each dataset it reads bound to its DataFrame.
+
+    Over Connect ``spark.sql`` is lazy: a table name in the query is resolved when the
+    DataFrame *runs*, not when it is built, so a temporary view named after the dataset could
+    be replaced meanwhile (by the analysis of another flow, or by a concurrent task). Each
+    DataFrame is registered under a name used once (``__exoflow_sdp_<pid>_<n>``), and the query
+    is wrapped in CTEs named after the datasets: ``WITH `a` AS (SELECT * FROM __exoflow_...)
+    (<query>)``; a CTE shadows a table or view of the same name, qualifiers such as ``a.col``
+    keep working, and the query's own ``WITH`` nests inside.
+    """
+    if not views:
+        return sql
+    ctes = []
+    for ref, df in views.items():
+        if df is None:
+            continue
+        if "." in ref:
+            raise PipelineError(
+                f"a SQL query reads pipeline dataset [{ref}] by a qualified name, which exoflow-"
+                "spark cannot bind over Spark Connect: read it by its simple name "
+                f"[{ref.rpartition('.')[2]}]. Nothing ran"
+            )
+        unique = f"__exoflow_sdp_{os.getpid()}_{next(_VIEW_IDS)}"
+        df.createOrReplaceTempView(unique)
+        ctes.append(f"`{ref.replace('`', '``')}` AS (SELECT * FROM `{unique}`)")
+    return f"WITH {', '.join(ctes)}\n({sql}\n)"
+
+
 class _Resolver:
     """Answers table reads from the project's code (base: the analysis and the run share it)."""
 
@@ -347,8 +383,18 @@ class _Resolver:
         self.spark = graph.spark
 
     def reads_of_sql(self, sql: str) -> list[tuple[str, bool]]:
+        known = self.graph.sql_reads.get(sql)  # a query's text gives the same reads each time
+        if known is None:
+            known = self.graph.sql_reads[sql] = self._parse_reads(sql)
+        return list(known)
+
+    def _parse_reads(self, sql: str) -> list[tuple[str, bool]]:
         if has_jvm(self.spark):
             return list(parse_statement(self.spark, sql).reads)
+        reads = query_reads(self.spark, sql)  # Connect: the server's parser, via EXPLAIN
+        if reads is not None:
+            return reads
+        logger.warning("no parsed plan for a flow's SQL; finding its reads lexically: %s", sql)
         found: list[tuple[str, bool]] = []
         for m in _LEXICAL_REF.finditer(sql):
             item = (m.group(2).replace("`", ""), bool(m.group(1)))
@@ -364,6 +410,8 @@ class _Resolver:
                 views[ref] = self.resolve(ref, streaming, lambda: None)
             else:
                 self.external(ref, streaming)
+        if not has_jvm(self.spark):
+            return self.fallback_sql(_with_inputs(_without_stream(sql), views))
         with _SQL_LOCK:  # temp views are session-wide: register and analyse as one step
             for ref, df in views.items():
                 if df is not None:
@@ -543,6 +591,7 @@ class PipelineGraph:
     order: list[str] = field(default_factory=list)
     deps: dict[str, list[str]] = field(default_factory=dict)
     database: str | None = None
+    sql_reads: dict[str, list[tuple[str, bool]]] = field(default_factory=dict, repr=False)
 
     def lookup(self, name: str) -> Dataset | None:
         """The dataset a table name means (bare, or qualified with the spec's database)."""
@@ -677,6 +726,7 @@ def _import(file: Path, proxy: PipelineSession, root: Path) -> None:
 
 def _validate(graph: PipelineGraph, registry: _Registry) -> None:
     problems: list[str] = list(registry.unsupported)
+    connect = is_connect_session(graph.spark)
     for ds in registry.datasets:
         if ds.name in graph.datasets:
             other = graph.datasets[ds.name]
@@ -693,6 +743,14 @@ def _validate(graph: PipelineGraph, registry: _Registry) -> None:
             problems.append(
                 f"{ds.kind} [{ds.name}] ({ds.where}): format={fmt!r} is not supported; "
                 "exoflow-spark publishes Delta tables (that is what makes them atomic)"
+            )
+        if ds.kind in (STREAMING_TABLE, SINK) and connect:
+            problems.append(
+                f"{ds.kind} [{ds.name}] ({ds.where}): streaming tables and sinks do not run over "
+                "Spark Connect yet (exoflow-spark's streaming tasks write each micro-batch in a "
+                "foreachBatch function, which Spark Connect would have to serialize to the "
+                "server); run this pipeline with a classic SparkSession (exoflow-spark run "
+                "spec.yml without --remote), or make it a materialized view"
             )
         if ds.kind in (MATERIALIZED_VIEW, STREAMING_TABLE):
             ds.path = f"{graph.storage}/tables/{ds.name}"

@@ -133,3 +133,45 @@ def bad_project(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (t / name).write_text(textwrap.dedent(text))
     return _spec(root, "bad")
+
+
+CONNECT_ORDERS = """\
+from pyspark import pipelines as dp
+from pyspark.sql import functions as F
+
+
+@dp.materialized_view
+def orders():
+    return spark.range(0, 200).select(
+        F.col("id").alias("order_id"),
+        (F.col("id") % 7).alias("store"),
+        (F.col("id") * 13 % 97).alias("amount"),
+    )
+
+
+@dp.materialized_view
+def store_report():
+    counts = spark.read.table("store_totals").select("store", "n")
+    return spark.sql("SELECT store, revenue FROM store_totals WHERE n > 0").join(counts, "store")
+"""
+
+CONNECT_TOTALS = """\
+-- orders over 40; a temporary view read by a materialized view
+CREATE TEMPORARY VIEW big_orders AS SELECT * FROM orders WHERE amount > 40;
+
+CREATE MATERIALIZED VIEW store_totals AS
+SELECT b.store, SUM(b.amount) AS revenue, COUNT(*) AS n
+FROM big_orders b JOIN orders o ON b.order_id = o.order_id
+GROUP BY b.store;
+"""
+
+
+def connect_project(root: Path, name: str = "shop_connect") -> Path:
+    """Batch only (what runs over Spark Connect): a Python materialized view, a SQL temporary
+    view and a SQL materialized view reading it, a Python materialized view reading the SQL
+    one through ``spark.read.table`` and ``spark.sql``."""
+    t = root / "transformations"
+    t.mkdir(parents=True)
+    (t / "orders.py").write_text(CONNECT_ORDERS)
+    (t / "totals.sql").write_text(CONNECT_TOTALS)
+    return _spec(root, name)

@@ -22,6 +22,7 @@ import pyspark
 import pytest
 from drivers import DRIVERS, REPO, run_driver
 from drivers.jobs import oracle
+from drivers.pipeline_projects import connect_project, small_project
 
 import exoflow_spark as xf
 from exoflow_spark.core.status import WorkflowStatus
@@ -192,3 +193,62 @@ def test_etl_job_with_remote_flag(spark, connect_url, tmp_path) -> None:
     assert summary["status"] == "SUCCESSFUL"
     assert summary["reasons"] == reasons
     assert summary["gold_rows"] == summary["gold_table_rows"] == len(gold_expected)
+
+
+def test_a_declarative_pipeline_runs_over_connect_and_publishes_once(
+    spark, connect_url, tmp_path
+) -> None:
+    """An SDP project (Python and SQL files, a temporary view, materialized views reading each
+    other) through xf.run_pipeline on a Connect session, twice under one workflow id."""
+    from delta.tables import DeltaTable
+
+    spec = connect_project(tmp_path / "shop")
+    streaming_spec = small_project(tmp_path / "small")
+    out = last_json(
+        run_driver(
+            "pipeline_connect.py",
+            *("--remote", connect_url, "--spec", spec, "--streaming-spec", streaming_spec),
+            *("--workflow-id", "shop-connect-1"),
+            cwd=DRIVERS,
+        )
+    )
+    assert out["connect"] is True and out["status"] == "SUCCESSFUL"
+    # the update's task read every published dataset (the temporary view is not one)
+    assert out["runs"][0]["output"] == {
+        "pipeline": "shop_connect",
+        "datasets": ["orders", "store_report", "store_totals"],
+    }
+    orders = [(i, i % 7, i * 13 % 97) for i in range(200)]
+    acc: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for _, store, amount in orders:
+        if amount > 40:
+            acc[store][0] += amount
+            acc[store][1] += 1
+    totals = sorted((s, r, n) for s, (r, n) in acc.items())
+
+    def table(name: str) -> list[tuple]:
+        path = str(spec.parent / "storage" / "tables" / name)
+        return sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())
+
+    assert table("orders") == orders
+    assert table("store_totals") == totals
+    assert table("store_report") == totals
+    # the second run of the same update published nothing: one commit per table
+    first, second = out["runs"]
+    assert (
+        first["versions"]
+        == second["versions"]
+        == {
+            "orders": 0,
+            "store_totals": 0,
+            "store_report": 0,
+        }
+    )
+    assert first["output"] == second["output"]
+    for name in ("orders", "store_totals", "store_report"):
+        path = str(spec.parent / "storage" / "tables" / name)
+        assert DeltaTable.forPath(spark, path).history().count() == 1
+    # streaming tables are refused over Connect, before anything runs, naming file and line
+    assert "streaming table [events] (transformations/sources.py:" in out["refused"]
+    assert "Spark Connect" in out["refused"]
+    assert not (tmp_path / "small" / "storage").exists()
