@@ -1,7 +1,9 @@
 """Randomized driver kills over every pipeline shape: `make chaos` (not in `make test`).
 
     .venv/bin/python tools/chaos.py [--kills 20] [--seed 7] [--shapes pipeline,stream,...]
-                                    [--faults 0.3]
+                                    [--faults 0.3] [--kill-rate 0.75] [--per-workflow 3]
+
+`make chaos KILLS=200 SEED=7` is the long run; tests/spark/test_chaos.py a two-kill one in CI.
 
 Runs workflows as separate driver processes and SIGKILLs them at random moments, seeded,
 re-launching each workflow until it completes. The shapes, rotated per workflow (seeded):
@@ -22,8 +24,9 @@ fault in their first run:
 * ``storage error``: the async checkpoint write is held (``EXOFLOW_HOLD_AT``), its directory
   made immutable (``chattr +i``: EPERM even for root), then released: the write fails for
   real and the run fails; later runs resume;
-* ``sink in flight``: the driver is SIGKILLed a random few ms after the sink's Delta write
-  started (its first file appeared), before or after its commit: the driver cannot know.
+* ``sink in flight``: the driver is SIGKILLed at a random moment after the sink's Delta write
+  started (its first file appeared; 0-1 s later), before or after its commit: the driver
+  cannot know.
 
 Every kill's phase is read from the workflow log (or the tables) at the moment of the kill.
 At the end every workflow is checked: its rows are exactly once and equal a fault-free
@@ -393,7 +396,7 @@ class Chaos:
         while proc.poll() is None:
             new = files_under(sink) - seen
             if new:
-                time.sleep(self.rng.uniform(0, 0.4))
+                time.sleep(self.rng.uniform(0, 1.0))
                 break
             time.sleep(0.01)
         if proc.poll() is not None:
@@ -612,6 +615,11 @@ def main() -> int:
         help="share of pipeline/sampling workflows whose first run gets a combined fault",
     )
     p.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULTS),
+        help="comma-separated, of " + str(FAULTS),
+    )
+    p.add_argument(
         "--kill-rate", type=float, default=0.75, help="chance that a run is killed (until --kills)"
     )
     p.add_argument(
@@ -626,6 +634,9 @@ def main() -> int:
     unknown = set(shapes) - set(SHAPES)
     if unknown or not shapes:
         p.error(f"unknown shapes {sorted(unknown)}; choose from {SHAPES}")
+    fault_kinds = [f for f in a.fault_kinds.split(",") if f]
+    if set(fault_kinds) - set(FAULTS):
+        p.error(f"unknown fault kinds {sorted(set(fault_kinds) - set(FAULTS))}; see {FAULTS}")
     started = time.time()
     rng = random.Random(a.seed)
     root = Path(tempfile.mkdtemp(prefix="exoflow-chaos-"))
@@ -654,8 +665,10 @@ def main() -> int:
                 w.fmt = rng.choice(["delta", "parquet"])
                 if rng.random() < a.faults:
                     # the storage error needs an async write: pipeline/true has none
-                    kinds = [f for f in FAULTS if not (f == "storage error" and w.mode == "true")]
-                    w.fault = rng.choice(kinds)
+                    kinds = [
+                        f for f in fault_kinds if not (f == "storage error" and w.mode == "true")
+                    ]
+                    w.fault = rng.choice(kinds) if kinds else None
             workflows.append(w)
             prepare(spark, w)
             first = True
