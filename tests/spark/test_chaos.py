@@ -21,10 +21,10 @@ pytestmark = pytest.mark.subprocess
 
 
 def test_seeded_chaos_run_holds_every_check() -> None:
-    # two kills of one pipeline workflow (every run killed until there were two), its final
-    # run, then the checks and the re-run: three driver processes and the tool's session
+    # two kills of a pipeline workflow (every run killed until there were two; a run may end
+    # before its kill), their final runs, then the checks and a re-run of each
     cmd = [sys.executable, str(REPO / "tools" / "chaos.py"), "--kills", "2", "--seed", "5"]
-    cmd += ["--shapes", "pipeline", "--faults", "0", "--kill-rate", "1"]
+    cmd += ["--shapes", "pipeline", "--faults", "0", "--kill-rate", "1", "--per-workflow", "2"]
     # its own process group: a timeout kills the tool and every driver it started
     proc = subprocess.Popen(
         cmd,
@@ -44,7 +44,7 @@ def test_seeded_chaos_run_holds_every_check() -> None:
     assert "every check held" in out, out[-4000:]
     assert json.loads(out.strip().splitlines()[-1]) == {"kills": 2, "failed": 0}
     # each kill was classified, and the checks were made (not skipped)
-    assert len(re.findall(r"^  kill +\d+: chaos-0 ", out, re.M)) == 2
+    assert len(re.findall(r"^  kill +\d+: chaos-\d+ \(pipeline/", out, re.M)) == 2
     made = re.findall(r"^ +(\d+) / +(\d+)  (.+)$", out, re.M)
     checks = {what: (int(held), int(total)) for held, total, what in made}
     for what in (
@@ -54,4 +54,5 @@ def test_seeded_chaos_run_holds_every_check() -> None:
         "re-run of the finished workflow executes nothing",
         "re-run writes nothing",
     ):
-        assert checks.get(what) == (1, 1), (what, checks)
+        held, made = checks.get(what, (0, 0))
+        assert held == made >= 1, (what, checks)
