@@ -45,7 +45,7 @@ test-integration: deps  ## tests/integration only: standalone cluster, Spark Con
 faults: deps  ## the full fault matrix: crash point x checkpoint mode x format (~14 min, not in CI)
 	$(PY) -m pytest -q tests/spark/test_crash.py -m matrix -p no:cacheprovider
 
-chaos: deps  ## randomized driver kills (seeded, 20+ kills), kills per phase and the checks (not in CI)
+chaos: deps  ## seeded random driver kills over every shape + combined faults (KILLS=200 SEED=7; not in CI)
 	$(PY) tools/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
 
 soak: deps  ## hundreds of runs in one driver (leak checks) + random driver kills (not in CI)

@@ -128,9 +128,10 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
     p.add_argument("--checkpoint-format", default="delta", choices=["delta", "parquet"])
+    p.add_argument("--master", default="local[2]", help="e.g. local-cluster[2,1,1024]")
     a = p.parse_args()
     out = run(
-        driver_session("local[2]", "exoflow-crash-job"),
+        driver_session(a.master, "exoflow-crash-job"),
         storage=a.storage,
         workflow_id=a.workflow_id,
         sink=a.sink,
