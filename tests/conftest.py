@@ -51,6 +51,7 @@ SLOW_FIRST = (
     "test_executor_loss.py",
     "test_graph.py",
     "test_iterate.py",
+    "test_chaos.py",
     "test_s3.py",
     "test_ml_job.py",
     "test_storage_faults.py",

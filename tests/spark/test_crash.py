@@ -197,25 +197,6 @@ def test_parquet_checkpoint_files_written_before_the_crash_are_never_read(
     assert not (tmp_path / "exo/workflows/crashy/refs/enriched/_delta_log").exists()
 
 
-def test_external_sigkill_after_a_commit_then_resume(spark, tmp_path: Path) -> None:
-    proc = launch(tmp_path, "async", None)
-    marker = tmp_path / "exo/workflows/crashy/log/tasks/orders/g0.commit.json"
-    deadline = time.time() + 240
-    while not marker.exists():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() < deadline, "orders never committed"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # from outside, at whatever the driver was doing
-    proc.communicate(timeout=60)
-    state = WorkflowStore(str(tmp_path / "exo"), "crashy").read_state()
-    assert "orders" in state.commits
-    committed, before = set(state.commits), counts(tmp_path)
-
-    assert resume_here(spark, tmp_path, "async") == {"rows": 26}
-    check_recovered(spark, tmp_path, committed, before)
-    assert counts(tmp_path)["orders"] == 1
-
-
 @pytest.mark.parametrize(
     "crash_at",
     [
