@@ -118,6 +118,19 @@ def run(
     )
 
 
+def run_under(spark, root, workflow_id: str, **options) -> dict:
+    """:func:`run` with the layout the tests give a driver under ``root``: ``exo/`` (the
+    storage root), ``sink/`` and ``counters/``; ``options`` are :func:`run`'s others."""
+    return run(
+        spark,
+        storage=os.path.join(root, "exo"),
+        workflow_id=workflow_id,
+        sink=os.path.join(root, "sink"),
+        counter_dir=os.path.join(root, "counters"),
+        **options,
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--storage", required=True)

@@ -51,15 +51,7 @@ def launch(tmp: Path, *extra: str) -> subprocess.Popen:
 
 def run_here(spark, tmp: Path) -> dict:
     """The driver's workflow, run in this process on the suite's session."""
-    return crash_job.run(
-        spark,
-        storage=str(tmp / "exo"),
-        workflow_id="shared-id",
-        sink=str(tmp / "sink"),
-        counter_dir=str(tmp / "counters"),
-        mode="true",
-        rows=ROWS,
-    )
+    return crash_job.run_under(spark, tmp, "shared-id", mode="true", rows=ROWS)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:

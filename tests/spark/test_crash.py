@@ -70,12 +70,10 @@ def resume_here(
 ) -> dict:
     """Resume the killed driver's workflow in this process, on the suite's session: the same
     DAG and arguments as :func:`launch`, without a second driver JVM."""
-    return crash_job.run(
+    return crash_job.run_under(
         spark,
-        storage=str(tmp / "exo"),
-        workflow_id="crashy",
-        sink=str(tmp / "sink"),
-        counter_dir=str(tmp / "counters"),
+        tmp,
+        "crashy",
         mode=mode,
         rows=ROWS,
         scenario=scenario,

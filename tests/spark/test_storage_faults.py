@@ -304,15 +304,7 @@ def test_full_disk_fails_cleanly_and_the_workflow_resumes(spark, tmp_path: Path)
     assert not (tmp_path / "sink").exists()
 
     # the resume, in this process on the suite's session (its log writes succeed)
-    done = crash_job.run(
-        spark,
-        storage=str(tmp_path / "exo"),
-        workflow_id="disk",
-        sink=str(tmp_path / "sink"),
-        counter_dir=str(tmp_path / "counters"),
-        mode="true",
-        rows=2000,
-    )
+    done = crash_job.run_under(spark, tmp_path, "disk", mode="true", rows=2000)
     assert done == {"rows": 26}
     sink = spark.read.format("delta").load(str(tmp_path / "sink"))
     assert sink.agg({"n": "sum"}).first()[0] == 2000
