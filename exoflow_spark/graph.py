@@ -21,8 +21,9 @@ materialises the result as a local checkpoint (``localCheckpoint``: the plan and
 lineage stay one step deep). The iteration's convergence metric, and PageRank's dangling
 mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
 job per iteration. :func:`exoflow_spark.iterate` runs the loop, checks convergence after
-every step and makes the durable (Delta) cuts that recovery needs, from measured costs. Every
-function works inside or outside a task (outside, pass ``path=`` for the durable cuts).
+every step and makes the durable cuts (Parquet files) that recovery needs, from measured
+costs. Every function works inside or outside a task (outside, pass ``path=`` for the
+durable cuts).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def vertices(edges: Any) -> Any:
     )
 
 
-#: edges per partition of the links (a graph below this is processed in one partition:
-#: small graphs are dominated by per-task overhead, not by work)
+#: edges per partition of the links (at least 2 partitions; small graphs are dominated by
+#: per-task overhead, not by work)
 EDGES_PER_PARTITION = 250_000
 _INTEGRAL = {"tinyint", "smallint", "int", "bigint"}
 
@@ -183,7 +184,9 @@ def _partitions(spark: Any, num_edges: int, partitions: int | None) -> int:
             raise InvalidOptionError(f"partitions={partitions!r} must be an int >= 1 (or None)")
         return partitions
     cap = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
-    return max(1, min(cap, -(-num_edges // EDGES_PER_PARTITION)))
+    # at least 2: one partition is Spark's SinglePartition, which a join cannot line up with
+    # the other side's hash partitioning, so the cached links would be shuffled every step
+    return max(min(2, cap), min(cap, -(-num_edges // EDGES_PER_PARTITION)))
 
 
 def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[Any, int, int, int]:
@@ -303,10 +306,10 @@ def pagerank(
         damping: networkx's ``alpha``, in (0, 1).
         max_iter: the most steps.
         tol: networkx's ``tol``.
-        path: the Delta table of the durable cuts (needed outside a task).
+        path: the folder of the durable cuts (needed outside a task).
         every: make a durable cut every ``every`` steps (default: from measured costs).
-        partitions: partitions of the loop (default: one per 250,000 edges, at most
-            ``spark.sql.shuffle.partitions``).
+        partitions: partitions of the loop (default: one per 250,000 edges and at least 2,
+            at most ``spark.sql.shuffle.partitions``).
 
     Returns:
         ``([node, rank], report)``; ranks sum to 1; an empty graph gives no rows.

@@ -11,6 +11,13 @@ up since the last cut; when it reaches what the last cut cost, cut again. The to
 is then at most twice the best fixed interval in hindsight. ``max_depth`` caps the plan depth
 regardless, and ``every=k`` fixes the interval instead.
 
+With ``truncate`` (a cheap, non-durable cut after every step, e.g. a local checkpoint) the
+plan never grows and durable cuts only bound what a crash redoes: a cut is made once the
+steps since the last one (building and running them) took ten times what a cut costs, so
+cuts take at most about a tenth of a fault-free run. Cuts are Parquet files in a new folder
+under the cut table (a Delta version over Spark Connect); the folder of the cut before is
+deleted once the record names the new one.
+
 Resuming after a crash
 ----------------------
 Every cut is followed by a small JSON *cut record*, ``_exoflow_cuts/call-<k>.json`` inside
@@ -65,6 +72,7 @@ from ..core.dag import code_fingerprint
 from ..core.faults import crash_point
 from ..core.values import is_dataframe
 from ..errors import InvalidOptionError
+from ..spark.hadoop import delete_path
 from ..storage import layout
 from ..storage.checkpoints import DeltaVersion, read_checkpoint, write_checkpoint
 from ..storage.logfs import LogFS, open_logfs
@@ -73,6 +81,10 @@ logger = logging.getLogger(__name__)
 
 #: Cost of one cut assumed before the first one is measured (seconds).
 INITIAL_CUT_SECONDS = 1.0
+#: With ``truncate``, the share of the loop's time that durable cuts may take: a cut is made
+#: once the steps since the last one took ``1 / TRUNCATED_CUT_BUDGET`` times what a cut costs
+#: (so a crash redoes at most about that much work, and fault-free runs pay at most ~10%).
+TRUNCATED_CUT_BUDGET = 0.1
 #: version of the cut record's JSON
 CUT_RECORD_FORMAT = 1
 
@@ -130,8 +142,8 @@ def iterate(
         iterations: how many steps at most.
         every: cut after every ``every`` steps (default: chosen from measured costs).
         max_depth: never let the plan grow more than this many steps without a cut.
-        path: the Delta table used for cuts; inside a task it defaults to one next to the
-            task's checkpoint table under the workflow's storage root.
+        path: the folder of the cuts (Parquet files and the cut record); inside a task it
+            defaults to one next to the task's checkpoint table under the storage root.
         until: ``until(previous, current, i)`` returning True stops early (convergence);
             it runs right after a cut, on the materialised data, so it is cheap.
         cut_last: also cut after the last step, so the result depends on nothing the
@@ -141,10 +153,11 @@ def iterate(
             no; True: also outside a task (``path=`` given); False: never.
         truncate: a cheap, non-durable lineage cut applied to every step's result (e.g.
             ``lambda df: df.localCheckpoint()``, which materialises it). The plan then never
-            grows: its time is not counted as rent, ``max_depth`` does not apply, and the
-            durable cuts above only bound what recovery recomputes. ``until`` is then checked
-            after every step (the data is materialised, and the step may have computed its
-            convergence metric in the same job, e.g. with ``DataFrame.observe``).
+            grows: ``max_depth`` does not apply, and the durable cuts above only bound what
+            recovery recomputes (one once the steps since the last took ten times a cut).
+            ``until`` is then checked after every step (the data is materialised, and the
+            step may have computed its convergence metric in the same job, e.g. with
+            ``DataFrame.observe``).
 
     Returns:
         The final DataFrame and an :class:`IterationReport`.
@@ -177,6 +190,7 @@ def iterate(
             )
         path = ctx.store.iterations_uri(ctx.task_id)
     cuts = _CutLog.open(ctx if in_task else None, path, step, until, initial, resume)
+    cuts.spark = initial.sparkSession if is_dataframe(initial) else None
     report = IterationReport()
     df, start_at = initial, 0
     found = cuts.find(initial.sparkSession if is_dataframe(initial) else None, iterations)
@@ -194,15 +208,17 @@ def iterate(
         crash_point(ctx.task_id if ctx is not None else "", "during-iteration")
         report.step_seconds.append(elapsed)
         report.iterations = i + 1
-        rent += elapsed
         depth += 1
-        if truncate is not None:
+        if truncate is None:
+            rent += elapsed
+            due = depth >= every if every else (rent >= cut_cost or depth >= max_depth)
+        else:  # the plan never grows: the rent is the work a crash would redo
             df = truncate(df)
-        deep = depth >= max_depth and truncate is None
-        due = depth >= every if every else (rent >= cut_cost or deep)
+            rent += time.perf_counter() - start
+            due = depth >= every if every else rent * TRUNCATED_CUT_BUDGET >= cut_cost
         if due and i < iterations - 1:
             start = time.perf_counter()
-            written = write_checkpoint(df, path)
+            written = _write_cut(df, path)
             df = read_checkpoint(df.sparkSession, written)
             cut_cost = time.perf_counter() - start
             report.cuts.append(i)
@@ -226,7 +242,7 @@ def iterate(
                 break
             previous = df
     if cut_last and depth > 0:
-        written = write_checkpoint(df, path)
+        written = _write_cut(df, path)
         df = read_checkpoint(df.sparkSession, written)
         cuts.record(written, report.iterations - 1, stopped=False)
     logger.info(
@@ -239,6 +255,13 @@ def iterate(
         report.max_depth,
     )
     return df, report
+
+
+def _write_cut(df: Any, path: str) -> DeltaVersion:
+    """A durable cut of ``df`` under the table ``path``: Parquet files in a new folder (one
+    Spark job, no Delta commit or log replay: a tenth of a Delta overwrite's cost on small
+    data), made a cut by the cut record that names them; a Delta version on Spark Connect."""
+    return write_checkpoint(df, path, "parquet")
 
 
 def _checked(step: Callable[..., Any], result: Any, i: int) -> Any:
@@ -280,6 +303,9 @@ class _CutLog:
         self, fs: LogFS | None, rel: str, table: str, key: str | None, resume: bool
     ) -> None:
         self.fs, self.rel, self.table, self.key, self.resume = fs, rel, table, key, resume
+        #: the last cut this call made or resumed from (its folder is deleted after the next)
+        self.previous: DeltaVersion | None = None
+        self.spark: Any = None
 
     @classmethod
     def open(
@@ -373,11 +399,13 @@ class _CutLog:
             dv.version,
             ": until had stopped the loop there" if doc.get("stopped") else "",
         )
+        self.previous = dv
         return read_checkpoint(spark, dv), at, bool(doc.get("stopped"))
 
     def record(self, written: DeltaVersion, iteration: int, *, stopped: bool) -> None:
-        """Point the record at the cut just committed (after its Delta commit returned)."""
+        """Point the record at the cut just committed (after its write returned)."""
         if self.key is None or self.fs is None:
+            self.drop_previous(written)
             return
         base = self.table.rstrip("/")
         doc = {
@@ -399,6 +427,19 @@ class _CutLog:
             self.fs.put(self.rel, json.dumps(doc).encode())
         except Exception as exc:  # the cut stands; only resuming is lost
             logger.warning("xf.iterate: could not write the cut record %s: %s", self.rel, exc)
+            return
+        self.drop_previous(written)
+
+    def drop_previous(self, written: DeltaVersion) -> None:
+        """Delete the Parquet folder of the cut before ``written``: nothing names it any more
+        (the record points at ``written``, and the loop's plan reads from ``written``)."""
+        previous, self.previous = self.previous, written
+        if previous is None or previous.format != "parquet" or previous.path == written.path:
+            return
+        try:
+            delete_path(self.spark, previous.path)
+        except Exception as exc:  # only disk space is lost; collect_garbage removes it
+            logger.warning("xf.iterate: could not delete the old cut %s: %s", previous.path, exc)
 
 
 def _open_fs(path: str, initial: Any) -> LogFS | None:

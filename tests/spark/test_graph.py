@@ -59,9 +59,9 @@ def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_pat
         f"{len(report.cuts)} lineage cuts, longest uncut run {report.max_depth} steps"
     )
     assert late < 10 * early + 0.05
-    # each step truncates its own lineage (a local checkpoint): durable cuts are rare (the
-    # ski-rental rule prices them against the flat step build time; a loaded machine moves
-    # both, so the bound is a share of the iterations, not a count)
+    # the lineage is truncated by local checkpoints: durable cuts are rare (one once the steps
+    # since the last took ten times a cut; a loaded machine moves both, so the bound is a
+    # share of the iterations, not a count)
     assert len(report.cuts) <= report.iterations // 8
 
     comps, _ = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "cc"))

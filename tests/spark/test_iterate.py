@@ -65,6 +65,9 @@ def test_fixed_interval_and_bad_arguments(spark, tmp_path) -> None:
     )
     assert [r.x for r in df.collect()] == [10, 10, 10]
     assert report.cuts == [3, 7]
+    # each cut is a Parquet folder; the cut before is deleted once the next one is recorded
+    # (the result still reads the last one)
+    assert len(list((tmp_path / "iter" / "_parquet").iterdir())) == 1
     with pytest.raises(xf.InvalidOptionError, match="needs path"):
         xf.iterate(lambda d, i: d, spark.range(1), 3)
     with pytest.raises(xf.InvalidOptionError, match="every=0"):
