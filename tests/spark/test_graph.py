@@ -9,6 +9,8 @@ an empty graph) against networkx's answer or a clear error.
 
 from __future__ import annotations
 
+import time
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -42,7 +44,9 @@ def components_of(df) -> set[frozenset[int]]:
 def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_path) -> None:
     g = builtin_union()
     edges = xg.undirected(edges_df(spark, g))  # networkx treats an undirected edge as two
+    started = time.perf_counter()
     ranks, report = xg.pagerank(edges, max_iter=200, tol=1e-9, path=str(tmp_path / "pr"))
+    loop_seconds = time.perf_counter() - started
     got = {r.node: r.rank for r in ranks.collect()}
     want = nx.pagerank(g, weight=None, tol=1e-13, max_iter=1000)
     assert got.keys() == want.keys()
@@ -59,10 +63,12 @@ def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_pat
         f"{len(report.cuts)} lineage cuts, longest uncut run {report.max_depth} steps"
     )
     assert late < 10 * early + 0.05
-    # the lineage is truncated by local checkpoints: durable cuts are rare (one once the steps
-    # since the last took ten times a cut; a loaded machine moves both, so the bound is a
-    # share of the iterations, not a count)
-    assert len(report.cuts) <= report.iterations // 8
+    # the lineage is truncated by local checkpoints: durable cuts are rare, one once the steps
+    # since the last took ten times a cut, so they take about a tenth of the loop's time (the
+    # bound leaves room for a cut that costs more than the one before; a loaded machine
+    # slows steps and cuts alike, so the bound is a share of the time, not a count)
+    assert sum(report.cut_seconds) <= 0.25 * loop_seconds, (report.cuts, report.cut_seconds)
+    assert len(report.cuts) <= report.iterations // 4
 
     comps, _ = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "cc"))
     assert components_of(comps) == {frozenset(c) for c in nx.connected_components(g)}
