@@ -42,7 +42,7 @@ test-spark: deps  ## tests/spark only: the shared SparkSession, real Delta, SIGK
 test-integration: deps  ## tests/integration only: standalone cluster, Spark Connect, S3, notebooks
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder tests/integration
 
-faults: deps  ## the full fault matrix: crash point x checkpoint mode x format (~14 min, not in CI)
+faults: deps  ## the full fault matrix: crash point x checkpoint mode x format, the sample points (~16 min, not in CI)
 	$(PY) -m pytest -q tests/spark/test_crash.py -m matrix -p no:cacheprovider
 
 chaos: deps  ## seeded random driver kills over every shape + combined faults (KILLS=200 SEED=7; not in CI)

@@ -198,11 +198,14 @@ def test_parquet_checkpoint_files_written_before_the_crash_are_never_read(
 @pytest.mark.parametrize(
     "crash_at",
     [
+        # in `make test`: the sample seen but not committed (a new one is drawn and every
+        # observer rolled back), its observer committed, the sink half-written
         "sample:after-output",
-        "sample:during-checkpoint",
         "stats:after-commit",
-        "sample:after-commit",
         "publish:during-sink",
+        # in `make faults` too
+        pytest.param("sample:during-checkpoint", marks=pytest.mark.matrix),
+        pytest.param("sample:after-commit", marks=pytest.mark.matrix),
     ],
 )
 def test_nondeterministic_sample_is_published_once_whatever_the_crash(
