@@ -22,14 +22,19 @@ lineage stay one step deep). The iteration's convergence metric, and PageRank's 
 mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
 job per iteration. :func:`exoflow_spark.iterate` runs the loop, checks convergence after
 every step and makes the durable cuts (Parquet files) that recovery needs, from measured
-costs. Every function works inside or outside a task (outside, pass ``path=`` for the
+costs. While a loop runs, its session's adaptive query execution is off (a step is then one
+job of two stages; see ``_without_adaptive``), and each step's Column expressions are built
+once per loop. Every function works inside or outside a task (outside, pass ``path=`` for the
 durable cuts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from . import InvalidOptionError, IterationReport, iterate
@@ -150,6 +155,40 @@ class _Metrics:
         if i not in self.values and i in self.pending:
             self.values[i] = dict(self.pending.pop(i).get)
         return self.values.get(i)
+
+
+_ADAPTIVE = "spark.sql.adaptive.enabled"
+_adaptive_lock = threading.Lock()
+#: id(session) -> [loops running in it, its adaptive setting before the first of them]
+_adaptive_off: dict[int, list[Any]] = {}
+
+
+@contextlib.contextmanager
+def _without_adaptive(spark: Any) -> Iterator[None]:
+    """Adaptive query execution off in ``spark`` while a loop runs (restored when the last
+    loop running in that session ends).
+
+    Without it a step is one Spark job of two stages: the local checkpoint of the previous
+    values keeps their hash partitioning (under AQE it is unknown when the checkpoint is
+    taken), so they meet the cached links without a shuffle, and no stage waits for a
+    re-optimisation. PageRank on the karate club: 5.3 s instead of 8.3 s for 20 steps.
+    Queries that other threads plan in the same session meanwhile run without AQE too.
+    """
+    key = id(spark)
+    with _adaptive_lock:
+        entry = _adaptive_off.get(key)
+        if entry is None:
+            entry = _adaptive_off[key] = [0, spark.conf.get(_ADAPTIVE)]
+            spark.conf.set(_ADAPTIVE, "false")
+        entry[0] += 1
+    try:
+        yield
+    finally:
+        with _adaptive_lock:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _adaptive_off[key]
+                spark.conf.set(_ADAPTIVE, entry[1])
 
 
 def _local_cut(df: Any) -> Any:
@@ -398,16 +437,17 @@ def pagerank(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.lit(1.0 / n).alias("rank"))
     )
-    ranks, report = iterate(
-        step,
-        initial,
-        max_iter,
-        path=path,
-        every=every,
-        until=_converged(metrics, n * tol),
-        cut_last=True,
-        truncate=_local_cut,
-    )
+    with _without_adaptive(links.sparkSession):
+        ranks, report = iterate(
+            step,
+            initial,
+            max_iter,
+            path=path,
+            every=every,
+            until=_converged(metrics, n * tol),
+            cut_last=True,
+            truncate=_local_cut,
+        )
     _release(links, initial)
     return ranks, report
 
@@ -460,16 +500,17 @@ def tunkrank(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.lit(0.0).alias("influence"))
     )
-    infl, report = iterate(
-        step,
-        initial,
-        max_iter,
-        path=path,
-        every=every,
-        until=_converged(metrics, n * tol),
-        cut_last=True,
-        truncate=_local_cut,
-    )
+    with _without_adaptive(links.sparkSession):
+        infl, report = iterate(
+            step,
+            initial,
+            max_iter,
+            path=path,
+            every=every,
+            until=_converged(metrics, n * tol),
+            cut_last=True,
+            truncate=_local_cut,
+        )
     _release(links, initial)
     return infl, report
 
@@ -522,15 +563,16 @@ def connected_components(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.col("src").alias("component"))
     )
-    comps, report = iterate(
-        step,
-        initial,
-        max_iter,
-        path=path,
-        until=unchanged,
-        cut_last=True,
-        truncate=_local_cut,
-    )
+    with _without_adaptive(links.sparkSession):
+        comps, report = iterate(
+            step,
+            initial,
+            max_iter,
+            path=path,
+            until=unchanged,
+            cut_last=True,
+            truncate=_local_cut,
+        )
     _release(links, initial)
     return comps, report
 

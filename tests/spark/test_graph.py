@@ -173,3 +173,22 @@ def test_self_loops_duplicates_and_ids_beyond_2_pow_31_as_networkx(spark, tmp_pa
     comps, _ = xg.connected_components(edges, path=str(tmp_path / "cc"))
     assert components_of(comps) == {frozenset(c) for c in nx.weakly_connected_components(g)}
     assert {min(c) for c in components_of(comps)} == {-5, 7}
+
+
+def test_loops_in_threads_restore_the_sessions_adaptive_setting(spark, tmp_path) -> None:
+    """The loops run with adaptive query execution off; two loops at once in one session (as
+    the graph job's tasks run) leave the user's setting as it was, whichever ends first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = edges_df(spark, nx.convert_node_labels_to_integers(nx.florentine_families_graph()))
+    key = "spark.sql.adaptive.enabled"
+    before = spark.conf.get(key)
+    try:
+        spark.conf.set(key, "true")
+        with ThreadPoolExecutor(2) as pool:
+            pr = pool.submit(xg.pagerank, edges, max_iter=5, path=str(tmp_path / "pr"))
+            cc = pool.submit(xg.connected_components, edges, path=str(tmp_path / "cc"))
+            assert pr.result()[1].iterations == 5 and cc.result()[0].count() == 15
+        assert spark.conf.get(key) == "true"
+    finally:
+        spark.conf.set(key, before)
