@@ -16,7 +16,8 @@ graph gives an empty result after 0 iterations.
 
 How the loops run (the structure of GraphX's, in DataFrames): the links are partitioned by
 source node and cached; each iteration is one Spark action that joins them
-with the previous values (only those are shuffled), aggregates by destination node and
+with the previous values (partitioned the same way: nothing but the messages is shuffled),
+aggregates by destination node and
 materialises the result as a local checkpoint (``localCheckpoint``: the plan and the RDD
 lineage stay one step deep). The iteration's convergence metric, and PageRank's dangling
 mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
@@ -437,19 +438,7 @@ def pagerank(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.lit(1.0 / n).alias("rank"))
     )
-    with _without_adaptive(links.sparkSession):
-        ranks, report = iterate(
-            step,
-            initial,
-            max_iter,
-            path=path,
-            every=every,
-            until=_converged(metrics, n * tol),
-            cut_last=True,
-            truncate=_local_cut,
-        )
-    _release(links, initial)
-    return ranks, report
+    return _loop(links, step, initial, max_iter, path, every, _converged(metrics, n * tol))
 
 
 def tunkrank(
@@ -500,19 +489,7 @@ def tunkrank(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.lit(0.0).alias("influence"))
     )
-    with _without_adaptive(links.sparkSession):
-        infl, report = iterate(
-            step,
-            initial,
-            max_iter,
-            path=path,
-            every=every,
-            until=_converged(metrics, n * tol),
-            cut_last=True,
-            truncate=_local_cut,
-        )
-    _release(links, initial)
-    return infl, report
+    return _loop(links, step, initial, max_iter, path, every, _converged(metrics, n * tol))
 
 
 def connected_components(
@@ -563,18 +540,34 @@ def connected_components(
     initial = _local_cut(
         links.where("own").select(F.col("src").alias("node"), F.col("src").alias("component"))
     )
+    return _loop(links, step, initial, max_iter, path, None, unchanged)
+
+
+def _loop(
+    links: Any,
+    step: Any,
+    initial: Any,
+    max_iter: int,
+    path: str | None,
+    every: int | None,
+    until: Any,
+) -> tuple[Any, IterationReport]:
+    """Run ``step`` from ``initial`` with :func:`exoflow_spark.iterate` (a local checkpoint
+    after every step, durable cuts from measured costs or every ``every`` steps, the last
+    step cut too) with adaptive query execution off; then drop the loop's caches."""
     with _without_adaptive(links.sparkSession):
-        comps, report = iterate(
+        result, report = iterate(
             step,
             initial,
             max_iter,
             path=path,
-            until=unchanged,
+            every=every,
+            until=until,
             cut_last=True,
             truncate=_local_cut,
         )
     _release(links, initial)
-    return comps, report
+    return result, report
 
 
 def _release(*cached: Any) -> None:
