@@ -297,8 +297,9 @@ class _Step:
 
     The values flow along the links (``contribution`` of each link), combined per destination
     (``sum`` or ``min``) as ``c``, with each node's previous value as ``old`` and its dangling
-    flag as ``dang``. The links are cached partitioned by ``src``: only the previous values
-    (one row per node) and the aggregate are shuffled. The step's action observes ``metrics``
+    flag as ``dang``. The links are cached partitioned by ``src`` and the previous values come
+    partitioned by node the same way (see :func:`_without_adaptive`): only the messages are
+    shuffled, to their destination. The step's action observes ``metrics``
     (:class:`_Metrics`), and its result is ``[node, column]``.
     """
 
@@ -334,7 +335,6 @@ class _Step:
         self.node = F.col("dst").alias("node")
         self.rest = [F.col("old"), F.col("dang")]
         self.value = value
-        self.column = column
         self.out = [F.col("node"), F.col(column)]
         self.metrics = metrics
         self.observed = observed
