@@ -377,11 +377,36 @@ def _launch_script(
         return _run_script(script, job_args)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    if args.target.endswith((".yml", ".yaml")):  # a Spark Declarative Pipelines project
+def _is_spec(target: str) -> bool:
+    return target.endswith((".yml", ".yaml"))
+
+
+def _launch_spec(args: argparse.Namespace, cwd: str | None = None) -> int:
+    """One update of a Spark Declarative Pipelines project; the spec and the refresh options
+    are logged with the run, so ``resume`` starts the same update again."""
+    record = {
+        "via": "exoflow-spark run",
+        "target": args.target,
+        "args": [],
+        "pipeline": {
+            "refresh": list(args.refresh),
+            "full_refresh": list(args.full_refresh),
+            "full_refresh_all": bool(args.full_refresh_all),
+        },
+        "cwd": cwd or os.getcwd(),
+        "profile": args.profile,
+        "master": getattr(args, "master", None),
+        "python": sys.executable,
+    }
+    with _cwd(cwd), _launched_as(record):
         code, text = pipelines.cli_run(args, _session(args, app_name="exoflow-pipeline"))
-        print(text)
-        return code
+    print(text)
+    return code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if _is_spec(args.target):  # a Spark Declarative Pipelines project
+        return _launch_spec(args)
     job_args = list(args.job_args)
     if _is_script(args.target):
         # a job script parses its own arguments: hand it the standard job options we got
@@ -431,7 +456,18 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if launch and "target" in launch:
         target, job_args = str(launch["target"]), [str(a) for a in launch.get("args", [])]
         print(f"resuming {args.workflow_id}: {target} {' '.join(job_args)}".rstrip())
-        if _is_script(target):
+        if _is_spec(target):
+            chosen = launch.get("pipeline") or {}
+            args.target = target
+            args.refresh = list(chosen.get("refresh", []))
+            args.full_refresh = list(chosen.get("full_refresh", []))
+            args.full_refresh_all = bool(chosen.get("full_refresh_all", False))
+            args.dry_run = False
+            args.storage = store.storage
+            args.profile = args.profile if args.profile_given else launch.get("profile", "local")
+            args.master = args.master or launch.get("master")
+            code = _launch_spec(args, cwd=launch.get("cwd"))
+        elif _is_script(target):
             with _cwd(launch.get("cwd")):
                 code = _launch_script(args, target, job_args)
         else:

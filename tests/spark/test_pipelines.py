@@ -221,8 +221,10 @@ def test_a_killed_update_resumes_without_recomputing_what_committed(
 ) -> None:
     """Update 1 runs (here); update 2 runs in a driver SIGKILLed right after segment_totals'
     Delta commit (before exoflow logged it); `exoflow-spark run spec.yml` then resumes update
-    2 (here): every table equals the expected one, no committed table gets another version,
-    and a reader polling the published tables throughout never sees one empty."""
+    2 (here: `exoflow-spark run spec.yml --dry-run` names update 2 as the one a run would
+    continue; `exoflow-spark resume small-2` starts it again from its logged launch): every
+    table equals the expected one, no committed table gets another version, and a reader
+    polling the published tables throughout never sees one empty."""
     spec = small_project(tmp_path / "small")
     tables = tmp_path / "small" / "storage" / "tables"
     storage = str(tmp_path / "small" / "storage" / "exoflow")
@@ -249,8 +251,11 @@ def test_a_killed_update_resumes_without_recomputing_what_committed(
         at_crash = {n: version(spark, str(tables / n)) for n in names}
         assert at_crash["segment_totals"] == 1  # update 2's overwrite committed in Delta
         capsys.readouterr()
-        assert cli.main(["run", str(spec), "--no-progress"]) == 0
-        assert "workflow small-2 SUCCESSFUL" in capsys.readouterr().out
+        assert cli.main(["run", str(spec), "--dry-run"]) == 0
+        assert "-> workflow [small-2]" in capsys.readouterr().out
+        assert cli.main(["resume", "small-2", "--storage", storage, "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert f"resuming small-2: {spec}" in out and "workflow small-2 SUCCESSFUL" in out, out
     finally:
         stop.set()
         reader.join()
