@@ -237,6 +237,11 @@ def driver(
     return json.loads(line[len("TIMING ") :])
 
 
+def _span(values: list[float]) -> str:
+    """``min-max`` of the repetitions, for the tables."""
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
@@ -323,8 +328,8 @@ def main() -> int:
     boot = statistics.median(startups)
     print(f"\nSpark session start-up (not counted): median {boot:.1f} s")
     print(
-        "| strategy | fault-free s | vs none | recovery after crash s | vs full re-run | "
-        "counting start-up in both |"
+        "| strategy | fault-free s (min-max) | vs none | recovery after crash s (min-max) | "
+        "vs full re-run | counting start-up in both |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for s, r in results.items():
@@ -340,12 +345,13 @@ def main() -> int:
             }
         )
         print(
-            f"| {s} | {clean:.2f} | {clean / base:.2f}x | {rec:.2f} | {rec / clean:.2f} | "
-            f"{(boot + rec) / (boot + clean):.2f} |"
+            f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {clean / base:.2f}x | {rec:.2f} "
+            f"({_span(r['recover'])}) | {rec / clean:.2f} | {(boot + rec) / (boot + clean):.2f} |"
         )
     if a.executor_loss:
         print(
-            "\n| strategy | local-cluster fault-free s | executor killed at 80%: run s | "
+            "\n| strategy | local-cluster fault-free s (min-max) | executor killed at 80%: run s "
+            "(min-max) | "
             "time after the kill vs fault-free run |"
         )
         print("|---|---:|---:|---:|")
@@ -358,7 +364,10 @@ def main() -> int:
                 executor_lost_s=round(lost, 3),
                 executor_after_kill_vs_run=round(after, 3),
             )
-            print(f"| {s} | {clean:.2f} | {lost:.2f} | {after:.2f} |")
+            print(
+                f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {lost:.2f} ({_span(r['lost'])}) "
+                f"| {after:.2f} |"
+            )
     save(
         "recovery",
         {

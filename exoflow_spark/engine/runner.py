@@ -252,15 +252,31 @@ class TaskRunner:
             return self._lazy(tid, result), None
         if mode is True:
             return self.committer.write_sync(tid, result)
-        # async: no materialization job of its own: the background write's job computes the
-        # output into the cache while the consumers start at once. Spark's block manager
-        # computes each cached partition once, whichever job asks first (the other waits for
-        # the block), so the output is still computed once; a job (a full Spark job's
-        # overhead, per stage) leaves the critical path, and the write starts now instead of
-        # after a count. The write's seconds include the compute, as a sync write's do.
-        ref = Ref(tid, "cache", df=self.state.keep_persisted(result.persist()))
+        # async: the output goes into Spark's cache and its write runs in the background
+        # (the committer's writer pool) while the consumers read the cache. See _async.
+        return self._async(node, tid, result), None
+
+    def _async(self, node: Node, tid: str, result: Any) -> Ref:
+        """The ref of an async output: cached, its checkpoint written in the background.
+
+        Where its own plan is narrow JVM operators only (cheap per partition), no job of its
+        own computes it: the background write's job computes it into the cache while the
+        consumers start at once (Spark computes each cached block once, whichever job asks
+        first), so no job is added to the critical path. Where its plan runs Python code or
+        shuffles (or cannot be read: Spark Connect), it is computed into the cache first, as
+        ``checkpoint="auto"`` does, and then written. Racing the consumers for such blocks
+        cost more than the job it saves: in ``benchmarks/recovery.py`` ("selective": four
+        chained Python UDF stages async, 2 cores) the run took 1.3-1.5x as long as with the
+        output computed first, though each UDF still ran once per row (counted): the racing
+        jobs' tasks hold slots while they wait for blocks another job is computing.
+        """
+        stats = self._own_plan_stats(node, result)
+        if stats is not None and stats.opaque == 0 and stats.shuffles == 0:
+            ref = Ref(tid, "cache", df=self.state.keep_persisted(result.persist()))
+        else:
+            ref, _ = self._cache(tid, result)
         ref.write_async = True
-        return ref, None
+        return ref
 
     def _lazy(self, tid: str, result: Any) -> Ref:
         """A replayable output: a lazy plan that fuses into its consumers (cached when two or

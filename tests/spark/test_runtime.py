@@ -183,6 +183,45 @@ def test_async_checkpoint_overlaps_consumers_then_repoints(spark, storage, wf) -
     assert marks["files"] and all(ref_dir in f for f in marks["files"])  # lineage truncated
 
 
+def test_async_computes_python_stages_before_writing_and_lets_jvm_stages_race(
+    spark, storage, wf
+) -> None:
+    """An async output whose own plan runs a Python UDF is computed into the cache by a job of
+    its own before its background write (racing the consumers for such blocks was 1.3-1.5x
+    slower in benchmarks/recovery.py); one of narrow JVM operators only gets no such job: its
+    write's job computes it while the consumers start. Both commit and give the same rows."""
+    from exoflow_spark.spark.session import job_metrics
+
+    @F.udf("long")
+    def plus_one(x):
+        return x + 1
+
+    @xf.task(checkpoint="async")
+    def narrow():
+        return spark.range(0, 2000, 1, 4).withColumn("y", F.col("id") * 3)
+
+    @xf.task(checkpoint="async")
+    def scored(df):
+        return df.withColumn("z", plus_one("y"))
+
+    @xf.task
+    def total(df):
+        return df.agg(F.sum("z")).first()[0]
+
+    out = xf.run(
+        total.bind(scored.bind(narrow.bind())), workflow_id=wf, storage=storage, spark=spark
+    )
+    assert out == sum(3 * i + 1 for i in range(2000))
+    materialized = job_metrics(spark, wf, "materialize scored")
+    assert materialized is not None and materialized["jobs"] >= 1
+    assert job_metrics(spark, wf, "materialize narrow") is None
+    assert job_metrics(spark, wf, "checkpoint narrow (async)") is not None  # it ran the compute
+    from exoflow_spark.storage.store import WorkflowStore
+
+    commits = WorkflowStore(storage, wf).read_state().commits
+    assert commits["narrow"].mode == commits["scored"].mode == "async"
+
+
 def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
     spark, storage, wf
 ) -> None:
