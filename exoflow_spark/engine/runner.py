@@ -373,15 +373,18 @@ class TaskRunner:
         return None
 
     def _own_plan_stats(self, node: Node, result: Any) -> PlanStats | None:
-        """The statistics of ``result``'s plan, its inputs' operators taken out (an input
-        read lazily shows its operators in both; a cached or checkpointed one in neither)."""
+        """The statistics of ``result``'s plan, its inputs' operators taken out. Only an
+        input read lazily (a ``plan`` ref) shows its operators in ``result``'s plan; a cached
+        or checkpointed one shows as one relation there, so nothing of it is taken out (its
+        own DataFrame may still print its whole plan: Spark keeps the plan it optimized
+        before ``persist()``)."""
         mine = plan_operators(result)
         if mine is None:
             return None
         opaque, wide, size = mine
         for u in self.ctx.dag.upstream(node):
             ref = self.state.refs.get(self.ctx.dag.id_of(u))
-            if ref is None or not ref.is_dataframe:
+            if ref is None or not ref.is_dataframe or ref.backing != "plan":
                 continue
             theirs = plan_operators(ref.get())
             if theirs is not None:

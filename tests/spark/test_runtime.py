@@ -204,22 +204,30 @@ def test_async_computes_python_stages_before_writing_and_lets_jvm_stages_race(
     def scored(df):
         return df.withColumn("z", plus_one("y"))
 
+    @xf.task(checkpoint="async")
+    def rescored(df):  # its input is cached: its own plan is its UDF over that cache
+        return df.withColumn("w", plus_one("z"))
+
     @xf.task
     def total(df):
-        return df.agg(F.sum("z")).first()[0]
+        return df.agg(F.sum("w")).first()[0]
 
     out = xf.run(
-        total.bind(scored.bind(narrow.bind())), workflow_id=wf, storage=storage, spark=spark
+        total.bind(rescored.bind(scored.bind(narrow.bind()))),
+        workflow_id=wf,
+        storage=storage,
+        spark=spark,
     )
-    assert out == sum(3 * i + 1 for i in range(2000))
-    materialized = job_metrics(spark, wf, "materialize scored")
-    assert materialized is not None and materialized["jobs"] >= 1
+    assert out == sum(3 * i + 2 for i in range(2000))
+    for python_stage in ("scored", "rescored"):
+        materialized = job_metrics(spark, wf, f"materialize {python_stage}")
+        assert materialized is not None and materialized["jobs"] >= 1, python_stage
     assert job_metrics(spark, wf, "materialize narrow") is None
     assert job_metrics(spark, wf, "checkpoint narrow (async)") is not None  # it ran the compute
     from exoflow_spark.storage.store import WorkflowStore
 
     commits = WorkflowStore(storage, wf).read_state().commits
-    assert commits["narrow"].mode == commits["scored"].mode == "async"
+    assert {commits[t].mode for t in ("narrow", "scored", "rescored")} == {"async"}
 
 
 def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
