@@ -293,9 +293,13 @@ def _is_grpc_unavailable(exc: BaseException) -> bool:
 
 def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
     """The in-memory size of a cached, materialized DataFrame (Spark's plan statistics), or
-    ``default`` where Spark does not tell (Spark Connect)."""
+    ``default`` where Spark does not tell (Spark Connect).
+
+    Read from a new Dataset over ``df``'s plan, whose cache lookup finds the materialized
+    ``InMemoryRelation`` and its measured size: ``df`` itself may keep the plan it optimized
+    before ``persist()`` (a join of unknown inputs estimated at hundreds of GB)."""
     try:
-        size = df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()
+        size = df.select("*")._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()
         # Py4J hands a Scala BigInt over as a Python int (a BigInteger underneath)
         return int(size) if isinstance(size, int) else int(str(size.toString()))
     except Exception as exc:  # Spark Connect has no _jdf; anything else is worth knowing

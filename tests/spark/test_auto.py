@@ -156,3 +156,23 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     [run] = _history(WorkflowStore(storage, "day-2"))["runs"]
     shown = {a["task"]: a for a in run["auto_checkpoint"]}
     assert shown["expensive"]["source"] == "profile" and shown["cheap_a"]["action"] == "fuse"
+
+
+def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(spark) -> None:
+    """The size "auto" prices a measured output's write by is what its cache holds. The
+    DataFrame a task returned keeps the plan Spark optimized before persist(): a join of
+    inputs is estimated there at the product of their sizes (480 GB for
+    benchmarks/recovery.py's 600k x 5,000 join, so a 12 s Python stage over it was judged not
+    worth a "13,094 s" write)."""
+    from exoflow_spark.spark.session import cached_size_bytes
+
+    orders = spark.range(0, 20000, 1, 4).withColumn("k", F.col("id") % 100)
+    joined = orders.join(spark.range(100).withColumnRenamed("id", "k"), "k")
+    estimate = int(str(joined._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    joined.persist()
+    try:
+        assert joined.count() == 20000
+        size = cached_size_bytes(joined)
+        assert 0 < size < 5_000_000 < estimate, (size, estimate)
+    finally:
+        joined.unpersist()
