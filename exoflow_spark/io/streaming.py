@@ -44,6 +44,8 @@ from ..core.options import TASK_DEFAULTS, TaskOptions
 from ..core.records import EventKind
 from ..core.task import Task
 from ..errors import DagError, InvalidOptionError, SinkError
+from ..spark.session import is_connect_session
+from ..storage import layout
 from ..storage.checkpoints import DeltaSnapshot, table_snapshot
 
 logger = logging.getLogger(__name__)
@@ -338,8 +340,34 @@ class StreamBatch:
         crash_point(self.task_id, "during-batch")
 
 
-def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapshot | dict[str, Any]:
-    """Run a streaming task's query to its stop condition; return its durable output."""
+@dataclass(frozen=True)
+class SinkTarget:
+    """Where a streaming task writes each micro-batch when it is not its own Delta table: a
+    sink (``dp.create_sink``). Delta sinks are written once per micro-batch (``txnAppId`` /
+    ``txnVersion``); other formats have no idempotent commit and are written at least once.
+
+    Attributes:
+        format: the writer's format (``"delta"``, ``"parquet"``, ...).
+        path: the sink's path (``None``: the format finds its target in ``options``).
+        options: the writer's options.
+    """
+
+    format: str = "delta"
+    path: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def run_stream(
+    sdf: Any, stream: StreamOptions, ctx: TaskContext, *, sink: SinkTarget | None = None
+) -> DeltaSnapshot | dict[str, Any]:
+    """Run a streaming task's query to its stop condition; return its durable output.
+
+    ``sink`` replaces the default sink (the task's Delta table). In a classic session each
+    micro-batch is written by ``foreachBatch`` with ``txnAppId``/``txnVersion``. Over Spark
+    Connect the query writes through the sink format's own streaming sink instead (see
+    :func:`_connect_sink`): Delta's records each batch id in the table's log with the query's
+    id, so a replayed batch is skipped, and no Python runs on the server.
+    """
     if not getattr(sdf, "isStreaming", False):
         raise DagError(
             f"workflow [{ctx.workflow_id}] streaming task [{ctx.task_id}] returned "
@@ -348,17 +376,24 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
         )
     store = ctx.store
     if stream.stream_name:
+        checkpoint_rel = layout.shared_stream_checkpoint(stream.stream_name)
         checkpoint, shared_table = store.shared_stream_uris(stream.stream_name)
         app_id = f"exoflow-stream-{stream.stream_name}"
         default_table = stream.table or shared_table
     else:
+        checkpoint_rel = layout.stream_dir(ctx.workflow_id, ctx.task_id)
         checkpoint = store.stream_checkpoint_uri(ctx.task_id)
         app_id = f"exoflow-{ctx.workflow_id}-{ctx.task_id}"
         default_table = stream.table or store.ref_uri(ctx.task_id)
-    if stream.foreach_batch is None:
-        _ensure_table(ctx.spark, default_table, sdf.schema)
+    connect = is_connect_session(ctx.spark)
+    owns_table = stream.foreach_batch is None and sink is None
+    target = sink or SinkTarget("delta", default_table)
+    if connect:
+        _connect_sink(None, stream, target, ctx.task_id)  # refuses what cannot run there
+    switch_writer(store.fs, checkpoint_rel, "sink" if connect else "foreach-batch", ctx.task_id)
+    if owns_table:
+        _ensure_table(ctx.spark, default_table, sdf.schema, connect)
     batches: list[int] = []
-    rows = [0]
     stopping = threading.Event()
 
     def process(batch_df: Any, batch_id: int) -> None:
@@ -367,37 +402,50 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
         batch = StreamBatch(batch_df, int(batch_id), app_id, ctx.task_id, default_table)
         if stream.foreach_batch is not None:
             stream.foreach_batch(batch)
+        elif sink is not None:
+            if sink.format == "delta":
+                batch.write(batch_df, sink.path, options=sink.options)
+            else:  # at least once: the format has no idempotent commit
+                writer = batch_df.write.format(sink.format).options(**sink.options)
+                writer.mode("append").save(*([sink.path] if sink.path else []))
         elif stream.output_mode == "update":
             batch.merge(batch_df, default_table, stream.merge_keys)
         else:
-            if stream.output_mode == "complete":
-                batch.write(batch_df, default_table, mode="overwrite")
-            else:
-                batch.write(batch_df, default_table, mode="append")
+            mode: Literal["append", "overwrite"] = (
+                "overwrite" if stream.output_mode == "complete" else "append"
+            )
+            batch.write(batch_df, default_table, mode=mode)
         batches.append(int(batch_id))
         crash_point(ctx.task_id, "after-batch")
 
-    writer = (
-        sdf.writeStream.foreachBatch(process)
-        .option("checkpointLocation", checkpoint)
-        .outputMode("append" if stream.output_mode == "append" else stream.output_mode)
-        .queryName(f"exoflow_{ctx.workflow_id}_{ctx.task_id}".replace("-", "_"))
+    if connect:
+        writer = _connect_sink(sdf.writeStream, stream, target, ctx.task_id)
+    else:
+        writer = sdf.writeStream.foreachBatch(process).outputMode(
+            "append" if stream.output_mode == "append" else stream.output_mode
+        )
+    writer = writer.option("checkpointLocation", checkpoint).queryName(
+        f"exoflow_{ctx.workflow_id}_{ctx.task_id}".replace("-", "_")
     )
     if stream.bounded:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=stream.trigger)
     started = time.monotonic()
-    query = writer.start()
+    query = writer.start(target.path) if connect and target.path else writer.start()
     logger.info(
-        "[%s] [%s] streaming query started (%s, checkpoint %s)",
+        "[%s] [%s] streaming query started (%s, checkpoint %s%s)",
         ctx.workflow_id,
         ctx.task_id,
         stream.trigger,
         checkpoint,
+        f", Spark Connect: {target.format} streaming sink" if connect else "",
     )
+    # over Connect the driver learns of the batches from the query's progress (and reaches
+    # its "after-batch" crash point when it does)
+    observe = (lambda: _observe_batches(query, batches, ctx.task_id)) if connect else None
     try:
-        reason = _await(query, stream, batches, started, stopping)
+        reason = _await(query, stream, batches, started, stopping, observe)
     except BaseException:
         stopping.set()
         _stop_quietly(query)
@@ -405,8 +453,10 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
     exc = query.exception()
     if exc is not None and not (stopping.is_set() and _STOP_MARKER in str(exc)):
         raise exc
+    if observe is not None:
+        observe()
     last = query.lastProgress or {}
-    rows[0] = sum(int(p.get("numInputRows", 0) or 0) for p in query.recentProgress or [])
+    rows = sum(int(p.get("numInputRows", 0) or 0) for p in query.recentProgress or [])
     logger.info(
         "[%s] [%s] streaming query stopped (%s): %d batch(es) this run, last batch id %s",
         ctx.workflow_id,
@@ -422,12 +472,91 @@ def run_stream(sdf: Any, stream: StreamOptions, ctx: TaskContext) -> DeltaSnapsh
             task=ctx.task_id,
             reason=reason,
             batches=batches,
-            input_rows=rows[0],
+            input_rows=rows,
             seconds=time.monotonic() - started,
         )
-    if stream.foreach_batch is not None:
-        return {"batches": len(batches), "batch_ids": batches, "input_rows": rows[0]}
+    if not owns_table:
+        return {"batches": len(batches), "batch_ids": batches, "input_rows": rows}
     return table_snapshot(ctx.spark, default_table)
+
+
+def _connect_sink(writer: Any, stream: StreamOptions, target: SinkTarget, task_id: str) -> Any:
+    """A Spark Connect query's writer, set to the sink format's own streaming sink.
+
+    A ``foreachBatch`` function would run in a Python worker the server starts for each
+    query (exoflow-spark installed there, seconds to start, and Spark gives it 10 s to connect
+    back), so over Connect the sink is Spark's: Delta's streaming sink writes each batch in one
+    commit that records the query's id and the batch id (a replayed batch is skipped), and
+    other formats write as their streaming sink does. What needs this driver in the loop (a
+    custom ``foreach_batch``; ``output_mode="update"``, a MERGE per batch) is refused.
+    ``writer`` None only checks.
+    """
+    if stream.foreach_batch is not None:
+        raise InvalidOptionError(
+            f"streaming task [{task_id}]: a foreach_batch function does not run over Spark "
+            "Connect (the server would run it, without this driver); write the stream to its "
+            "table (the default sink), or run this workflow with a classic SparkSession"
+        )
+    if stream.output_mode == "update":
+        raise InvalidOptionError(
+            f"streaming task [{task_id}]: output_mode='update' (a MERGE per micro-batch) does "
+            "not run over Spark Connect yet; use 'append' or 'complete', or run this workflow "
+            "with a classic SparkSession"
+        )
+    if writer is None:
+        return None
+    writer = writer.format(target.format).outputMode(stream.output_mode)
+    for key, value in target.options.items():
+        writer = writer.option(key, value)
+    return writer
+
+
+_WRITER_MARKER = "exoflow-writer"
+
+
+def switch_writer(fs: Any, checkpoint_rel: str, writer: str, task_id: str) -> None:
+    """Record how a stream's batches are written (``"foreach-batch"``, a classic session:
+    keyed by ``txnAppId``; ``"sink"``, Spark Connect: Delta's sink, keyed by the query id),
+    refusing a switch while a batch is in flight.
+
+    A batch whose offsets are logged but not its commit is replayed by the next run; written
+    the other way, Delta would not recognise it as already written. A checkpoint without the
+    marker was written by a classic session (Connect streams record it from their start).
+    """
+
+    def batch_ids(sub: str) -> set[int]:
+        return {int(f) for f in fs.list_files(f"{checkpoint_rel}/{sub}") if f.isdigit()}
+
+    offsets = batch_ids("offsets")
+    raw = fs.get(f"{checkpoint_rel}/{_WRITER_MARKER}")
+    before = raw.decode().strip() if raw else ("foreach-batch" if offsets else None)
+    if before == writer:
+        return
+    if before is None and writer == "foreach-batch":
+        return  # a new classic stream: no marker (as before markers existed)
+    pending = sorted(offsets - batch_ids("commits"))
+    if before is not None and pending:
+        how = {"sink": "a Spark Connect session", "foreach-batch": "a classic SparkSession"}
+        raise SinkError(
+            f"streaming task [{task_id}]: micro-batch {pending[-1]} was started by "
+            f"{how.get(before, before)} and not finished; finish it there once (re-run this "
+            f"workflow with {how.get(before, before)}), then continue with {how[writer]}: "
+            "written the other way, the replayed batch could be written twice"
+        )
+    fs.put(f"{checkpoint_rel}/{_WRITER_MARKER}", writer.encode())
+    logger.info("[%s] stream %s: batches now written by %s", task_id, checkpoint_rel, writer)
+
+
+def _observe_batches(query: Any, batches: list[int], task_id: str) -> None:
+    """Spark Connect: add to ``batches`` the micro-batches the query's progress shows as run
+    (a progress with an ``addBatch`` duration wrote its batch)."""
+    for progress in query.recentProgress or []:
+        batch_id = progress.get("batchId")
+        if batch_id is None or int(batch_id) in batches:
+            continue
+        if "addBatch" in (progress.get("durationMs") or {}):
+            batches.append(int(batch_id))
+            crash_point(task_id, "after-batch")
 
 
 def _await(
@@ -436,12 +565,17 @@ def _await(
     batches: list[int],
     started: float,
     stopping: threading.Event,
+    observe: Callable[[], None] | None = None,
 ) -> str:
-    """Block until the query ends by itself or a stop condition holds; stop it cleanly."""
+    """Block until the query ends by itself or a stop condition holds; stop it cleanly.
+
+    ``observe`` (Spark Connect) refreshes ``batches`` from the query's progress."""
     seen = 0
     while True:
         if _terminated(query, 0.2):
             return "input exhausted" if stream.bounded else "query ended"
+        if observe is not None:
+            observe()
         reason = None
         if _stop_requested.is_set():
             reason = "stop requested"
@@ -491,11 +625,16 @@ def _stop_quietly(query: Any) -> None:
         logger.debug("stopping streaming query failed", exc_info=True)
 
 
-def _ensure_table(spark: Any, path: str, schema: Any) -> None:
+def _ensure_table(spark: Any, path: str, schema: Any, connect: bool = False) -> None:
     """Create the sink table empty, so a stream that saw no input still has a version."""
     from delta.tables import DeltaTable
 
-    if not DeltaTable.isDeltaTable(spark, path):
+    exists = (
+        table_snapshot(spark, path).version >= 0  # Connect: without the Delta Connect plugin
+        if connect
+        else DeltaTable.isDeltaTable(spark, path)
+    )
+    if not exists:
         spark.createDataFrame([], schema).write.format("delta").mode("append").save(path)
 
 

@@ -53,9 +53,8 @@ from ..core.task import Node, Task
 from ..core.values import is_dataframe
 from ..errors import ExoflowError, PipelineError
 from ..io.sink import write_delta
-from ..io.streaming import StreamBatch, StreamingTask, StreamOptions, run_stream
+from ..io.streaming import SinkTarget, StreamingTask, StreamOptions, run_stream
 from ..spark.hadoop import has_jvm
-from ..spark.session import is_connect_session
 from ..spark.sqlparse import parse_statement, query_reads
 from ..storage.checkpoints import DeltaSnapshot, table_snapshot
 
@@ -726,7 +725,6 @@ def _import(file: Path, proxy: PipelineSession, root: Path) -> None:
 
 def _validate(graph: PipelineGraph, registry: _Registry) -> None:
     problems: list[str] = list(registry.unsupported)
-    connect = is_connect_session(graph.spark)
     for ds in registry.datasets:
         if ds.name in graph.datasets:
             other = graph.datasets[ds.name]
@@ -743,14 +741,6 @@ def _validate(graph: PipelineGraph, registry: _Registry) -> None:
             problems.append(
                 f"{ds.kind} [{ds.name}] ({ds.where}): format={fmt!r} is not supported; "
                 "exoflow-spark publishes Delta tables (that is what makes them atomic)"
-            )
-        if ds.kind in (STREAMING_TABLE, SINK) and connect:
-            problems.append(
-                f"{ds.kind} [{ds.name}] ({ds.where}): streaming tables and sinks do not run over "
-                "Spark Connect yet (exoflow-spark's streaming tasks write each micro-batch in a "
-                "foreachBatch function, which Spark Connect would have to serialize to the "
-                "server); run this pipeline with a classic SparkSession (exoflow-spark run "
-                "spec.yml without --remote), or make it a materialized view"
             )
         if ds.kind in (MATERIALIZED_VIEW, STREAMING_TABLE):
             ds.path = f"{graph.storage}/tables/{ds.name}"
@@ -970,6 +960,19 @@ class _FlowTask(StreamingTask):
         return run_stream(result, replace(self.stream, stream_name=name), ctx)
 
 
+class _SinkFlowTask(StreamingTask):
+    """A flow into a sink (``dp.create_sink``): each micro-batch goes to the sink's target."""
+
+    def __init__(
+        self, fn: Callable[..., Any], opts: TaskOptions, stream: StreamOptions, sink: SinkTarget
+    ) -> None:
+        super().__init__(fn, opts, stream)
+        self.sink = sink
+
+    def finish(self, result: Any, ctx: Any) -> Any:
+        return run_stream(result, self.stream, ctx, sink=self.sink)
+
+
 def _flow_task(graph: PipelineGraph, ds: Dataset, flow: FlowDef, *, single: bool) -> Task[Any]:
     def streaming_flow(**inputs: Any) -> Any:
         inputs = {k: v for k, v in inputs.items() if k != "_reset"}
@@ -978,19 +981,14 @@ def _flow_task(graph: PipelineGraph, ds: Dataset, flow: FlowDef, *, single: bool
     task_id = ds.name if single else validate_id(f"{ds.name}.{flow.name}", kind="task id")
     opts = TaskOptions(checkpoint=False, name=task_id, sink=True)
     if ds.kind == SINK:
-        sink = ds.element
-        fmt = str(sink.format)
-        options = dict(sink.options)
-
-        def write_batch(batch: StreamBatch) -> None:
-            if fmt == "delta":
-                rest = {k: v for k, v in options.items() if k != "path"}
-                batch.write(batch.df, options.get("path"), options=rest)
-            else:  # at least once: the format has no idempotent commit
-                batch.df.write.format(fmt).options(**options).mode("append").save()
-
-        stream = StreamOptions(foreach_batch=write_batch, stream_name=graph.stream_name(flow))
-        return StreamingTask(streaming_flow, opts, stream)
+        fmt = str(ds.element.format)
+        options = dict(ds.element.options)
+        if fmt == "delta":  # written once per micro-batch (txnAppId/txnVersion)
+            target = SinkTarget(fmt, options.pop("path", None), options)
+        else:  # at least once: the format has no idempotent commit
+            target = SinkTarget(fmt, None, options)
+        stream = StreamOptions(stream_name=graph.stream_name(flow))
+        return _SinkFlowTask(streaming_flow, opts, stream, target)
     base = graph.stream_name(flow)
     stream = StreamOptions(table=ds.path, stream_name=base)
     return _FlowTask(streaming_flow, opts, stream, base, ds.path)

@@ -1,7 +1,7 @@
 """Runs a Spark Declarative Pipelines project through a Spark Connect session (no JVM in this
 process), for tests/integration/test_connect.py: the same update twice under one workflow id
-(the second must publish nothing), then tries to load a project with a streaming table (which
-Connect refuses). Prints one JSON line."""
+(the second must publish nothing), then a project with streaming tables and a Delta sink: its
+update twice under one id, then an update after new input arrived. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline_projects import EVENT_FILES, MORE_EVENTS, write_events
 from pyspark.sql import SparkSession
 
 import exoflow_spark as xf
-from exoflow_spark.errors import PipelineError
 from exoflow_spark.spark.session import is_connect_session
 from exoflow_spark.storage.checkpoints import table_snapshot
 
@@ -34,16 +34,23 @@ def main() -> int:
             for p in sorted((Path(args.spec).parent / "storage" / "tables").iterdir())
         }
         runs.append({"output": out["output"], "versions": versions})
-    try:
-        xf.load_pipeline(args.streaming_spec, spark)
-        refused = ""
-    except PipelineError as exc:
-        refused = str(exc)
+    streaming_spec = Path(args.streaming_spec)
+    tables = streaming_spec.parent / "storage" / "tables"
+    sink = str(streaming_spec.parent / "audit-sink")
+    streaming = []
+    for step in ("first", "again", "new input"):
+        if step == "new input":
+            write_events(streaming_spec.parent, [*EVENT_FILES, *MORE_EVENTS])
+        wf = "shop-1" if step != "new input" else None
+        out_s = xf.run_pipeline(streaming_spec, spark, workflow_id=wf)
+        versions = {p.name: table_snapshot(spark, str(p)).version for p in sorted(tables.iterdir())}
+        versions["audit-sink"] = table_snapshot(spark, sink).version
+        streaming.append({"workflow_id": out_s["workflow_id"], "versions": versions})
     doc = {
         "connect": is_connect_session(spark),
         "status": xf.get_status(args.workflow_id, storage=out["storage"]).value,
         "runs": runs,
-        "refused": refused,
+        "streaming": streaming,
     }
     print(json.dumps(doc))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 #: customer_id, amount of the input events, file by file
@@ -12,6 +13,9 @@ EVENT_FILES = [
     [{"customer_id": (i * 7 + j) % 20, "amount": float((i * 13 + j * 5) % 11)} for j in range(10)]
     for i in range(3)
 ]
+
+#: input that arrives after the first update (tests of incremental updates)
+MORE_EVENTS = [[{"customer_id": 4, "amount": 9.0}, {"customer_id": 5, "amount": 1.0}]]
 
 
 def _spec(root: Path, name: str, extra: str = "") -> Path:
@@ -21,6 +25,22 @@ def _spec(root: Path, name: str, extra: str = "") -> Path:
         "libraries:\n  - glob:\n      include: transformations/**\n"
     )
     return spec
+
+
+def events(files: list[list[dict[str, float]]] = EVENT_FILES) -> list[tuple[int, float]]:
+    """The ``events`` streaming table's rows, sorted: (customer_id, amount)."""
+    return sorted((int(r["customer_id"]), r["amount"]) for f in files for r in f)
+
+
+def segment_totals(evs: list[tuple[int, float]]) -> list[tuple]:
+    """The rich project's ``segment_totals`` rows, computed in Python (segment 0 left out)."""
+    total: Counter[int] = Counter()
+    n: Counter[int] = Counter()
+    for cid, amount in evs:
+        if cid % 3 > 0:
+            total[cid % 3] += amount
+            n[cid % 3] += 1
+    return sorted((s, total[s], n[s]) for s in total)
 
 
 def write_events(root: Path, files: list[list[dict[str, float]]] = EVENT_FILES) -> None:

@@ -16,8 +16,11 @@ import pytest
 from drivers import run_driver
 from drivers.pipeline_projects import (
     EVENT_FILES,
+    MORE_EVENTS,
     bad_project,
+    events,
     rich_project,
+    segment_totals,
     small_project,
     write_events,
 )
@@ -35,20 +38,6 @@ def version(spark, path: str) -> int:
     from delta.tables import DeltaTable
 
     return int(DeltaTable.forPath(spark, path).history(1).first().version)
-
-
-def events(files=EVENT_FILES) -> list[tuple[int, float]]:
-    return sorted((r["customer_id"], r["amount"]) for f in files for r in f)
-
-
-def segment_totals(evs: list[tuple[int, float]]) -> list[tuple]:
-    total: Counter[int] = Counter()
-    n: Counter[int] = Counter()
-    for cid, amount in evs:
-        if cid % 3 > 0:
-            total[cid % 3] += amount
-            n[cid % 3] += 1
-    return sorted((s, total[s], n[s]) for s in total)
 
 
 def test_the_init_project_runs_unchanged(spark, tmp_path, monkeypatch, capsys) -> None:
@@ -135,10 +124,9 @@ def test_a_richer_project_updates_exactly_once(spark, tmp_path, capsys) -> None:
     assert rows(spark, str(tables / "segment_totals")) == segment_totals(evs)
 
     # new input: the streaming tables and the sink take only the new rows
-    more = [[{"customer_id": 4, "amount": 9.0}, {"customer_id": 5, "amount": 1.0}]]
-    write_events(tmp_path / "shop", [*EVENT_FILES, *more])
+    write_events(tmp_path / "shop", [*EVENT_FILES, *MORE_EVENTS])
     assert xf.run_pipeline(spec, spark)["workflow_id"] == "shop-3"
-    evs = events([*EVENT_FILES, *more])
+    evs = events([*EVENT_FILES, *MORE_EVENTS])
     assert rows(spark, str(tables / "events")) == evs
     assert rows(spark, sink) == evs
     assert rows(spark, str(tables / "big_spends")) == [e for e in evs if e[1] > 5]
