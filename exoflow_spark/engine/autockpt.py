@@ -228,6 +228,7 @@ def decide_before(
     upstream_replay_s: float,
     throughput: Throughput,
     must_write: str | None = None,
+    eager_s: float = 0.0,
 ) -> AutoDecision:
     """Decide before the output is computed (nothing is materialized to decide).
 
@@ -240,6 +241,9 @@ def decide_before(
         throughput: the storage root's cost model.
         must_write: why the output is written whatever it costs (nondeterministic, waited
             on), or None.
+        eager_s: seconds the task's function itself ran (its eager Spark actions: a
+            training loop, a collect): its output's plan does not show them, a replay redoes
+            them. Added to the plan's estimate.
     """
     if must_write:
         return AutoDecision(task, "write", "rule", None, None, None, must_write)
@@ -271,7 +275,7 @@ def decide_before(
         )
         return AutoDecision(task, "measure", "measured", None, None, None, why + ": measuring")
     compute = estimate_compute(stats)
-    replay = compute + upstream_replay_s
+    replay = compute + eager_s + upstream_replay_s
     size = stats.size_bytes or 0
     write = write_cost(throughput, size)
     worth = replay >= write
@@ -282,8 +286,9 @@ def decide_before(
         replay,
         write,
         stats.size_bytes,
-        f"no profile; plan estimate: {stats.shuffles} shuffle(s) over ~{size} bytes, "
-        f"recompute ~{replay:.2f}s {'>=' if worth else '<'} write ~{write:.2f}s",
+        f"no profile; plan estimate: {stats.shuffles} shuffle(s) over ~{size} bytes"
+        + (f", plus {eager_s:.2f}s its function ran" if eager_s >= 0.005 else "")
+        + f", recompute ~{replay:.2f}s {'>=' if worth else '<'} write ~{write:.2f}s",
     )
 
 

@@ -59,6 +59,9 @@ from .state import RunContext, RunState
 
 logger = logging.getLogger(__name__)
 
+#: a task function shorter than this ran no eager work worth pricing for ``"auto"``
+EAGER_MIN_S = 0.1
+
 #: the longest wait between two attempts, in seconds
 MAX_BACKOFF = 30.0
 
@@ -162,7 +165,7 @@ class TaskRunner:
                     result = node.task.finish(result, tctx)
                     compute_seconds = time.perf_counter() - start
                     crash_point(tid, "after-output")
-                    ref, record = self._materialize(node, tid, result)
+                    ref, record = self._materialize(node, tid, result, compute_seconds)
                 break
             except ExoflowError:
                 raise
@@ -231,9 +234,12 @@ class TaskRunner:
         )
 
     # -- the output ----------------------------------------------------------------------------
-    def _materialize(self, node: Node, tid: str, result: Any) -> tuple[Ref, CommitRecord | None]:
+    def _materialize(
+        self, node: Node, tid: str, result: Any, fn_seconds: float = 0.0
+    ) -> tuple[Ref, CommitRecord | None]:
         """Turn a task's return value into a ref, writing a sync checkpoint if asked.
 
+        ``fn_seconds``: how long the task's function ran (its eager actions), for ``"auto"``.
         Returns the ref and the commit record to write now (None: not committed now).
         """
         if result is None:
@@ -247,7 +253,7 @@ class TaskRunner:
         if node is self.ctx.dag.output and mode in (False, "auto"):
             mode = True  # the workflow's output is always durable: get_output and re-runs
         if mode == "auto":
-            return self._auto(node, tid, result), None
+            return self._auto(node, tid, result, fn_seconds), None
         if mode is False:
             return self._lazy(tid, result), None
         if mode is True:
@@ -296,11 +302,17 @@ class TaskRunner:
         return ref, rows
 
     # -- checkpoint="auto" (see .autockpt) -----------------------------------------------------
-    def _auto(self, node: Node, tid: str, result: Any) -> Ref:
+    def _auto(self, node: Node, tid: str, result: Any, fn_seconds: float = 0.0) -> Ref:
         """Decide whether the output is worth writing, from its profile, else a measurement
         now (Python code the plan cannot price), else the plan's statistics; only outputs
-        worth writing (or measured) are computed into the cache, the rest keep fusing."""
+        worth writing (or measured) are computed into the cache, the rest keep fusing.
+
+        ``fn_seconds`` (the function's own run) counts in the estimate and in the
+        measurement (the profile's compute) when the function ran Spark jobs itself (eager
+        actions such as a training loop, which its output's plan does not show and a replay
+        redoes); a function that only built a plan is priced by the plan."""
         ctx, state = self.ctx, self.state
+        eager_s = self._eager_seconds(tid, fn_seconds)
         upstream = self._upstream_replay(node)
         must = self._must_write(node, tid)
         code_fp = code_fingerprint(node.task.fn)
@@ -314,13 +326,14 @@ class TaskRunner:
             upstream_replay_s=upstream,
             throughput=state.throughput,
             must_write=must,
+            eager_s=eager_s,
         )
         if decision.action == "fuse":
             state.replay_cost[tid] = decision.replay_s or 0.0
             self._log_auto(decision)
             return self._lazy(tid, result)
         ref, rows = self._cache(tid, result)
-        seconds = ref.materialize_seconds
+        seconds = ref.materialize_seconds + eager_s
         size = cached_size_bytes(ref.get())
         metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}")
         executor_s = None if metrics is None else metrics["executor_s"]
@@ -349,6 +362,14 @@ class TaskRunner:
         ref.write_async = decision.checkpoint
         self._log_auto(decision)
         return ref
+
+    def _eager_seconds(self, tid: str, fn_seconds: float) -> float:
+        """``fn_seconds`` if the task's function ran Spark jobs of its own (Spark's status
+        store has jobs labelled with the task), else 0 (building a plan is not priced)."""
+        if fn_seconds < EAGER_MIN_S:
+            return 0.0
+        metrics = job_metrics(self.ctx.spark, self.ctx.wf, tid)
+        return fn_seconds if metrics is not None and metrics["jobs"] > 0 else 0.0
 
     def _upstream_replay(self, node: Node) -> float:
         """Seconds to recompute the inputs of ``node`` that are not durable and not being

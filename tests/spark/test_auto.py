@@ -176,3 +176,52 @@ def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(sp
         assert 0 < size < 5_000_000 < estimate, (size, estimate)
     finally:
         joined.unpersist()
+
+
+def test_a_task_that_runs_spark_jobs_itself_is_priced_by_them(spark, tmp_path) -> None:
+    """A training-loop-like task: its function runs Spark jobs (here 0.4 s per row of Python,
+    collected twice) and returns a small plan Catalyst prices at nothing. Auto writes it (its
+    recompute is the function's run); a cheap task that only builds a plan still fuses, and
+    so does one whose function is slow without running a job (a sleep: building a plan)."""
+    storage = str(tmp_path / "exo")
+
+    def slow(x: int) -> int:
+        time.sleep(0.4)
+        return x
+
+    slow_udf = F.udf(slow, LongType())
+
+    @xf.task
+    def data():
+        return xf.get_spark().range(0, 4, 1, 2)
+
+    @xf.task
+    def train(df):
+        weight = 0
+        for _ in range(2):  # two "epochs", each a Spark job of its own
+            weight += df.select(slow_udf(F.col("id")).alias("v")).agg(F.sum("v")).first()[0]
+        return xf.get_spark().range(1).select(F.lit(weight).alias("w"))
+
+    @xf.task
+    def plan_only(df):
+        time.sleep(0.3)  # slow Python, no Spark job: the plan prices it
+        return df.withColumn("w2", F.col("w") * 2)
+
+    @xf.task
+    def report(df):
+        return df.first().w2
+
+    out = xf.run(
+        report.bind(plan_only.bind(train.bind(data.bind()))),
+        workflow_id="eager",
+        storage=storage,
+        spark=spark,
+        checkpoint="auto",
+    )
+    assert out == 2 * 2 * sum(range(4))
+    got = decisions(storage, "eager")
+    assert (got["train"]["action"], got["train"]["source"]) == ("write", "estimate"), got["train"]
+    assert "its function ran" in got["train"]["reason"]
+    assert got["plan_only"]["action"] == "fuse", got["plan_only"]
+    assert "its function ran" not in got["plan_only"]["reason"]
+    assert got["data"]["action"] == "fuse"

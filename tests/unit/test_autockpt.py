@@ -89,6 +89,20 @@ def test_without_a_profile_python_code_is_measured_and_jvm_plans_estimated() -> 
     assert (rule.action, rule.source) == ("write", "rule")
 
 
+def test_the_functions_own_run_counts_in_the_estimate() -> None:
+    """A task whose function runs Spark actions itself (a training loop) and returns a small
+    plan: the plan alone says it is free to recompute, its 3 s of running say otherwise."""
+    small = PlanStats(0, 0, 1000)
+    plan_only = decide_before("t", profile=None, stats=small, upstream_replay_s=0, throughput=TP)
+    assert plan_only.action == "fuse"
+    trained = decide_before(
+        "t", profile=None, stats=small, upstream_replay_s=0, throughput=TP, eager_s=3.0
+    )
+    assert (trained.action, trained.source) == ("write", "estimate")
+    assert trained.replay_s == pytest.approx(3.0, abs=0.01)
+    assert "plus 3.00s its function ran" in trained.reason
+
+
 def test_a_measurement_decides_write_or_keep() -> None:
     yes = decide_measured("t", measured_s=2.0, size=1000, throughput=TP, executor_s=3.5)
     assert (yes.action, yes.source, yes.checkpoint) == ("write", "measured", True)
