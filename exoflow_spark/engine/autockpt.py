@@ -17,7 +17,9 @@ when recomputing it after a crash is expected to cost more than writing it, the 
    the decision made from that measurement; the measurement becomes its profile.
 3. ``estimate``: otherwise the plan's statistics (Catalyst's size estimate, its shuffles)
    give the recompute estimate; a plan of JVM operators only is cheap to recompute next to a
-   write, so it keeps fusing.
+   write, so it keeps fusing. When the task's function ran Spark jobs itself (a training
+   loop that returns a small model), the function's run time is added: the plan does not
+   show that work and a replay redoes it.
 
 Nondeterministic outputs and outputs some task waits on are always written (``rule``).
 
