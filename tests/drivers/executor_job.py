@@ -51,8 +51,11 @@ def main() -> int:
     @xf.task
     def first(df):
         total = df.agg(F.sum("v")).first()[0]
-        with open(os.path.join(a.signal_dir, "ready"), "w") as fh:
+        # written whole, then renamed: the test polls for the file and reads it at once
+        ready = os.path.join(a.signal_dir, "ready")
+        with open(ready + ".tmp", "w") as fh:
             json.dump({"app_id": spark.sparkContext.applicationId}, fh)
+        os.replace(ready + ".tmp", ready)
         deadline = time.time() + 120
         while not os.path.exists(os.path.join(a.signal_dir, "go")):
             if time.time() > deadline:
