@@ -312,13 +312,14 @@ class TaskRunner:
         actions such as a training loop, which its output's plan does not show and a replay
         redoes); a function that only built a plan is priced by the plan."""
         ctx, state = self.ctx, self.state
-        eager_s = self._eager_seconds(tid, fn_seconds)
         upstream = self._upstream_replay(node)
         must = self._must_write(node, tid)
         code_fp = code_fingerprint(node.task.fn)
         key = profile_key(tid, code_fp)
         profile = None if must else self.profiles.load(key)
         stats = self._own_plan_stats(node, result) if profile is None and not must else None
+        # a profile or a rule decides without it (Spark's status store is read when needed)
+        eager_s = self._eager_seconds(tid, fn_seconds) if profile is None and not must else 0.0
         decision = decide_before(
             tid,
             profile=profile,
@@ -332,6 +333,8 @@ class TaskRunner:
             state.replay_cost[tid] = decision.replay_s or 0.0
             self._log_auto(decision)
             return self._lazy(tid, result)
+        if profile is not None or must:  # measured now: the profile keeps the eager work
+            eager_s = self._eager_seconds(tid, fn_seconds)
         ref, rows = self._cache(tid, result)
         seconds = ref.materialize_seconds + eager_s
         size = cached_size_bytes(ref.get())
