@@ -1,6 +1,6 @@
 """Online-offline graph pipeline: time to data availability per checkpoint strategy.
 
-    .venv/bin/python benchmarks/graph.py     # 100k edges, 4 epochs, offline every 2: ~19 min
+    .venv/bin/python benchmarks/graph.py     # 100k edges, 4 epochs, offline every 2, 3 reps
     .venv/bin/python benchmarks/graph.py --edges 2000000 --scale 18 --epochs 8 --every 4
 
 For each strategy (none / async / sync / cost) the job ``jobs/graph_pipeline.py`` runs as its
@@ -11,7 +11,9 @@ time to data availability is that minus the epoch's arrival time. Printed as a t
 to ``benchmarks/results/graph.json`` and plotted to ``docs/img/bench-graph.png``.
 
 A crashed run's figure includes restarting the driver (a new JVM and SparkSession, printed
-separately as ``restart``), as it would in production.
+separately as ``restart``), as it would in production. Every cell is run ``--reps`` times
+(default 3; strategies and fault-free/crashed interleaved in each repetition) and reported as
+the median with min-max; the plot shows the medians.
 """
 
 from __future__ import annotations
@@ -99,6 +101,20 @@ def summarize(result: dict[str, Any], args: argparse.Namespace) -> dict[str, flo
     }
 
 
+def cell(rows: list[dict[str, Any]], strategy: str, crash: bool, key: str) -> list[float]:
+    """The figure ``key`` (a summary key or a top-level one) of every repetition of a cell."""
+    out = []
+    for r in rows:
+        if r["strategy"] == strategy and r["crash"] == crash:
+            out.append(r["summary"][key] if key in r["summary"] else r[key])
+    return out
+
+
+def med(values: list[float]) -> str:
+    """``median (min-max)``."""
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -108,12 +124,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     width = 0.2
     for i, strategy in enumerate(STRATEGIES):
-        free = next(r for r in rows if r["strategy"] == strategy and not r["crash"])
-        hit = next(r for r in rows if r["strategy"] == strategy and r["crash"])
         values = [
-            free["summary"]["online_median_s"],
-            free["summary"]["last_offline_epoch_s"],
-            hit["summary"]["last_offline_epoch_s"],
+            statistics.median(cell(rows, strategy, False, "online_median_s")),
+            statistics.median(cell(rows, strategy, False, "last_offline_epoch_s")),
+            statistics.median(cell(rows, strategy, True, "last_offline_epoch_s")),
         ]
         xs = [x + (i - 1.5) * width for x in range(3)]
         bars = ax.bar(xs, values, width, label=strategy)
@@ -144,6 +158,7 @@ def main() -> None:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--crash-at", default="components:after-output")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "graph.json"))
     p.add_argument("--png", default=str(REPO / "docs" / "img" / "bench-graph.png"))
     args = p.parse_args()
@@ -151,38 +166,42 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     root = tempfile.mkdtemp(prefix="exoflow-graph-bench-")
     try:
-        # one fault-free and one crashed run per strategy, strategies interleaved
-        for crash in (False, True):
-            for strategy in chosen:
-                storage = os.path.join(root, f"{strategy}-{'crash' if crash else 'free'}")
-                r = run_job(args, storage, strategy, crash)
-                r["summary"] = summarize(r, args)
-                rows.append(r)
-                print(
-                    f"{strategy:6} {'crash' if crash else 'free':5} wall {r['wall_s']:6.1f}s  "
-                    + "  ".join(f"{k} {v:.2f}" for k, v in r["summary"].items()),
-                    flush=True,
-                )
+        # per repetition one fault-free and one crashed run per strategy, interleaved
+        for rep in range(args.reps):
+            for crash in (False, True):
+                for strategy in chosen:
+                    kind = "crash" if crash else "free"
+                    storage = os.path.join(root, f"{strategy}-{kind}-{rep}")
+                    r = run_job(args, storage, strategy, crash)
+                    r["summary"] = summarize(r, args)
+                    r["rep"] = rep
+                    rows.append(r)
+                    shutil.rmtree(storage, ignore_errors=True)
+                    print(
+                        f"rep {rep + 1} {strategy:6} {kind:5} wall {r['wall_s']:6.1f}s  "
+                        + "  ".join(f"{k} {v:.2f}" for k, v in r["summary"].items()),
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     print(
         f"\ntime to data availability, {args.edges:,} edges, {args.epochs} epochs, offline "
-        f"every {args.every} (seconds from an epoch's arrival to its results being queryable)"
+        f"every {args.every} (seconds from an epoch's arrival to its results being queryable); "
+        f"median (min-max) of {args.reps}"
     )
-    print(
-        f"{'strategy':9} {'online':>8} {'offline':>8} {'offline, crash':>15} {'restart':>8} "
-        f"{'job wall':>9} {'crashed wall':>13}"
-    )
+    heads = ["online", "offline", "offline, crash", "restart", "job wall", "crashed wall"]
+    print(f"{'strategy':9} " + " ".join(f"{h:>19}" for h in heads))
     for strategy in chosen:
-        free = next(r for r in rows if r["strategy"] == strategy and not r["crash"])
-        hit = next(r for r in rows if r["strategy"] == strategy and r["crash"])
-        print(
-            f"{strategy:9} {free['summary']['online_median_s']:8.2f} "
-            f"{free['summary']['last_offline_epoch_s']:8.2f} "
-            f"{hit['summary']['last_offline_epoch_s']:15.2f} {hit['restart_s']:8.1f} "
-            f"{free['wall_s']:9.1f} {hit['wall_s']:13.1f}"
-        )
+        cells = [
+            cell(rows, strategy, False, "online_median_s"),
+            cell(rows, strategy, False, "last_offline_epoch_s"),
+            cell(rows, strategy, True, "last_offline_epoch_s"),
+            cell(rows, strategy, True, "restart_s"),
+            cell(rows, strategy, False, "wall_s"),
+            cell(rows, strategy, True, "wall_s"),
+        ]
+        print(f"{strategy:9} " + " ".join(f"{med(c):>19}" for c in cells))
     doc = {
         "benchmark": "graph",
         "args": vars(args),
@@ -200,7 +219,7 @@ def main() -> None:
             rows,
             Path(args.png),
             f"Online-offline graph: {args.edges:,} R-MAT edges, {args.epochs} epochs, "
-            f"offline every {args.every}",
+            f"offline every {args.every} (medians of {args.reps})",
         )
     print(f"\nwrote {args.out}" + (f" and {args.png}" if set(chosen) == set(STRATEGIES) else ""))
 

@@ -14,19 +14,25 @@ out-degree). An edge with a null end, a missing ``src``/``dst`` column or non-in
 :class:`~exoflow_spark.InvalidOptionError` (networkx rejects ``None`` as a node); an empty
 graph gives an empty result after 0 iterations.
 
-How the loops run (the structure of GraphX's, in DataFrames): the links are partitioned by
-source node and cached; each iteration is one Spark action that joins them
+How they run: a graph of at most ``spark.exoflow.graph.singleTaskMaxEdges`` edges (2,000,000
+unless set; parallel edges counted) runs as ONE Spark task (``mapInArrow`` over the edges;
+numpy inside, on sorted input, so the same result every time): two Spark jobs in all (the
+edges materialised and counted, then the task) instead of one per step. ``method=`` forces
+either way. Larger graphs run the distributed loop.
+
+How the distributed loop runs (the structure of GraphX's, in DataFrames): the links are
+partitioned by source node and cached; each iteration is one Spark action that joins them
 with the previous values (partitioned the same way: nothing but the messages is shuffled),
-aggregates by destination node and
-materialises the result as a local checkpoint (``localCheckpoint``: the plan and the RDD
-lineage stay one step deep). The iteration's convergence metric, and PageRank's dangling
-mass for the next step, are collected by the same action (``DataFrame.observe``): no extra
-job per iteration. :func:`exoflow_spark.iterate` runs the loop, checks convergence after
-every step and makes the durable cuts (Parquet files) that recovery needs, from measured
-costs. While a loop runs, its session's adaptive query execution is off (a step is then one
-job of two stages; see ``_without_adaptive``), and each step's Column expressions are built
-once per loop. Every function works inside or outside a task (outside, pass ``path=`` for the
-durable cuts).
+aggregates by destination node and materialises the result as a local checkpoint
+(``localCheckpoint``: the plan and the RDD lineage stay one step deep). The iteration's
+convergence metric, and PageRank's dangling mass for the next step, are collected by the
+same action (``DataFrame.observe``): no extra job per iteration.
+:func:`exoflow_spark.iterate` runs the loop, checks convergence after every step and makes
+the durable cuts (Parquet files) that recovery needs, from measured costs. While a loop
+runs, its session's adaptive query execution is off (a step is then one job of two stages;
+see ``_without_adaptive``), and each step's Column expressions are built once per loop.
+Every function works inside or outside a task (outside, pass ``path=`` for the durable
+cuts).
 """
 
 from __future__ import annotations
@@ -229,26 +235,18 @@ def _partitions(spark: Any, num_edges: int, partitions: int | None) -> int:
     return max(min(2, cap), min(cap, -(-num_edges // EDGES_PER_PARTITION)))
 
 
-def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[Any, int, int, int]:
-    """The links of the loop, partitioned by ``src`` and cached:
-    ``[src, dst, w, own, dang]`` with ``w = 1/outdeg(src)`` on each distinct edge, and one
-    ``own`` row per node (``src = dst = node``, ``w = 0``) that carries its previous value
-    through the join and makes every node appear in the aggregate (``dang = 1`` when the
-    node has no out-edge). ``both``: both directions of every edge (undirected).
+def _cut(edges: Any, fn: str) -> tuple[Any, int]:
+    """``edges`` as ``[src, dst]`` LONG pairs, materialised as a local checkpoint (one
+    action, without a shuffle, which also counts them, duplicates included).
 
-    Returns ``(links, partitions, nodes, dangling nodes)``; raises on a null edge end.
+    Returns ``(edges, count)``; raises on a null edge end.
     """
     from pyspark.sql import functions as F
 
-    graph = _edges(edges, fn)
-    if both:
-        graph = graph.unionByName(
-            graph.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
-        )
     sizes = _Metrics()
     graph = _local_cut(
         sizes.observe(
-            graph.distinct(),
+            _edges(edges, fn),
             0,
             F.count(F.lit(1)).alias("edges"),
             F.count_if(F.col("src").isNull() | F.col("dst").isNull()).alias("nulls"),
@@ -257,12 +255,35 @@ def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[
     m = sizes.get(0) or {}
     bad = int(m.get("nulls") or 0)
     if bad:
+        graph.unpersist()
         raise InvalidOptionError(
             f"{fn}: {bad} edge(s) have a null src or dst (networkx rejects None as a node); "
             f"drop them first, e.g. edges.dropna(subset=['src', 'dst'])"
         )
-    num_edges = int(m.get("edges") or 0)
-    parts = _partitions(graph.sparkSession, num_edges, partitions)
+    return graph, int(m.get("edges") or 0)
+
+
+def _links(
+    edges: Any, num_edges: int, partitions: int | None, *, both: bool
+) -> tuple[Any, int, int, int]:
+    """The links of the distributed loop over the edges of :func:`_cut` (which it releases),
+    partitioned by ``src`` and cached: ``[src, dst, w, own, dang]`` with ``w = 1/outdeg(src)``
+    on each distinct edge, and one ``own`` row per node (``src = dst = node``, ``w = 0``)
+    that carries its previous value through the join and makes every node appear in the
+    aggregate (``dang = 1`` when the node has no out-edge). ``both``: both directions of
+    every edge (undirected).
+
+    Returns ``(links, partitions, nodes, dangling nodes)``.
+    """
+    from pyspark.sql import functions as F
+
+    graph = edges
+    if both:
+        graph = graph.unionByName(
+            graph.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
+        )
+    graph = graph.distinct()
+    parts = _partitions(graph.sparkSession, num_edges * (2 if both else 1), partitions)
     outdeg = graph.groupBy("src").agg(F.count(F.lit(1)).alias("deg"))
     real = graph.join(outdeg, "src").select(
         "src",
@@ -285,9 +306,189 @@ def _links(edges: Any, fn: str, *, both: bool, partitions: int | None) -> tuple[
     row = links.agg(
         F.count_if(F.col("own")).alias("nodes"), F.sum("dang").alias("dangling")
     ).first()
-    graph.unpersist()
+    edges.unpersist()
     m = row.asDict() if row is not None else {}
     return links, parts, int(m.get("nodes") or 0), int(m.get("dangling") or 0)
+
+
+#: how a graph function runs (see :func:`_single_task`)
+METHODS = ("auto", "single-task", "distributed")
+#: the most edges (parallel edges counted) a graph may have for ``method="auto"`` to run it
+#: as one Spark task; the session conf ``spark.exoflow.graph.singleTaskMaxEdges`` overrides it
+SINGLE_TASK_MAX_EDGES = 2_000_000
+SINGLE_TASK_CONF = "spark.exoflow.graph.singleTaskMaxEdges"
+
+
+def _check_method(method: str, fn: str) -> None:
+    if method not in METHODS:
+        raise InvalidOptionError(
+            f"{fn}: method={method!r} is not one of {', '.join(map(repr, METHODS))}"
+        )
+
+
+def _in_one_task(graph: Any, num_edges: int, method: str, fn: str) -> bool:
+    """Whether ``fn`` runs as one Spark task (``method``, or for ``"auto"`` the size)."""
+    if method != "auto":
+        chosen = method == "single-task"
+        logger.info("%s: %d edges, method=%r", fn, num_edges, method)
+        return chosen
+    raw = graph.sparkSession.conf.get(SINGLE_TASK_CONF, None)
+    try:
+        limit = SINGLE_TASK_MAX_EDGES if raw in (None, "") else int(raw)
+    except ValueError:
+        raise InvalidOptionError(
+            f"{fn}: {SINGLE_TASK_CONF}={raw!r} is not an integer; set it to the most edges "
+            f"a graph may have to run as one Spark task (0: always the distributed loop)"
+        ) from None
+    chosen = num_edges <= limit
+    logger.info(
+        "%s: %d edges, %s (method='auto', one task up to %d edges)",
+        fn,
+        num_edges,
+        "one Spark task" if chosen else "the distributed loop",
+        limit,
+    )
+    return chosen
+
+
+def _kernel(kind: str, max_iter: int, tol: float, param: float) -> Any:
+    """The function that runs a whole graph algorithm inside one Spark task
+    (``mapInArrow`` over all the edges; parallel edges count once): numpy over arrays
+    indexed by node.
+
+    Self-contained (it imports numpy and pyarrow where it runs and refers to nothing else in
+    this module), so it is pickled by value: executors and a Spark Connect server need
+    pyspark's own dependencies, not exoflow. The steps are the distributed loop's, in the
+    same order (networkx's for PageRank); components label by min-label propagation with
+    pointer jumping (``label = label[label]``), which reaches the same labels (the smallest
+    id of each component) in fewer rounds. Edges are sorted first, so the float sums, and
+    the result, do not depend on the order the rows arrive in.
+    """
+
+    def run(batches: Any) -> Any:
+        import numpy as np
+        import pyarrow as pa
+
+        srcs, dsts = [], []
+        for b in batches:
+            srcs.append(b.column(0).to_numpy(zero_copy_only=False).astype(np.int64))
+            dsts.append(b.column(1).to_numpy(zero_copy_only=False).astype(np.int64))
+        if not srcs:
+            return
+        src, dst = np.concatenate(srcs), np.concatenate(dsts)
+        del srcs, dsts
+        order = np.lexsort((dst, src))
+        src, dst = src[order], dst[order]
+        if len(src) > 1:  # parallel edges count once
+            keep = np.empty(len(src), dtype=bool)
+            keep[0] = True
+            np.not_equal(src[1:], src[:-1], out=keep[1:])
+            keep[1:] |= dst[1:] != dst[:-1]
+            src, dst = src[keep], dst[keep]
+        nodes = np.unique(np.concatenate((src, dst)))
+        n = len(nodes)
+        si, di = np.searchsorted(nodes, src), np.searchsorted(nodes, dst)
+        del src, dst, order
+        rounds = 0
+        if kind == "components":
+            label = np.arange(n)
+            while rounds < max_iter:
+                new = label.copy()
+                np.minimum.at(new, si, label[di])
+                np.minimum.at(new, di, label[si])
+                while True:  # pointer jumping: a label's label is in the same component
+                    jumped = new[new]
+                    if np.array_equal(jumped, new):
+                        break
+                    new = jumped
+                rounds += 1
+                changed = not np.array_equal(new, label)
+                label = new
+                if not changed:
+                    break
+            values: Any = nodes[label]
+        else:
+            deg = np.bincount(si, minlength=n).astype(np.float64)
+            w = 1.0 / deg[si]
+            threshold = n * tol
+            if kind == "pagerank":
+                dangling = deg == 0
+                x = np.full(n, 1.0 / n)
+                teleport = (1.0 - param) / n
+                while rounds < max_iter:
+                    spread = np.bincount(di, weights=x[si] * w, minlength=n)
+                    new = teleport + param * x[dangling].sum() / n + param * spread
+                    err = float(np.abs(new - x).sum())
+                    x, rounds = new, rounds + 1
+                    if err < threshold:
+                        break
+            else:  # tunkrank
+                x = np.zeros(n)
+                while rounds < max_iter:
+                    new = np.bincount(di, weights=(1.0 + param * x[si]) * w, minlength=n)
+                    err = float(np.abs(new - x).sum())
+                    x, rounds = new, rounds + 1
+                    if err < threshold:
+                        break
+            values = x
+        for lo in range(0, n, 1 << 16):
+            hi = min(n, lo + (1 << 16))
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(nodes[lo:hi]),
+                    pa.array(values[lo:hi]),
+                    pa.array(np.full(hi - lo, rounds, dtype=np.int32)),
+                ],
+                names=["node", "value", "rounds"],
+            )
+
+    return run
+
+
+def _single_task(
+    graph: Any,
+    kind: str,
+    column: str,
+    dtype: str,
+    max_iter: int,
+    tol: float,
+    param: float,
+    *,
+    fallback: bool,
+) -> tuple[Any, IterationReport] | None:
+    """Run ``kind`` over the edges of :func:`_cut` (which it releases) as one Spark task
+    (:func:`_kernel`): one action, whose result is kept as a local checkpoint; the report
+    counts its rounds.
+
+    ``fallback`` (``method="auto"``): if the task fails (say the executors' Python has no
+    numpy, or the task runs out of memory), log why and return ``None`` with ``graph`` still
+    cached, for the distributed loop to run instead; otherwise the failure is raised.
+
+    For a graph that fits one task this is what a Spark engineer would pick over a loop of
+    jobs: a step of the distributed loop costs a Spark job (about 0.1-0.3 s of scheduling
+    and shuffle on a small graph), a step here microseconds to milliseconds.
+    """
+    from pyspark.sql import functions as F
+
+    metrics = _Metrics()
+    schema = f"node LONG, value {dtype}, rounds INT"
+    out = graph.coalesce(1).mapInArrow(_kernel(kind, max_iter, tol, param), schema)
+    try:
+        out = _local_cut(metrics.observe(out, 0, F.max("rounds").alias("rounds")))
+    except Exception as exc:
+        if not fallback:
+            raise
+        reason = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        logger.warning(
+            "%s as one Spark task failed (%s); running the distributed loop instead "
+            "(method='distributed' skips the attempt)",
+            kind,
+            reason.strip()[:300],
+        )
+        return None
+    graph.unpersist()
+    rounds = int((metrics.get(0) or {}).get("rounds") or 0)
+    return out.select("node", F.col("value").alias(column)), IterationReport(iterations=rounds)
 
 
 class _Step:
@@ -353,12 +554,42 @@ class _Step:
         return self.metrics.observe(new, i, *self.observed).select(*self.out)
 
 
-def _empty(edges: Any, column: str) -> Any:
+def _empty(edges: Any, column: str, dtype: str) -> Any:
     from pyspark.sql import functions as F
 
-    return edges.sparkSession.createDataFrame([], f"node LONG, {column} DOUBLE").select(
+    return edges.sparkSession.createDataFrame([], f"node LONG, {column} {dtype}").select(
         "node", F.col(column)
     )
+
+
+def _begin(
+    edges: Any,
+    fn: str,
+    method: str,
+    algorithm: tuple[str, str, str],
+    max_iter: int,
+    tol: float,
+    param: float,
+) -> tuple[tuple[Any, IterationReport] | None, Any, int]:
+    """What every graph function does first: check ``method``, materialise and count the
+    edges (:func:`_cut`), and answer an empty graph, or a graph for one Spark task
+    (``algorithm``: the kernel's kind, the result column and its type).
+
+    Returns ``(result, None, 0)`` when answered, else ``(None, edges, count)`` for the
+    distributed loop.
+    """
+    kind, column, dtype = algorithm
+    _check_method(method, fn)
+    graph, num_edges = _cut(edges, fn)
+    if num_edges == 0:
+        graph.unpersist()
+        return (_empty(edges, column, dtype), IterationReport()), None, 0
+    if _in_one_task(graph, num_edges, method, fn):
+        auto = method == "auto"
+        done = _single_task(graph, kind, column, dtype, max_iter, tol, param, fallback=auto)
+        if done is not None:
+            return done, None, 0
+    return None, graph, num_edges
 
 
 def pagerank(
@@ -370,6 +601,7 @@ def pagerank(
     path: str | None = None,
     every: int | None = None,
     partitions: int | None = None,
+    method: str = "auto",
 ) -> tuple[Any, IterationReport]:
     """PageRank of a directed graph, as ``networkx.pagerank(G, alpha=damping, weight=None)``.
 
@@ -385,10 +617,17 @@ def pagerank(
         damping: networkx's ``alpha``, in (0, 1).
         max_iter: the most steps.
         tol: networkx's ``tol``.
-        path: the folder of the durable cuts (needed outside a task).
-        every: make a durable cut every ``every`` steps (default: from measured costs).
-        partitions: partitions of the loop (default: one per 250,000 edges and at least 2,
-            at most ``spark.sql.shuffle.partitions``).
+        path: the folder of the distributed loop's durable cuts (needed outside a task).
+        every: the distributed loop makes a durable cut every ``every`` steps (default:
+            from measured costs).
+        partitions: partitions of the distributed loop (default: one per 250,000 edges and
+            at least 2, at most ``spark.sql.shuffle.partitions``).
+        method: ``"single-task"`` runs every step inside one Spark task (numpy over the
+            whole graph: no job per step); ``"distributed"`` runs one Spark job per step
+            over partitioned links (any size); ``"auto"`` (the default) picks one task
+            for graphs of at most ``spark.exoflow.graph.singleTaskMaxEdges`` edges
+            (2,000,000 unless set; parallel edges counted) and falls back to the
+            distributed loop, with a logged warning, if that task fails.
 
     Returns:
         ``([node, rank], report)``; ranks sum to 1; an empty graph gives no rows.
@@ -397,10 +636,12 @@ def pagerank(
 
     if not 0 < damping < 1:
         raise InvalidOptionError(f"pagerank: damping={damping!r} must be in (0, 1)")
-    links, parts, n, dangling = _links(edges, "pagerank", both=False, partitions=partitions)
-    if n == 0:
-        links.unpersist()
-        return _empty(edges, "rank"), IterationReport()
+    done, graph, num_edges = _begin(
+        edges, "pagerank", method, ("pagerank", "rank", "DOUBLE"), max_iter, tol, damping
+    )
+    if done is not None:
+        return done
+    links, parts, n, dangling = _links(graph, num_edges, partitions, both=False)
     teleport = (1.0 - damping) / n
     metrics = _Metrics()
     dangling_links = links.where(F.col("own") & (F.col("dang") == 1)).select("src")
@@ -450,6 +691,7 @@ def tunkrank(
     path: str | None = None,
     every: int | None = None,
     partitions: int | None = None,
+    method: str = "auto",
 ) -> tuple[Any, IterationReport]:
     """TunkRank influence: ``I(x) = sum over followers y of (1 + p * I(y)) / |following(y)|``.
 
@@ -457,7 +699,8 @@ def tunkrank(
     itself). ``p`` is the probability that a follower passes a message on. The fixed point
     exists for ``0 <= p < 1``; the iteration starts from 0 and stops when the L1 change is
     below ``N * tol`` (checked after every step, in the step's own action) or after
-    ``max_iter`` steps. Bad input and the other arguments: as :func:`pagerank`.
+    ``max_iter`` steps. Bad input and the other arguments (``method`` too): as
+    :func:`pagerank`.
 
     Returns:
         ``([node, influence], report)``; an empty graph gives no rows.
@@ -466,10 +709,12 @@ def tunkrank(
 
     if not 0 <= p < 1:
         raise InvalidOptionError(f"tunkrank: p={p!r} must be in [0, 1)")
-    links, parts, n, _ = _links(edges, "tunkrank", both=False, partitions=partitions)
-    if n == 0:
-        links.unpersist()
-        return _empty(edges, "influence"), IterationReport()
+    done, graph, num_edges = _begin(
+        edges, "tunkrank", method, ("tunkrank", "influence", "DOUBLE"), max_iter, tol, p
+    )
+    if done is not None:
+        return done
+    links, parts, n, _ = _links(graph, num_edges, partitions, both=False)
     metrics = _Metrics()
 
     propagate = _Step(
@@ -498,23 +743,28 @@ def connected_components(
     max_iter: int = 200,
     path: str | None = None,
     partitions: int | None = None,
+    method: str = "auto",
 ) -> tuple[Any, IterationReport]:
     """Weakly connected components: each node labelled with the smallest node id it reaches.
 
     Min-label propagation over both edge directions until no label changes (counted by each
-    step's own action), as ``networkx.weakly_connected_components``. Bad input: as
-    :func:`pagerank`.
+    step's own action), as ``networkx.weakly_connected_components``. Bad input, ``path``,
+    ``partitions`` and ``method``: as :func:`pagerank`; as one task, propagation is
+    combined with pointer jumping (the same labels in fewer rounds, which the report
+    counts).
 
     Returns:
         ``([node, component], report)``; an empty graph gives no rows.
     """
     from pyspark.sql import functions as F
 
-    links, parts, n, _ = _links(edges, "connected_components", both=True, partitions=partitions)
-    if n == 0:
-        links.unpersist()
-        empty = edges.sparkSession.createDataFrame([], "node LONG, component LONG")
-        return empty, IterationReport()
+    algorithm = ("components", "component", "LONG")
+    done, graph, num_edges = _begin(
+        edges, "connected_components", method, algorithm, max_iter, 0.0, 0.0
+    )
+    if done is not None:
+        return done
+    links, parts, _, _ = _links(graph, num_edges, partitions, both=True)
     metrics = _Metrics()
 
     propagate = _Step(

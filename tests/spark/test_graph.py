@@ -6,14 +6,18 @@ point; a loose tolerance keeps the loops short.
 
 PageRank and connected components on networkx's built-in graphs (karate club, les miserables,
 florentine families, davis southern women, combined with ``disjoint_union_all``) and on a
-generated R-MAT graph (20,000 edges, in 3 partitions); TunkRank against a direct linear solve
-(numpy); bad input (self-loops, duplicate edges, ids beyond 2**31, null ends, wrong columns,
-an empty graph) against networkx's answer or a clear error.
+generated R-MAT graph (20,000 edges); TunkRank against a direct linear solve (numpy); bad
+input (self-loops, duplicate edges, ids beyond 2**31, null ends, wrong columns, an empty
+graph) against networkx's answer or a clear error. Each algorithm runs both ways: as one
+Spark task (what ``method="auto"`` picks for these sizes) and as the distributed loop (one
+Spark job per step, in 3 partitions for the R-MAT graph), which must agree.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -62,15 +66,34 @@ def components_of(df) -> set[frozenset[int]]:
     return {frozenset(s) for s in groups.values()}
 
 
+def ran_in_one_task(report: xf.IterationReport, cuts: Path) -> bool:
+    """The function ran as one Spark task: no step of the distributed loop, no durable cut."""
+    return report.steps_run == 0 and not report.cuts and not cuts.exists()
+
+
 def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_path) -> None:
     g = builtin_union()
     edges = xg.undirected(edges_df(spark, g))  # networkx treats an undirected edge as two
+    want_cc = {frozenset(c) for c in nx.connected_components(g)}
+    # as a user calls it: method="auto" runs a graph this small as one Spark task
+    ranks, report = xg.pagerank(edges, max_iter=100, tol=TOL, path=str(tmp_path / "one"))
+    assert ran_in_one_task(report, tmp_path / "one")
+    one_task = {r.node: r.rank for r in ranks.collect()}
+    assert_networkx_pagerank(one_task, g, report)
+    comps, report = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "one-cc"))
+    assert ran_in_one_task(report, tmp_path / "one-cc")
+    assert components_of(comps) == want_cc
+
+    # the distributed loop: one Spark job per step, durable cuts from measured costs
     started = time.perf_counter()
-    ranks, report = xg.pagerank(edges, max_iter=100, tol=TOL, path=str(tmp_path / "pr"))
+    ranks, report = xg.pagerank(
+        edges, max_iter=100, tol=TOL, path=str(tmp_path / "pr"), method="distributed"
+    )
     loop_seconds = time.perf_counter() - started
     got = {r.node: r.rank for r in ranks.collect()}
     assert_networkx_pagerank(got, g, report)
     assert sum(got.values()) == pytest.approx(1.0, abs=1e-9)
+    assert max(abs(got[k] - one_task[k]) for k in got) < 1e-12  # the two ways agree
     # each step cuts its own lineage (a local checkpoint): planning stays flat
     early = sorted(report.step_seconds[:10])[5]
     late = sorted(report.step_seconds[-10:])[5]
@@ -87,8 +110,10 @@ def test_pagerank_and_components_equal_networkx_on_builtin_graphs(spark, tmp_pat
     assert sum(report.cut_seconds) <= 0.25 * loop_seconds, (report.cuts, report.cut_seconds)
     assert len(report.cuts) <= report.iterations // 4
 
-    comps, _ = xg.connected_components(edges_df(spark, g), path=str(tmp_path / "cc"))
-    assert components_of(comps) == {frozenset(c) for c in nx.connected_components(g)}
+    comps, _ = xg.connected_components(
+        edges_df(spark, g), path=str(tmp_path / "cc"), method="distributed"
+    )
+    assert components_of(comps) == want_cc
 
 
 def test_rmat_graph_pagerank_and_components_in_partitions(spark, tmp_path) -> None:
@@ -109,24 +134,37 @@ def test_rmat_graph_pagerank_and_components_in_partitions(spark, tmp_path) -> No
     degrees = sorted((d for _, d in g.in_degree()), reverse=True)
     assert degrees[0] > 20 * (sum(degrees) / len(degrees))  # power-law: heavy hubs
 
-    ranks, report = xg.pagerank(
-        events, max_iter=100, tol=TOL, path=str(tmp_path / "pr"), partitions=3
-    )
-    got = {r.node: r.rank for r in ranks.collect()}
-    assert_networkx_pagerank(got, g, report)
-    print(f"R-MAT 20k edges: {len(got)} nodes, PageRank {report.iterations} iterations")
-
-    comps, _ = xg.connected_components(events, path=str(tmp_path / "cc"), partitions=3)
     want_cc = {frozenset(c) for c in nx.weakly_connected_components(g)}
-    assert components_of(comps) == want_cc
+    for method in ("single-task", "distributed"):
+        ranks, report = xg.pagerank(
+            events,
+            max_iter=100,
+            tol=TOL,
+            path=str(tmp_path / f"pr-{method}"),
+            partitions=3,
+            method=method,
+        )
+        got = {r.node: r.rank for r in ranks.collect()}
+        assert_networkx_pagerank(got, g, report)
+        print(f"R-MAT 20k edges, {method}: {len(got)} nodes, {report.iterations} iterations")
+        comps, _ = xg.connected_components(
+            events, path=str(tmp_path / f"cc-{method}"), partitions=3, method=method
+        )
+        assert components_of(comps) == want_cc
 
 
 def test_tunkrank_equals_the_linear_solve(spark, tmp_path) -> None:
     g = nx.gnp_random_graph(60, 0.08, seed=3, directed=True)
     g.remove_nodes_from([n for n in list(g) if g.degree(n) == 0])
     p = 0.3
-    infl, _ = xg.tunkrank(edges_df(spark, g), p=p, tol=1e-13, path=str(tmp_path / "tr"))
-    got = {r.node: r.influence for r in infl.collect()}
+    results = {}
+    for method in ("single-task", "distributed"):
+        infl, _ = xg.tunkrank(
+            edges_df(spark, g), p=p, tol=1e-13, path=str(tmp_path / method), method=method
+        )
+        results[method] = {r.node: r.influence for r in infl.collect()}
+    got = results["single-task"]
+    assert max(abs(got[k] - results["distributed"][k]) for k in got) < 1e-12
     # I = M (1 + p I), M[x, y] = 1/outdeg(y) for y -> x  =>  (Id - p M) I = M 1
     nodes = sorted(g)
     index = {n: i for i, n in enumerate(nodes)}
@@ -168,11 +206,15 @@ def test_self_loops_duplicates_and_ids_beyond_2_pow_31_as_networkx(spark, tmp_pa
     pairs += [(7, 8)]  # a second component
     g = nx.DiGraph(pairs)
     edges = spark.createDataFrame(pairs, "src LONG, dst LONG")
-    ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "pr"))
-    assert_networkx_pagerank({r.node: r.rank for r in ranks.collect()}, g, report)
-    comps, _ = xg.connected_components(edges, path=str(tmp_path / "cc"))
-    assert components_of(comps) == {frozenset(c) for c in nx.weakly_connected_components(g)}
-    assert {min(c) for c in components_of(comps)} == {-5, 7}
+    for method in ("single-task", "distributed"):
+        ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / method), method=method)
+        assert_networkx_pagerank({r.node: r.rank for r in ranks.collect()}, g, report)
+        comps, _ = xg.connected_components(
+            edges, path=str(tmp_path / f"{method}-cc"), method=method
+        )
+        want = {frozenset(c) for c in nx.weakly_connected_components(g)}
+        assert components_of(comps) == want
+        assert {r.node: r.component for r in comps.collect()}[big + 1] == -5  # the smallest id
 
 
 def test_loops_in_threads_restore_the_sessions_adaptive_setting(spark, tmp_path) -> None:
@@ -186,9 +228,61 @@ def test_loops_in_threads_restore_the_sessions_adaptive_setting(spark, tmp_path)
     try:
         spark.conf.set(key, "true")
         with ThreadPoolExecutor(2) as pool:
-            pr = pool.submit(xg.pagerank, edges, max_iter=5, path=str(tmp_path / "pr"))
-            cc = pool.submit(xg.connected_components, edges, path=str(tmp_path / "cc"))
+            loop = {"method": "distributed"}
+            pr = pool.submit(xg.pagerank, edges, max_iter=5, path=str(tmp_path / "pr"), **loop)
+            cc = pool.submit(xg.connected_components, edges, path=str(tmp_path / "cc"), **loop)
             assert pr.result()[1].iterations == 5 and cc.result()[0].count() == 15
         assert spark.conf.get(key) == "true"
     finally:
         spark.conf.set(key, before)
+
+
+def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
+    spark, tmp_path, caplog, monkeypatch
+) -> None:
+    """``method="auto"`` runs a graph as one Spark task up to
+    ``spark.exoflow.graph.singleTaskMaxEdges`` distinct edges and the distributed loop above;
+    a one-task run that fails (here its function raises inside the Python worker) is logged
+    and the loop gives the answer; bad choices are refused before any Spark job."""
+    g = nx.convert_node_labels_to_integers(nx.florentine_families_graph())
+    edges = xg.undirected(edges_df(spark, g))  # 40 edges
+    want = nx.pagerank(g, weight=None, tol=TOL, max_iter=1000)
+    with pytest.raises(xf.InvalidOptionError, match="method='gpu' is not one of 'auto'"):
+        xg.pagerank(edges, method="gpu")
+    try:
+        spark.conf.set(xg.SINGLE_TASK_CONF, "many")
+        with pytest.raises(xf.InvalidOptionError, match="singleTaskMaxEdges='many'"):
+            xg.pagerank(edges, path=str(tmp_path / "bad"))
+        spark.conf.set(xg.SINGLE_TASK_CONF, "39")  # one edge fewer than the graph has
+        with caplog.at_level(logging.INFO, logger="exoflow_spark.graph"):
+            ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "loop"))
+        assert "40 edges, the distributed loop" in caplog.text
+        assert report.steps_run == report.iterations > 0
+        spark.conf.set(xg.SINGLE_TASK_CONF, "40")
+        ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "one"))
+        assert ran_in_one_task(report, tmp_path / "one")
+        assert max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-9
+    finally:
+        spark.conf.unset(xg.SINGLE_TASK_CONF)
+
+    real = xg._kernel
+
+    def broken(*args):
+        run = real(*args)
+
+        def fail(batches):
+            raise MemoryError("the task ran out of memory (injected)")
+            yield from run(batches)
+
+        return fail
+
+    monkeypatch.setattr(xg, "_kernel", broken)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="exoflow_spark.graph"):
+        ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "fallback"))
+    assert "pagerank as one Spark task failed" in caplog.text
+    assert "running the distributed loop instead" in caplog.text
+    assert report.steps_run == report.iterations > 0
+    assert max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-9
+    with pytest.raises(Exception, match="injected"):  # asked for one task: no fallback
+        xg.pagerank(edges, path=str(tmp_path / "forced"), method="single-task")
