@@ -179,6 +179,8 @@ def test_tunkrank_equals_the_linear_solve(spark, tmp_path) -> None:
 def test_bad_graph_arguments(spark, tmp_path) -> None:
     with pytest.raises(xf.InvalidOptionError, match="scale"):
         xg.rmat_edges(spark, num_edges=10, scale=0)
+    with pytest.raises(xf.InvalidOptionError, match="seed=1.5 must be an int"):
+        xg.rmat_edges(spark, num_edges=10, scale=3, seed=1.5)
     edges = spark.createDataFrame([(1, 2)], "src LONG, dst LONG")
     with pytest.raises(xf.InvalidOptionError, match="damping"):
         xg.pagerank(edges, damping=1.5)
@@ -241,12 +243,18 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
     spark, tmp_path, caplog, monkeypatch
 ) -> None:
     """``method="auto"`` runs a graph as one Spark task up to
-    ``spark.exoflow.graph.singleTaskMaxEdges`` distinct edges and the distributed loop above;
+    ``spark.exoflow.graph.singleTaskMaxEdges`` edges and the distributed loop above;
     a one-task run that fails (here its function raises inside the Python worker) is logged
     and the loop gives the answer; bad choices are refused before any Spark job."""
     g = nx.convert_node_labels_to_integers(nx.florentine_families_graph())
     edges = xg.undirected(edges_df(spark, g))  # 40 edges
-    want = nx.pagerank(g, weight=None, tol=TOL, max_iter=1000)
+    few = {"max_iter": 6, "tol": 0.0}  # six steps each way (the loop's cost is per step)
+    first, _ = xg.pagerank(edges, path=str(tmp_path / "ref"), method="single-task", **few)
+    want = {r.node: r.rank for r in first.collect()}
+
+    def same(ranks) -> bool:
+        return max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-12
+
     with pytest.raises(xf.InvalidOptionError, match="method='gpu' is not one of 'auto'"):
         xg.pagerank(edges, method="gpu")
     try:
@@ -255,13 +263,12 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
             xg.pagerank(edges, path=str(tmp_path / "bad"))
         spark.conf.set(xg.SINGLE_TASK_CONF, "39")  # one edge fewer than the graph has
         with caplog.at_level(logging.INFO, logger="exoflow_spark.graph"):
-            ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "loop"))
+            ranks, report = xg.pagerank(edges, path=str(tmp_path / "loop"), **few)
         assert "40 edges, the distributed loop" in caplog.text
-        assert report.steps_run == report.iterations > 0
+        assert report.steps_run == report.iterations == 6 and same(ranks)
         spark.conf.set(xg.SINGLE_TASK_CONF, "40")
-        ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "one"))
-        assert ran_in_one_task(report, tmp_path / "one")
-        assert max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-9
+        ranks, report = xg.pagerank(edges, path=str(tmp_path / "one"), **few)
+        assert ran_in_one_task(report, tmp_path / "one") and same(ranks)
     finally:
         spark.conf.unset(xg.SINGLE_TASK_CONF)
 
@@ -279,10 +286,9 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
     monkeypatch.setattr(xg, "_kernel", broken)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="exoflow_spark.graph"):
-        ranks, report = xg.pagerank(edges, tol=TOL, path=str(tmp_path / "fallback"))
+        ranks, report = xg.pagerank(edges, path=str(tmp_path / "fallback"), **few)
     assert "pagerank as one Spark task failed" in caplog.text
     assert "running the distributed loop instead" in caplog.text
-    assert report.steps_run == report.iterations > 0
-    assert max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-9
+    assert report.steps_run == report.iterations == 6 and same(ranks)
     with pytest.raises(Exception, match="injected"):  # asked for one task: no fallback
         xg.pagerank(edges, path=str(tmp_path / "forced"), method="single-task")

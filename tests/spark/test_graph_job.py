@@ -3,16 +3,19 @@
 One run, as a user would meet it: the job is started in a subprocess and its driver is
 SIGKILLed in the middle of epoch 1's online micro-batch (after the degree MERGE, before the
 rank-estimate MERGE); the same command then resumes in this process on the suite's session
-and runs to the end. Every edge event lands once, the degree counts are exact (the replayed
-MERGE was skipped), the published PageRank and components equal networkx's on the same
-edges, each result is announced once per epoch and kept as a version of its table, and a
-run of the finished job writes nothing.
+and runs to the end (epoch 1's online batch, then its offline recompute). Every edge event
+lands once, the degree counts are exact (the replayed MERGE was skipped), the published
+PageRank and components equal networkx's on the same edges, each result is announced once and
+published as one version of its table, and a run of the finished job writes nothing. Two
+epochs, not more: a third and fourth would run the same code again (the suite ran four until
+2026-12-03; an epoch costs about 10 s of streaming and Delta commits).
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 
 import networkx as nx
 import pytest
@@ -20,8 +23,8 @@ from drivers import REPO, run_driver
 from drivers.jobs import load_job
 
 EDGES = 2000
-#: four epochs, an offline recompute after epochs 1 and 3 (two versions of each result table)
-ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "4", "--every", "2", "--seed", "3"]
+#: two epochs, the offline recompute after epoch 1 (the epoch the driver is killed in)
+ARGS = ["--edges", str(EDGES), "--scale", "9", "--epochs", "2", "--every", "2", "--seed", "3"]
 
 
 def events_graph(spark, lake: str) -> tuple[nx.MultiDiGraph, int]:
@@ -50,6 +53,20 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once_and_matches_networkx(
 ) -> None:
     cmd = ["--workflow-id", "g", "--storage", str(tmp_path / "exo"), "--iterations", "100"]
     cmd += ARGS
+    # the storage root's cost model as this disk measures it (benchmarks/checkpoint_cost.py),
+    # so the job's first run does not spend 6-12 s measuring it (test_recovery tests that)
+    (tmp_path / "exo" / "_exoflow").mkdir(parents=True)
+    (tmp_path / "exo" / "_exoflow" / "throughput.json").write_text(
+        json.dumps(
+            {
+                "write_fixed_s": 0.32,
+                "write_bps": 2e8,
+                "read_fixed_s": 0.11,
+                "read_bps": 4e8,
+                "measured_at": time.time(),
+            }
+        )
+    )
     crash = [*cmd, "--master", "local[2]", "--crash-epoch", "1"]
     first = run_driver(
         REPO / "jobs" / "graph_pipeline.py", *crash, "--crash-at", "online:during-batch@2"
@@ -70,7 +87,7 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once_and_matches_networkx(
     simple.add_edges_from((u, v) for u, v in g.edges() if u != v)
     want = nx.pagerank(simple, weight=None, tol=1e-13, max_iter=1000)
     pr = spark.read.format("delta").load(f"{lake}/pagerank").collect()
-    assert {r.epoch for r in pr} == {3}  # the last offline recompute
+    assert {r.epoch for r in pr} == {1}  # the offline recompute
     got = {r.node: r.rank for r in pr}
     assert got.keys() == want.keys()
     assert max(abs(got[k] - want[k]) for k in want) < 1e-5
@@ -82,18 +99,17 @@ def test_graph_job_killed_mid_batch_resumes_exactly_once_and_matches_networkx(
         frozenset(c) for c in nx.weakly_connected_components(simple)
     }
 
-    # each result announced once: online every epoch, offline after epochs 1 and 3
+    # each result announced once: online every epoch, offline after epoch 1
     announced = [(a["epoch"], a["what"]) for a in summary["availability"]]
     assert len(announced) == len(set(announced))
-    offline = {(e, w) for e in (1, 3) for w in ("pagerank", "tunkrank", "components")}
-    assert set(announced) == {(e, "online") for e in range(4)} | offline
+    offline = {(1, w) for w in ("pagerank", "tunkrank", "components")}
+    assert set(announced) == {(e, "online") for e in range(2)} | offline
     assert all(a["seconds"] > 0 for a in summary["availability"])
 
-    # the pagerank table has one version per offline recompute: epoch 1's is still readable
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{lake}/pagerank`").collect()
-    v_first = min(r.version for r in history)
-    first_pr = spark.read.format("delta").option("versionAsOf", v_first).load(f"{lake}/pagerank")
-    assert {r.epoch for r in first_pr.select("epoch").distinct().collect()} == {1}
+    # each result table was written once (one Delta version): no publish ran twice
+    for what in ("pagerank", "tunkrank", "components"):
+        history = spark.sql(f"DESCRIBE HISTORY delta.`{lake}/{what}`").collect()
+        assert len(history) == 1, (what, [(r.version, r.operation) for r in history])
 
     # run again: every epoch's workflow is finished, nothing is written twice
     assert job.main(cmd) == 0
