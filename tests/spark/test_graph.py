@@ -179,7 +179,7 @@ def test_tunkrank_equals_the_linear_solve(spark, tmp_path) -> None:
 def test_bad_graph_arguments(spark, tmp_path) -> None:
     with pytest.raises(xf.InvalidOptionError, match="scale"):
         xg.rmat_edges(spark, num_edges=10, scale=0)
-    with pytest.raises(xf.InvalidOptionError, match="seed=1.5 must be an int"):
+    with pytest.raises(xf.InvalidOptionError, match=r"seed=1\.5 must be an int"):
         xg.rmat_edges(spark, num_edges=10, scale=3, seed=1.5)
     edges = spark.createDataFrame([(1, 2)], "src LONG, dst LONG")
     with pytest.raises(xf.InvalidOptionError, match="damping"):
