@@ -328,27 +328,29 @@ SINGLE_TASK_MAX_EDGES = 2_000_000
 SINGLE_TASK_CONF = "spark.exoflow.graph.singleTaskMaxEdges"
 
 
-def _check_method(method: str, fn: str) -> None:
+def _check_method(spark: Any, method: str, fn: str) -> int:
+    """Refuse a bad ``method`` or a bad ``spark.exoflow.graph.singleTaskMaxEdges`` before any
+    Spark job; return the most edges ``method="auto"`` runs as one Spark task."""
     if method not in METHODS:
         raise InvalidOptionError(
             f"{fn}: method={method!r} is not one of {', '.join(map(repr, METHODS))}"
         )
-
-
-def _in_one_task(graph: Any, num_edges: int, method: str, fn: str) -> bool:
-    """Whether ``fn`` runs as one Spark task (``method``, or for ``"auto"`` the size)."""
-    if method != "auto":
-        chosen = method == "single-task"
-        logger.info("%s: %d edges, method=%r", fn, num_edges, method)
-        return chosen
-    raw = graph.sparkSession.conf.get(SINGLE_TASK_CONF, None)
+    raw = spark.conf.get(SINGLE_TASK_CONF, None)
     try:
-        limit = SINGLE_TASK_MAX_EDGES if raw in (None, "") else int(raw)
+        return SINGLE_TASK_MAX_EDGES if raw in (None, "") else int(raw)
     except ValueError:
         raise InvalidOptionError(
             f"{fn}: {SINGLE_TASK_CONF}={raw!r} is not an integer; set it to the most edges "
             f"a graph may have to run as one Spark task (0: always the distributed loop)"
         ) from None
+
+
+def _in_one_task(num_edges: int, method: str, limit: int, fn: str) -> bool:
+    """Whether ``fn`` runs as one Spark task (``method``, or for ``"auto"`` the size)."""
+    if method != "auto":
+        chosen = method == "single-task"
+        logger.info("%s: %d edges, method=%r", fn, num_edges, method)
+        return chosen
     chosen = num_edges <= limit
     logger.info(
         "%s: %d edges, %s (method='auto', one task up to %d edges)",
@@ -588,12 +590,12 @@ def _begin(
     distributed loop.
     """
     kind, column, dtype = algorithm
-    _check_method(method, fn)
+    limit = _check_method(edges.sparkSession, method, fn)
     graph, num_edges = _cut(edges, fn)
     if num_edges == 0:
         graph.unpersist()
         return (_empty(edges, column, dtype), IterationReport()), None, 0
-    if _in_one_task(graph, num_edges, method, fn):
+    if _in_one_task(num_edges, method, limit, fn):
         auto = method == "auto"
         done = _single_task(graph, kind, column, dtype, max_iter, tol, param, fallback=auto)
         if done is not None:

@@ -255,12 +255,18 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
     def same(ranks) -> bool:
         return max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-12
 
-    with pytest.raises(xf.InvalidOptionError, match="method='gpu' is not one of 'auto'"):
-        xg.pagerank(edges, method="gpu")
+    sc = spark.sparkContext
+    sc.setJobGroup("graph-refusals", "graph calls that must be refused before any job")
     try:
+        with pytest.raises(xf.InvalidOptionError, match="method='gpu' is not one of 'auto'"):
+            xg.pagerank(edges, method="gpu")
         spark.conf.set(xg.SINGLE_TASK_CONF, "many")
         with pytest.raises(xf.InvalidOptionError, match="singleTaskMaxEdges='many'"):
             xg.pagerank(edges, path=str(tmp_path / "bad"))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert sc.statusTracker().getJobIdsForGroup("graph-refusals") == []  # no job, no cut
+    try:
         spark.conf.set(xg.SINGLE_TASK_CONF, "39")  # one edge fewer than the graph has
         with caplog.at_level(logging.INFO, logger="exoflow_spark.graph"):
             ranks, report = xg.pagerank(edges, path=str(tmp_path / "loop"), **few)

@@ -307,16 +307,20 @@ def _launch(tmp: Path, crash_at: str | None, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.subprocess
 def test_driver_killed_mid_batch_resumes_exactly_once(spark, tmp_path):
-    """foreach_batch writes two tables per micro-batch; the driver is SIGKILLed after the
-    first write of the second batch. The re-run replays that batch (same offsets); the
-    idempotent writes skip what landed, so both tables hold every event exactly once."""
+    """foreach_batch appends the events and MERGEs a per-epoch count per micro-batch; the
+    driver is SIGKILLed after both writes of the second batch, before the batch committed.
+    The re-run replays that batch (same offsets); the idempotent append and the MERGE (its
+    keys on the batch's session) are skipped, so both tables hold every event exactly once:
+    a re-applied MERGE would count epoch 1 twice."""
     for epoch in range(4):
         append_epoch(spark, str(tmp_path / "events"), epoch)
-    crashed = _launch(tmp_path, "online:during-batch@3")  # batch 0 writes 2, batch 1 crashes
+    crashed = _launch(tmp_path, "online:during-batch@4")  # after batch 1's MERGE
     out, _ = crashed.communicate(timeout=300)
     assert crashed.returncode == -signal.SIGKILL, out[-3000:]
     partial = spark.read.format("delta").load(str(tmp_path / "out" / "events"))
-    assert 50 <= partial.count() < 200  # the crash really landed mid-stream
+    assert partial.count() == 100  # the crash really landed mid-stream, after batch 1's writes
+    landed = spark.read.format("delta").load(str(tmp_path / "out" / "per_epoch")).collect()
+    assert sorted((r.epoch, r.n) for r in landed) == [(0, 50), (1, 50)]  # the MERGE committed
 
     # the resume, in this process on the suite's session
     stream_job.run(
