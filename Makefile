@@ -45,8 +45,8 @@ test-integration: deps  ## tests/integration only: standalone cluster, Spark Con
 faults: deps  ## the full fault matrix: crash point x checkpoint mode x format, the sample points (~16 min, not in CI)
 	$(PY) -m pytest -q tests/spark/test_crash.py -m matrix -p no:cacheprovider
 
-chaos: deps  ## seeded random driver kills over every shape + combined faults (KILLS=200 SEED=7; not in CI)
-	$(PY) tools/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7}
+chaos: deps  ## seeded random driver kills over every shape + combined faults (KILLS=200 SEED=7 [RECORD=f.jsonl]; not in CI)
+	$(PY) tools/chaos.py --kills $${KILLS:-20} --seed $${SEED:-7} $${RECORD:+--record $$RECORD}
 
 soak: deps  ## hundreds of runs in one driver (leak checks) + random driver kills (not in CI)
 	$(PY) tools/soak.py --runs $${RUNS:-300} --kills $${KILLS:-40} --seed $${SEED:-11}

@@ -4,6 +4,13 @@
                                     [--faults 0.3] [--kill-rate 0.75] [--per-workflow 3]
 
 `make chaos KILLS=200 SEED=7` is the long run; tests/spark/test_chaos.py a two-kill one in CI.
+A long run may be taken in parts, each with a seed of its own, and reported as one:
+
+    .venv/bin/python tools/chaos.py --kills 50 --seed 8 --record results.jsonl   # (each part)
+    .venv/bin/python tools/chaos.py --summarize results.jsonl
+
+``--record`` appends the run's results (seed, commit, kills per phase and shape, every check)
+as one JSON line; ``--summarize`` reports the recorded runs, each and summed, without running.
 
 Runs workflows as separate driver processes and SIGKILLs them at random moments, seeded,
 re-launching each workflow until it completes. The shapes, rotated per workflow (seeded):
@@ -629,7 +636,16 @@ def main() -> int:
         help="at most this many kills of one workflow (spreads the kills over the shapes)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--record", help="append this run's results, as one JSON line, to this file")
+    p.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="FILE",
+        help="report the runs recorded in these files as one (no run)",
+    )
     a = p.parse_args()
+    if a.summarize:
+        return summarize(a.summarize)
     shapes = [s for s in a.shapes.split(",") if s]
     unknown = set(shapes) - set(SHAPES)
     if unknown or not shapes:
@@ -688,48 +704,132 @@ def main() -> int:
         spark.stop()
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
-    return report(chaos, workflows, time.time() - started, root if a.keep else None)
+    rec = summary(chaos, workflows, time.time() - started, a.seed)
+    if a.record:
+        with open(a.record, "a") as out:
+            out.write(json.dumps(rec) + "\n")
+    return report(rec, root if a.keep else None)
 
 
-def report(chaos: Chaos, workflows: list[Workflow], seconds: float, kept: Path | None) -> int:
-    print("\nkills per phase (shape: phase):")
-    for (shape, where), n in sorted(chaos.phases.items(), key=lambda kv: (kv[0][0], -kv[1])):
-        print(f"  {n:3d}  {shape}: {where}")
-    print("\nkills per shape:")
+def summary(chaos: Chaos, workflows: list[Workflow], seconds: float, seed: int) -> dict[str, Any]:
+    """One run's results as a JSON-able record (what ``--record`` appends)."""
     per_shape: collections.Counter[str] = collections.Counter()
     runs: collections.Counter[str] = collections.Counter()
     for w in workflows:
         per_shape[w.label] += w.kills
         runs[w.label] += 1
-    for label in sorted(runs):
-        print(f"  {per_shape[label]:3d}  {label} ({runs[label]} workflow(s))")
-    if chaos.faults:
-        print("\ncombined faults:")
-        for what, n in sorted(chaos.faults.items()):
-            print(f"  {n:3d}  {what}")
     held: collections.Counter[str] = collections.Counter()
+    made: collections.Counter[str] = collections.Counter()
     failed = []
     for w in workflows:
         for what, ok in w.checks:
             held[what] += ok
+            made[what] += 1
             if not ok:
                 failed.append(f"{w.name} ({w.label}): {what}")
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "seed": seed,
+        "commit": commit or "unknown",
+        "finished_at": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(seconds),
+        "kills": chaos.kills,
+        "workflows": len(workflows),
+        "phases": [[shape, where, n] for (shape, where), n in sorted(chaos.phases.items())],
+        "kills_per_shape": {label: [per_shape[label], runs[label]] for label in sorted(runs)},
+        "faults": dict(sorted(chaos.faults.items())),
+        "checks": {what: [held[what], made[what]] for what in sorted(made)},
+        "failed": failed,
+    }
+
+
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' records as one (the kills, workflows, checks and seconds summed)."""
+    phases: collections.Counter[tuple[str, str]] = collections.Counter()
+    shapes: dict[str, list[int]] = {}
+    faults: collections.Counter[str] = collections.Counter()
+    checks: dict[str, list[int]] = {}
+    for r in records:
+        for shape, where, n in r["phases"]:
+            phases[(shape, where)] += n
+        for label, (kills, runs) in r["kills_per_shape"].items():
+            k, n = shapes.get(label, [0, 0])
+            shapes[label] = [k + kills, n + runs]
+        faults.update(r["faults"])
+        for what, (held, made) in r["checks"].items():
+            h, m = checks.get(what, [0, 0])
+            checks[what] = [h + held, m + made]
+    return {
+        "seed": ",".join(str(r["seed"]) for r in records),
+        "commit": ",".join(sorted({r["commit"] for r in records})),
+        "finished_at": max(r["finished_at"] for r in records),
+        "seconds": sum(r["seconds"] for r in records),
+        "kills": sum(r["kills"] for r in records),
+        "workflows": sum(r["workflows"] for r in records),
+        "phases": [[shape, where, n] for (shape, where), n in sorted(phases.items())],
+        "kills_per_shape": dict(sorted(shapes.items())),
+        "faults": dict(sorted(faults.items())),
+        "checks": dict(sorted(checks.items())),
+        "failed": [f for r in records for f in r["failed"]],
+    }
+
+
+def report(rec: dict[str, Any], kept: Path | None = None) -> int:
+    """Print a record: kills per phase and per shape, combined faults, every check."""
+    print("\nkills per phase (shape: phase):")
+    for shape, where, n in sorted(rec["phases"], key=lambda p: (p[0], -p[2])):
+        print(f"  {n:3d}  {shape}: {where}")
+    print("\nkills per shape:")
+    for label, (kills, runs) in rec["kills_per_shape"].items():
+        print(f"  {kills:3d}  {label} ({runs} workflow(s))")
+    if rec["faults"]:
+        print("\ncombined faults:")
+        for what, n in rec["faults"].items():
+            print(f"  {n:3d}  {what}")
     print("\nchecks (held / made):")
-    totals = collections.Counter(what for w in workflows for what, _ in w.checks)
-    for what in sorted(totals):
-        print(f"  {held[what]:3d} / {totals[what]:3d}  {what}")
+    for what, (held, made) in rec["checks"].items():
+        print(f"  {held:3d} / {made:3d}  {what}")
+    kills, seconds, failed = rec["kills"], rec["seconds"], rec["failed"]
     print(
-        f"\n{len(workflows)} workflows, {chaos.kills} driver kills, "
-        f"{sum(totals.values())} checks in {seconds:.0f} s "
-        f"({seconds / max(chaos.kills, 1):.1f} s per kill): "
+        f"\n{rec['workflows']} workflows, {kills} driver kills, "
+        f"{sum(made for _, made in rec['checks'].values())} checks in {seconds:.0f} s "
+        f"({seconds / max(kills, 1):.1f} s per kill; seed {rec['seed']}, commit "
+        f"{rec['commit']}): "
         + ("every check held" if not failed else f"{len(failed)} check(s) FAILED")
     )
     for f in failed:
         print(f"  FAILED: {f}")
     if kept:
         print(f"kept: {kept}")
-    print(json.dumps({"kills": chaos.kills, "failed": len(failed)}))
+    print(json.dumps({"kills": kills, "failed": len(failed)}))
     return 1 if failed else 0
+
+
+def summarize(paths: list[str]) -> int:
+    """``--summarize``: the runs recorded in ``paths`` (JSON lines) as one report."""
+    records = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text().splitlines()
+            records += [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError) as exc:
+            print(f"chaos: cannot read the records in {path}: {exc}", file=sys.stderr)
+            return 2
+    if not records:
+        print(f"chaos: no records in {', '.join(paths)}", file=sys.stderr)
+        return 2
+    print(f"chaos: {len(records)} recorded run(s)")
+    for r in records:
+        print(
+            f"  seed {r['seed']}, commit {r['commit']}, {r['finished_at']}: {r['kills']} kills, "
+            f"{r['workflows']} workflows, {r['seconds']} s, {len(r['failed'])} failed"
+        )
+    return report(merge(records))
 
 
 if __name__ == "__main__":

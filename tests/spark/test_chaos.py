@@ -20,11 +20,12 @@ from drivers import REPO, driver_env
 pytestmark = pytest.mark.subprocess
 
 
-def test_seeded_chaos_run_holds_every_check() -> None:
+def test_seeded_chaos_run_holds_every_check(tmp_path) -> None:
     # two kills of a pipeline workflow (every run killed until there were two; a run may end
     # before its kill), their final runs, then the checks and a re-run of each
     cmd = [sys.executable, str(REPO / "tools" / "chaos.py"), "--kills", "2", "--seed", "5"]
     cmd += ["--shapes", "pipeline", "--faults", "0", "--kill-rate", "1", "--per-workflow", "2"]
+    cmd += ["--record", str(tmp_path / "runs.jsonl")]
     # its own process group: a timeout kills the tool and every driver it started
     proc = subprocess.Popen(
         cmd,
@@ -56,3 +57,25 @@ def test_seeded_chaos_run_holds_every_check() -> None:
     ):
         held, made = checks.get(what, (0, 0))
         assert held == made >= 1, (what, checks)
+
+    # the run's record, reported again (a long run is taken in recorded parts), here twice
+    # as if two parts: the kills and checks summed, each part listed
+    record = (tmp_path / "runs.jsonl").read_text()
+    (tmp_path / "runs.jsonl").write_text(record + record)
+    summarize = [sys.executable, str(REPO / "tools" / "chaos.py"), "--summarize"]
+    again = subprocess.run(
+        [*summarize, str(tmp_path / "runs.jsonl")], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"kills": 4, "failed": 0}
+    assert again.stdout.count("seed 5, commit ") == 2
+    summed = {
+        what: (int(held), int(total))
+        for held, total, what in re.findall(r"^ +(\d+) / +(\d+)  (.+)$", again.stdout, re.M)
+    }
+    assert summed == {what: (2 * h, 2 * m) for what, (h, m) in checks.items()}
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    bad = subprocess.run(
+        [*summarize, str(tmp_path / "bad.jsonl")], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "cannot read the records in" in bad.stderr
