@@ -97,6 +97,17 @@ class Workflow:
         return str(self.dir / "exo")
 
     @property
+    def log(self) -> Path:
+        """Every run's driver output (stdout and stderr), appended run after run."""
+        return self.dir / "drivers.log"
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no driver log: {exc})"
+
+    @property
     def ids(self) -> list[str]:
         """The workflow ids this workflow stores (the graph job: one per epoch)."""
         if self.shape == "graph":
@@ -126,16 +137,20 @@ def launch(w: Workflow, master: str | None = None, env: dict[str, str] | None = 
         args += ["--scenario", w.shape, "--checkpoint-format", w.fmt]
         if master:
             args += ["--master", master]
-        return start_driver("crash_job.py", *args, env=env, capture=False)
+        return start_driver("crash_job.py", *args, env=env, capture=False, log=w.log)
     if w.shape == "stream":
         args = ["--storage", d / "exo", "--source", d / "source", "--out", d / "out"]
-        return start_driver("stream_job.py", *args, "--workflow-id", w.name, capture=False)
+        return start_driver(
+            "stream_job.py", *args, "--workflow-id", w.name, capture=False, log=w.log
+        )
     if w.shape == "graph":
         args = ["--workflow-id", w.name, "--storage", d / "exo", *GRAPH_ARGS]
-        return start_driver(DRIVERS_REPO / "jobs" / "graph_pipeline.py", *args, capture=False)
+        return start_driver(
+            DRIVERS_REPO / "jobs" / "graph_pipeline.py", *args, capture=False, log=w.log
+        )
     args = ["--storage", d / "exo", "--workflow-id", w.name, "--counter", d / "counter"]
     args += ["--iterations", ITERATIONS, "--every", EVERY]
-    return start_driver("iterate_job.py", *args, capture=False)
+    return start_driver("iterate_job.py", *args, capture=False, log=w.log)
 
 
 def runs_started(w: Workflow) -> int:
@@ -315,7 +330,10 @@ class Chaos:
                 return False
         rc = proc.wait(timeout=900)
         if rc != 0:
-            raise RuntimeError(f"{w.name} ({w.label}): a run without a kill exited with {rc}")
+            raise RuntimeError(
+                f"{w.name} ({w.label}): a run without a kill exited with {rc}; the end of its "
+                f"driver log {w.log}:\n{w.log_tail()}"
+            )
         total = time.time() - t0
         # how long the engine works in this shape: a whole first run measures it; a resumed
         # run (less to do) that took longer than the estimate raises it (a loaded machine)
@@ -670,6 +688,7 @@ def main() -> int:
     order = shapes[:]
     rng.shuffle(order)
     workflows: list[Workflow] = []
+    broken: Workflow | None = None
     try:
         while chaos.kills < a.kills:
             shape = order[len(workflows) % len(order)]
@@ -688,11 +707,19 @@ def main() -> int:
             workflows.append(w)
             prepare(spark, w)
             first = True
-            while not chaos.one_run(w, first):
-                first = False
+            try:
+                while not chaos.one_run(w, first):
+                    first = False
+            except RuntimeError as exc:  # a driver failed on its own: stop, keep the evidence
+                print(f"\nFAILED: {exc}", flush=True)
+                w.check("every run that was not killed exited 0", False)
+                broken, a.keep = w, True
+                break
         print(f"\nverifying {len(workflows)} workflows ...", flush=True)
         want = oracles(spark, {w.shape for w in workflows})
         for w in workflows:
+            if w is broken:
+                continue
             try:
                 verify(spark, w, want)
             except Exception as exc:  # a check that cannot even run has failed
@@ -704,14 +731,16 @@ def main() -> int:
         spark.stop()
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
-    rec = summary(chaos, workflows, time.time() - started, a.seed)
+    rec = summary(chaos, workflows, time.time() - started, a.seed, shapes)
     if a.record:
         with open(a.record, "a") as out:
             out.write(json.dumps(rec) + "\n")
     return report(rec, root if a.keep else None)
 
 
-def summary(chaos: Chaos, workflows: list[Workflow], seconds: float, seed: int) -> dict[str, Any]:
+def summary(
+    chaos: Chaos, workflows: list[Workflow], seconds: float, seed: int, shapes: list[str]
+) -> dict[str, Any]:
     """One run's results as a JSON-able record (what ``--record`` appends)."""
     per_shape: collections.Counter[str] = collections.Counter()
     runs: collections.Counter[str] = collections.Counter()
@@ -735,6 +764,7 @@ def summary(chaos: Chaos, workflows: list[Workflow], seconds: float, seed: int) 
     ).stdout.strip()
     return {
         "seed": seed,
+        "shapes": shapes,
         "commit": commit or "unknown",
         "finished_at": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": round(seconds),
@@ -766,6 +796,7 @@ def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
             checks[what] = [h + held, m + made]
     return {
         "seed": ",".join(str(r["seed"]) for r in records),
+        "shapes": sorted({s for r in records for s in r.get("shapes", SHAPES)}),
         "commit": ",".join(sorted({r["commit"] for r in records})),
         "finished_at": max(r["finished_at"] for r in records),
         "seconds": sum(r["seconds"] for r in records),
@@ -826,7 +857,8 @@ def summarize(paths: list[str]) -> int:
     print(f"chaos: {len(records)} recorded run(s)")
     for r in records:
         print(
-            f"  seed {r['seed']}, commit {r['commit']}, {r['finished_at']}: {r['kills']} kills, "
+            f"  seed {r['seed']}, shapes {','.join(r.get('shapes', SHAPES))}, commit "
+            f"{r['commit']}, {r['finished_at']}: {r['kills']} kills, "
             f"{r['workflows']} workflows, {r['seconds']} s, {len(r['failed'])} failed"
         )
     return report(merge(records))

@@ -87,24 +87,32 @@ def start_driver(
     cwd: str | Path | None = None,
     merge_stderr: bool = False,
     capture: bool = True,
+    log: Path | None = None,
 ) -> subprocess.Popen[str]:
     """Start ``program`` as a driver process and return it running.
 
     Its stdout and stderr are captured as text (stderr into stdout with ``merge_stderr``);
-    read them with ``proc.communicate(timeout=...)``. Without ``capture`` both are discarded
-    (for a driver nobody reads, which a full pipe would otherwise block). ``env`` adds to
-    :func:`driver_env`.
+    read them with ``proc.communicate(timeout=...)``. Without ``capture`` both go to the file
+    ``log`` (appended to), or are discarded without one (for a driver nobody reads, which a
+    full pipe would otherwise block). ``env`` adds to :func:`driver_env`.
     """
-    out = subprocess.PIPE if capture else subprocess.DEVNULL
-    err = subprocess.STDOUT if merge_stderr and capture else out
-    proc = subprocess.Popen(
-        driver_command(program, *args),
-        env=driver_env(crash_at, env),
-        cwd=None if cwd is None else str(cwd),
-        stdout=out,
-        stderr=err,
-        text=True,
-    )
+    sink: Any = subprocess.DEVNULL
+    if not capture and log is not None:
+        sink = open(log, "a")  # noqa: SIM115 - the child holds it; closed below
+    out = subprocess.PIPE if capture else sink
+    err = subprocess.STDOUT if (merge_stderr and capture) or not capture else out
+    try:
+        proc = subprocess.Popen(
+            driver_command(program, *args),
+            env=driver_env(crash_at, env),
+            cwd=None if cwd is None else str(cwd),
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+    finally:
+        if sink is not subprocess.DEVNULL:
+            sink.close()  # the child has its own descriptor
     STARTED.append(proc)
     return proc
 

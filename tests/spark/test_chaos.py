@@ -68,7 +68,7 @@ def test_seeded_chaos_run_holds_every_check(tmp_path) -> None:
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert json.loads(again.stdout.strip().splitlines()[-1]) == {"kills": 4, "failed": 0}
-    assert again.stdout.count("seed 5, commit ") == 2
+    assert again.stdout.count("seed 5, shapes pipeline, commit ") == 2
     summed = {
         what: (int(held), int(total))
         for held, total, what in re.findall(r"^ +(\d+) / +(\d+)  (.+)$", again.stdout, re.M)
