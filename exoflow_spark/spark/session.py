@@ -215,6 +215,7 @@ def job_context(
     tag = f"exoflow:{workflow_id}"
     if sc is not None:
         previous = sc.getLocalProperty("spark.job.description")
+        previous_group = sc.getLocalProperty("spark.jobGroup.id")
         sc.setLocalProperty("spark.job.description", description)
         sc.setLocalProperty("spark.jobGroup.id", tag)
         if pool:
@@ -223,7 +224,7 @@ def job_context(
             yield
         finally:
             sc.setLocalProperty("spark.job.description", previous)
-            sc.setLocalProperty("spark.jobGroup.id", None)
+            sc.setLocalProperty("spark.jobGroup.id", previous_group)
             if pool:
                 sc.setLocalProperty("spark.scheduler.pool", None)
         return

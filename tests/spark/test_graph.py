@@ -256,6 +256,8 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
         return max(abs(r.rank - want[r.node]) for r in ranks.collect()) < 1e-12
 
     sc = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+    before = {key: sc.getLocalProperty(key) for key in keys}  # restored: the session is shared
     sc.setJobGroup("graph-refusals", "graph calls that must be refused before any job")
     try:
         with pytest.raises(xf.InvalidOptionError, match="method='gpu' is not one of 'auto'"):
@@ -264,7 +266,8 @@ def test_auto_picks_one_task_by_size_and_falls_back_to_the_loop(
         with pytest.raises(xf.InvalidOptionError, match="singleTaskMaxEdges='many'"):
             xg.pagerank(edges, path=str(tmp_path / "bad"))
     finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        for key, value in before.items():
+            sc.setLocalProperty(key, value)  # type: ignore[arg-type]
     assert sc.statusTracker().getJobIdsForGroup("graph-refusals") == []  # no job, no cut
     try:
         spark.conf.set(xg.SINGLE_TASK_CONF, "39")  # one edge fewer than the graph has

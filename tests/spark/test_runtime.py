@@ -710,13 +710,24 @@ def test_spark_jobs_are_named_after_workflow_and_task(spark, storage, wf) -> Non
     def tagged_count(df):
         return df.count()
 
-    xf.run(tagged_count.bind(tagged_source.bind()), workflow_id=wf, storage=storage, spark=spark)
-    tracker = spark.sparkContext.statusTracker()
-    job_ids = tracker.getJobIdsForGroup(f"exoflow:{wf}")
-    assert job_ids, "the workflow's Spark jobs carry its job group"
-    # the thread's description is restored afterwards (no leak into the caller's jobs)
-    assert spark.sparkContext.getLocalProperty("spark.job.description") is None
-    assert spark.sparkContext.getLocalProperty("spark.scheduler.pool") is None
+    sc = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description", "spark.scheduler.pool")
+    before = {key: sc.getLocalProperty(key) for key in keys}  # restored: the session is shared
+    sc.setLocalProperty("spark.jobGroup.id", "callers-group")  # the caller's own naming
+    sc.setLocalProperty("spark.job.description", "the caller's jobs")
+    try:
+        xf.run(
+            tagged_count.bind(tagged_source.bind()), workflow_id=wf, storage=storage, spark=spark
+        )
+        job_ids = sc.statusTracker().getJobIdsForGroup(f"exoflow:{wf}")
+        assert job_ids, "the workflow's Spark jobs carry its job group"
+        # the thread's group and description are the caller's again (no leak either way)
+        assert sc.getLocalProperty("spark.jobGroup.id") == "callers-group"
+        assert sc.getLocalProperty("spark.job.description") == "the caller's jobs"
+        assert sc.getLocalProperty("spark.scheduler.pool") is None
+    finally:
+        for key, value in before.items():
+            sc.setLocalProperty(key, value)  # type: ignore[arg-type]
 
 
 def test_python_udf_over_a_checkpoint_completes(spark, storage, wf) -> None:
