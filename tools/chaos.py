@@ -328,12 +328,7 @@ class Chaos:
                 proc.wait()
                 self.record_kill(w, phase(w, counter_at_launch), counter_at_launch)
                 return False
-        rc = proc.wait(timeout=900)
-        if rc != 0:
-            raise RuntimeError(
-                f"{w.name} ({w.label}): a run without a kill exited with {rc}; the end of its "
-                f"driver log {w.log}:\n{w.log_tail()}"
-            )
+        self.wait_clean(w, proc)
         total = time.time() - t0
         # how long the engine works in this shape: a whole first run measures it; a resumed
         # run (less to do) that took longer than the estimate raises it (a loaded machine)
@@ -433,10 +428,25 @@ class Chaos:
         self.record_kill(w, f"sink commit in flight ({outcome})", counter_at_launch)
         return False
 
-    def finish(self, w: Workflow, proc: Any) -> bool:
-        rc = proc.wait(timeout=900)
+    @staticmethod
+    def wait_clean(w: Workflow, proc: Any, limit: float = 900) -> None:
+        """Wait for a run that was not killed; RuntimeError (with the end of its driver log)
+        when it exits non-zero or is still running after ``limit`` seconds (then killed)."""
+        try:
+            rc = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = None
         if rc != 0:
-            raise RuntimeError(f"{w.name} ({w.label}): a run exited with {rc}")
+            how = f"exited with {rc}" if rc is not None else f"still ran after {limit:.0f} s"
+            raise RuntimeError(
+                f"{w.name} ({w.label}): a run without a kill {how}; the end of its "
+                f"driver log {w.log}:\n{w.log_tail()}"
+            )
+
+    def finish(self, w: Workflow, proc: Any) -> bool:
+        self.wait_clean(w, proc)
         self.faults[f"{w.fault}: the run ended before the fault"] += 1
         return True
 
@@ -854,14 +864,23 @@ def summarize(paths: list[str]) -> int:
     if not records:
         print(f"chaos: no records in {', '.join(paths)}", file=sys.stderr)
         return 2
-    print(f"chaos: {len(records)} recorded run(s)")
-    for r in records:
-        print(
+    try:
+        lines = [
             f"  seed {r['seed']}, shapes {','.join(r.get('shapes', SHAPES))}, commit "
             f"{r['commit']}, {r['finished_at']}: {r['kills']} kills, "
             f"{r['workflows']} workflows, {r['seconds']} s, {len(r['failed'])} failed"
+            for r in records
+        ]
+        merged = merge(records)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(
+            f"chaos: a record in {', '.join(paths)} is not one --record writes "
+            f"({type(exc).__name__}: {exc}); remove or mend that line",
+            file=sys.stderr,
         )
-    return report(merge(records))
+        return 2
+    print(f"chaos: {len(records)} recorded run(s)", *lines, sep="\n")
+    return report(merged)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,8 @@ def test_seeded_chaos_run_holds_every_check(tmp_path) -> None:
         [*summarize, str(tmp_path / "bad.jsonl")], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "cannot read the records in" in bad.stderr
+    (tmp_path / "partial.jsonl").write_text(record + '{"seed": 6}\n')  # JSON, not a record
+    partial = subprocess.run(
+        [*summarize, str(tmp_path / "partial.jsonl")], capture_output=True, text=True, timeout=60
+    )
+    assert partial.returncode == 2 and "is not one --record writes" in partial.stderr
