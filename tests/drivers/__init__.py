@@ -99,8 +99,10 @@ def start_driver(
     sink: Any = subprocess.DEVNULL
     if not capture and log is not None:
         sink = open(log, "a")  # noqa: SIM115 - the child holds it; closed below
-    out = subprocess.PIPE if capture else sink
-    err = subprocess.STDOUT if (merge_stderr and capture) or not capture else out
+    if capture:
+        out, err = subprocess.PIPE, subprocess.STDOUT if merge_stderr else subprocess.PIPE
+    else:  # both into the log, or both discarded
+        out, err = sink, subprocess.STDOUT
     try:
         proc = subprocess.Popen(
             driver_command(program, *args),
