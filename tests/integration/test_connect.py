@@ -62,6 +62,8 @@ def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.sql.shuffle.partitions": "2",
+        # Delta's state reconstruction in 2 tasks, not 50 (as the test session and local ones)
+        "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.execution.pythonUDF.arrow.enabled": "false",
     }
     cmd = [

@@ -42,6 +42,7 @@ PROFILE = """
 "spark.executor.cores" = "1"
 "spark.cores.max" = "2"
 "spark.sql.shuffle.partitions" = "4"
+"spark.databricks.delta.snapshotPartitions" = "2"
 """
 
 
