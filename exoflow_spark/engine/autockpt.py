@@ -70,7 +70,8 @@ class TaskProfile:
         task: the task id (for people reading the file).
         code_fingerprint: the fingerprint of the task's function when measured.
         compute_s: seconds to compute the task's own output (its fused inputs' share taken
-            out), measured as wall time of the job that computed it into the cache.
+            out, unless their estimates exceed the measurement: then it is the whole
+            measurement), measured as wall time of the job that computed it into the cache.
         executor_s: Spark's executor run time of that job (all cores), or None.
         rows: output rows, or None.
         bytes: output size in memory (Spark's statistics of the cached data).

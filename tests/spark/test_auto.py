@@ -225,3 +225,58 @@ def test_a_task_that_runs_spark_jobs_itself_is_priced_by_them(spark, tmp_path) -
     assert got["plan_only"]["action"] == "fuse", got["plan_only"]
     assert "its function ran" not in got["plan_only"]["reason"]
     assert got["data"]["action"] == "fuse"
+
+
+def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_cost(
+    spark, tmp_path
+) -> None:
+    """Catalyst estimates an inner join at the product of its inputs' sizes (here 1.6 MB x
+    40 KB: ~6e10 bytes, "~380 s" to recompute). The join keeps fusing, and the Python stage
+    measured over it keeps its measured seconds in its profile: the join's estimate was taken
+    out of the measurement, which left a profile of 0 s (benchmarks/recovery.py's first UDF
+    stage, "compute 0.00s")."""
+    storage = str(tmp_path / "exo")
+    os.makedirs(os.path.join(storage, "_exoflow"))
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "write_bps": 1e8, "measured_at": time.time()}, fh)
+
+    def slow(x: int) -> int:  # 1 s of Python in one partition, the rest free
+        if x < 2:
+            time.sleep(0.5)
+        return x
+
+    slow_udf = F.udf(slow, LongType())
+
+    @xf.task
+    def orders():
+        return xf.get_spark().range(0, 200_000, 1, 2).withColumn("k", F.col("id") % 5000)
+
+    @xf.task
+    def customers():
+        return xf.get_spark().range(5000).withColumnRenamed("id", "k")
+
+    @xf.task
+    def joined(o, c):
+        return o.join(c, "k")
+
+    @xf.task
+    def scored(df):
+        return df.withColumn("s", slow_udf(F.col("id")))
+
+    @xf.task
+    def total(df):
+        return df.agg(F.sum("s").alias("s")).first().s
+
+    dag = total.bind(scored.bind(joined.bind(orders.bind(), customers.bind())))
+    assert xf.run(dag, workflow_id="absurd", storage=storage, checkpoint="auto") == sum(
+        range(200_000)
+    )
+    got = decisions(storage, "absurd")
+    assert got["joined"]["action"] == "fuse" and got["joined"]["replay_s"] > 100, got["joined"]
+    assert got["scored"]["source"] == "measured" and got["scored"]["replay_s"] >= 1.0
+    profiles = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "exo" / "_exoflow" / "profiles").glob("*.json")
+    ]
+    [mine] = [p for p in profiles if p["task"] == "scored"]
+    assert mine["compute_s"] >= 1.0, mine  # the sleeps alone; it was 0.0
