@@ -1,6 +1,7 @@
 """Fault-free cost and recovery time of each checkpoint strategy, driver crash at ~80%.
 
-    .venv/bin/python benchmarks/recovery.py [--rows 600000] [--reps 1] [--no-executor-loss]
+    .venv/bin/python benchmarks/recovery.py [--rows 600000] [--reps 1] [--strategies a,b]
+        [--no-executor-loss | --no-driver-crash]
 
 An 8-stage pipeline whose stages do real work (a join, four chained Python UDF stages whose
 compute outweighs writing their output, an aggregation) ends in an exactly-once Delta sink.
@@ -220,7 +221,17 @@ def driver(
             time.sleep(0.02)
         time.sleep(kill_executor_after)
         victims = executor_pids(proc.pid)
-        assert victims, "no executor JVM found to kill"
+        if not victims:
+            out, err = proc.communicate(timeout=1800)
+            state = (
+                "had finished before it (its fault-free run was slower: a busy machine)"
+                if proc.returncode == 0
+                else f"had exited with {proc.returncode}: {err[-2000:]}"
+            )
+            raise RuntimeError(
+                f"{wf}: no executor JVM to kill {kill_executor_after:.1f} s into the run: it "
+                + state
+            )
         os.kill(victims[0], signal.SIGKILL)
     if kill_after is not None:
         runs = work / "exo" / "workflows" / wf / "log" / "runs"
@@ -259,6 +270,13 @@ def main() -> int:
     p.add_argument("--sink")
     p.add_argument("--master", default="local[*]", help=argparse.SUPPRESS)
     p.add_argument(
+        "--driver-crash",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each candidate fault-free and after a driver SIGKILL at 80%% (the "
+        "default; --no-driver-crash measures only the executor loss)",
+    )
+    p.add_argument(
         "--executor-loss",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -271,18 +289,24 @@ def main() -> int:
     unknown = sorted(set(chosen) - set(STRATEGIES))
     if unknown:
         p.error(f"unknown strategies {unknown}: choose from {', '.join(STRATEGIES)}")
+    if not (a.driver_crash or a.executor_loss):
+        p.error("--no-driver-crash and --no-executor-loss leave nothing to measure")
     work = Path(tempfile.mkdtemp(prefix="exoflow-bench-recovery-"))
     results: dict[str, dict[str, list[float]]] = {s: {"clean": [], "recover": []} for s in chosen}
     startups = []
     print(
-        f"recovery benchmark: {a.rows:,} rows, 8 stages, driver SIGKILLed at 80% of each "
-        f"strategy's own fault-free run time, {a.reps} rep(s)"
+        f"recovery benchmark: {a.rows:,} rows, 8 stages, {a.reps} rep(s)"
+        + (
+            ", driver SIGKILLed at 80% of each strategy's own fault-free run time"
+            if a.driver_crash
+            else ""
+        )
     )
     # warm-up: fills caches and measures the storage root's throughput once (cached for a
     # week), so that no timed run pays for the calibration
     driver("selective", work, "warmup", max(a.rows // 10, 1000))
     profiles = work / "exo" / "_exoflow" / "profiles"
-    for rep in range(a.reps):
+    for rep in range(a.reps if a.driver_crash else 0):
         for strategy in chosen:
             if strategy == "auto":
                 shutil.rmtree(profiles, ignore_errors=True)  # a first run: no profile
@@ -307,7 +331,11 @@ def main() -> int:
         print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
         for rep in range(a.reps):
             for strategy in chosen:
+                if strategy == "auto":
+                    shutil.rmtree(profiles, ignore_errors=True)  # a first run, as above
                 clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
+                if strategy == "auto":
+                    shutil.rmtree(profiles, ignore_errors=True)
                 hit = driver(
                     strategy,
                     work,
@@ -323,31 +351,30 @@ def main() -> int:
                     f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, with "
                     f"an executor killed {hit['run_s']:6.2f} s"
                 )
-    base = statistics.median(results["none"]["clean"])
-    rows = []
-    boot = statistics.median(startups)
-    print(f"\nSpark session start-up (not counted): median {boot:.1f} s")
-    print(
-        "| strategy | fault-free s (min-max) | vs none | recovery after crash s (min-max) | "
-        "vs full re-run | counting start-up in both |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for s, r in results.items():
-        clean, rec = statistics.median(r["clean"]), statistics.median(r["recover"])
-        rows.append(
-            {
-                "strategy": s,
-                "fault_free_s": round(clean, 3),
-                "fault_free_vs_none": round(clean / base, 3),
-                "recovery_s": round(rec, 3),
-                "recovery_vs_rerun": round(rec / clean, 3),
-                "recovery_vs_rerun_with_startup": round((boot + rec) / (boot + clean), 3),
-            }
-        )
+    rows: list[dict] = [{"strategy": s} for s in chosen]
+    boot = statistics.median(startups) if startups else None
+    if a.driver_crash:
+        base = statistics.median(results["none"]["clean"])
+        print(f"\nSpark session start-up (not counted): median {boot:.1f} s")
         print(
-            f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {clean / base:.2f}x | {rec:.2f} "
-            f"({_span(r['recover'])}) | {rec / clean:.2f} | {(boot + rec) / (boot + clean):.2f} |"
+            "| strategy | fault-free s (min-max) | vs none | recovery after crash s (min-max) | "
+            "vs full re-run | counting start-up in both |"
         )
+        print("|---|---:|---:|---:|---:|---:|")
+        for row, (s, r) in zip(rows, results.items(), strict=True):
+            clean, rec = statistics.median(r["clean"]), statistics.median(r["recover"])
+            row.update(
+                fault_free_s=round(clean, 3),
+                fault_free_vs_none=round(clean / base, 3),
+                recovery_s=round(rec, 3),
+                recovery_vs_rerun=round(rec / clean, 3),
+                recovery_vs_rerun_with_startup=round((boot + rec) / (boot + clean), 3),
+            )
+            print(
+                f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {clean / base:.2f}x | {rec:.2f} "
+                f"({_span(r['recover'])}) | {rec / clean:.2f} | "
+                f"{(boot + rec) / (boot + clean):.2f} |"
+            )
     if a.executor_loss:
         print(
             "\n| strategy | local-cluster fault-free s (min-max) | executor killed at 80%: run s "
@@ -358,8 +385,7 @@ def main() -> int:
         for s, r in loss.items():
             clean, lost = statistics.median(r["clean"]), statistics.median(r["lost"])
             after = (lost - 0.8 * clean) / clean
-            rows_by = next(x for x in rows if x["strategy"] == s)
-            rows_by.update(
+            next(x for x in rows if x["strategy"] == s).update(
                 executor_clean_s=round(clean, 3),
                 executor_lost_s=round(lost, 3),
                 executor_after_kill_vs_run=round(after, 3),
@@ -368,14 +394,15 @@ def main() -> int:
                 f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {lost:.2f} ({_span(r['lost'])}) "
                 f"| {after:.2f} |"
             )
+    # an executor-loss-only run does not replace the full run's file
     save(
-        "recovery",
+        "recovery" if a.driver_crash else "recovery_executor_loss",
         {
             "benchmark": "recovery",
             "rows": a.rows,
             "reps": a.reps,
             "machine": machine(),
-            "startup_s": round(boot, 3),
+            "startup_s": None if boot is None else round(boot, 3),
             "results": rows,
             "raw": results,
             "raw_executor_loss": loss,
