@@ -379,13 +379,12 @@ class TaskRunner:
         profile of 0 s): the measurement bounds them, so their recompute is capped there and
         nothing is taken out (their real share is unknown; the task's profile then overstates
         it, which errs towards writing it)."""
-        dag, state, commits = self.ctx.dag, self.state, self.ctx.log.commits
-        fused = []
-        for u in dag.upstream(node):
-            uid = dag.id_of(u)
-            ref = state.refs.get(uid)
-            if uid not in commits and ref is not None and ref.backing == "plan":
-                fused.append(uid)
+        state = self.state
+        fused = [
+            uid
+            for uid in self._volatile_inputs(node)
+            if (ref := state.refs.get(uid)) is not None and ref.backing == "plan"
+        ]
         inputs_s = sum(state.replay_cost.get(uid, 0.0) for uid in fused)
         if inputs_s <= seconds:
             return seconds - inputs_s
@@ -415,15 +414,19 @@ class TaskRunner:
         """Seconds to recompute the inputs of ``node`` that are not durable and not being
         written (an input whose checkpoint write is under way is priced as durable: writing
         its consumer too would not shorten a recovery that replays from that checkpoint)."""
+        return sum(self.state.replay_cost.get(uid, 0.0) for uid in self._volatile_inputs(node))
+
+    def _volatile_inputs(self, node: Node) -> list[str]:
+        """The inputs of ``node`` a crash would lose: not committed, not being written."""
         dag, commits, state = self.ctx.dag, self.ctx.log.commits, self.state
-        total = 0.0
+        out = []
         for u in dag.upstream(node):
             uid = dag.id_of(u)
             ref = state.refs.get(uid)
             if uid in commits or (ref is not None and (ref.committed.is_set() or ref.write_async)):
                 continue
-            total += state.replay_cost.get(uid, 0.0)
-        return total
+            out.append(uid)
+        return out
 
     def _must_write(self, node: Node, tid: str) -> str | None:
         """Why ``tid``'s output is written whatever it costs, or None."""
