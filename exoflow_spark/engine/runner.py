@@ -155,7 +155,7 @@ class TaskRunner:
             observed = self._observed(node)
             tctx = self.context(tid, attempt, is_sink=self.ctx.dag.is_sink(node))
             tctx.deterministic = tctx.deterministic and not observed
-            start = time.perf_counter()
+            start, fn_started = time.perf_counter(), time.time()
             try:
                 with self.in_task(tctx, tid):
                     result = node.task.fn(*args, **kwargs)
@@ -165,7 +165,7 @@ class TaskRunner:
                     result = node.task.finish(result, tctx)
                     compute_seconds = time.perf_counter() - start
                     crash_point(tid, "after-output")
-                    ref, record = self._materialize(node, tid, result, compute_seconds)
+                    ref, record = self._materialize(node, tid, result, compute_seconds, fn_started)
                 break
             except ExoflowError:
                 raise
@@ -235,11 +235,17 @@ class TaskRunner:
 
     # -- the output ----------------------------------------------------------------------------
     def _materialize(
-        self, node: Node, tid: str, result: Any, fn_seconds: float = 0.0
+        self,
+        node: Node,
+        tid: str,
+        result: Any,
+        fn_seconds: float = 0.0,
+        fn_started: float | None = None,
     ) -> tuple[Ref, CommitRecord | None]:
         """Turn a task's return value into a ref, writing a sync checkpoint if asked.
 
-        ``fn_seconds``: how long the task's function ran (its eager actions), for ``"auto"``.
+        ``fn_seconds``: how long the task's function ran (its eager actions), and
+        ``fn_started`` when (epoch seconds), for ``"auto"``.
         Returns the ref and the commit record to write now (None: not committed now).
         """
         if result is None:
@@ -253,7 +259,7 @@ class TaskRunner:
         if node is self.ctx.dag.output and mode in (False, "auto"):
             mode = True  # the workflow's output is always durable: get_output and re-runs
         if mode == "auto":
-            return self._auto(node, tid, result, fn_seconds), None
+            return self._auto(node, tid, result, fn_seconds, fn_started), None
         if mode is False:
             return self._lazy(tid, result), None
         if mode is True:
@@ -302,7 +308,14 @@ class TaskRunner:
         return ref, rows
 
     # -- checkpoint="auto" (see .autockpt) -----------------------------------------------------
-    def _auto(self, node: Node, tid: str, result: Any, fn_seconds: float = 0.0) -> Ref:
+    def _auto(
+        self,
+        node: Node,
+        tid: str,
+        result: Any,
+        fn_seconds: float = 0.0,
+        fn_started: float | None = None,
+    ) -> Ref:
         """Decide whether the output is worth writing, from its profile, else a measurement
         now (Python code the plan cannot price), else the plan's statistics; only outputs
         worth writing (or measured) are computed into the cache, the rest keep fusing.
@@ -319,7 +332,8 @@ class TaskRunner:
         profile = None if must else self.profiles.load(key)
         stats = self._own_plan_stats(node, result) if profile is None and not must else None
         # a profile or a rule decides without it (Spark's status store is read when needed)
-        eager_s = self._eager_seconds(tid, fn_seconds) if profile is None and not must else 0.0
+        eager = profile is None and not must
+        eager_s = self._eager_seconds(tid, fn_seconds, fn_started) if eager else 0.0
         decision = decide_before(
             tid,
             profile=profile,
@@ -334,11 +348,12 @@ class TaskRunner:
             self._log_auto(decision)
             return self._lazy(tid, result)
         if profile is not None or must:  # measured now: the profile keeps the eager work
-            eager_s = self._eager_seconds(tid, fn_seconds)
+            eager_s = self._eager_seconds(tid, fn_seconds, fn_started)
+        measured_from = time.time()
         ref, rows = self._cache(tid, result)
         seconds = ref.materialize_seconds + eager_s
         size = cached_size_bytes(ref.get())
-        metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}")
+        metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}", since=measured_from)
         executor_s = None if metrics is None else metrics["executor_s"]
         if decision.action == "measure":
             decision = decide_measured(
@@ -402,12 +417,15 @@ class TaskRunner:
                 state.replay_cost[uid] = seconds
         return seconds
 
-    def _eager_seconds(self, tid: str, fn_seconds: float) -> float:
+    def _eager_seconds(self, tid: str, fn_seconds: float, fn_started: float | None) -> float:
         """``fn_seconds`` if the task's function ran Spark jobs of its own (Spark's status
         store has jobs labelled with the task), else 0 (building a plan is not priced)."""
         if fn_seconds < EAGER_MIN_S:
             return 0.0
-        metrics = job_metrics(self.ctx.spark, self.ctx.wf, tid)
+        # this attempt's jobs only: a driver that ran this workflow id before still lists
+        # those runs' jobs under the same label
+        since = None if fn_started is None else fn_started - 0.01
+        metrics = job_metrics(self.ctx.spark, self.ctx.wf, tid, since=since)
         return fn_seconds if metrics is not None and metrics["jobs"] > 0 else 0.0
 
     def _upstream_replay(self, node: Node) -> float:

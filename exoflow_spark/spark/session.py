@@ -389,11 +389,15 @@ def plan_operators(df: Any) -> tuple[int, int, int | None] | None:
     return opaque, wide, size if 0 <= size < 1 << 50 else None
 
 
-def job_metrics(spark: Any, workflow_id: str, label: str) -> dict[str, float] | None:
+def job_metrics(
+    spark: Any, workflow_id: str, label: str, since: float | None = None
+) -> dict[str, float] | None:
     """Spark's metrics of the finished jobs this session ran as ``label`` of ``workflow_id``
     (see :func:`job_context`): ``executor_s`` (executor run time, summed over tasks),
-    ``cpu_s``, ``shuffle_bytes``, ``jobs``. None when Spark does not tell (Spark Connect, or
-    the status store dropped them)."""
+    ``cpu_s``, ``shuffle_bytes``, ``jobs``. ``since`` (epoch seconds): only jobs submitted
+    from then on (a driver that ran the same workflow id before keeps those jobs' labels in
+    its status store). None when Spark does not tell (Spark Connect, or the status store
+    dropped them)."""
     try:
         sc = spark.sparkContext
         jsc = sc._jsc.sc()
@@ -412,6 +416,10 @@ def job_metrics(spark: Any, workflow_id: str, label: str) -> dict[str, float] | 
                 continue
             if not (grp.isDefined() and str(grp.get()) == group):
                 continue
+            if since is not None:
+                submitted = job.submissionTime()
+                if submitted.isDefined() and int(submitted.get().getTime()) < since * 1000:
+                    continue
             njobs += 1
             ids = job.stageIds()
             stage_ids.update(int(ids.apply(k)) for k in range(ids.size()))

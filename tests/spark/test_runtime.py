@@ -230,6 +230,28 @@ def test_async_computes_python_stages_before_writing_and_lets_jvm_stages_race(
     assert {commits[t].mode for t in ("narrow", "scored", "rescored")} == {"async"}
 
 
+def test_job_metrics_since_counts_only_the_jobs_submitted_from_then_on(spark, wf) -> None:
+    """A driver that runs the same workflow id twice keeps the first run's jobs under the
+    same label; ``since`` leaves them out (auto's measurement and its eager-work test read
+    this run's jobs only)."""
+    from exoflow_spark.spark.session import job_context, job_metrics
+
+    with job_context(spark, wf, "materialize t"):
+        spark.range(100).count()
+    first = job_metrics(spark, wf, "materialize t")
+    time.sleep(0.05)
+    second = time.time()
+    with job_context(spark, wf, "materialize t"):
+        spark.range(100).count()
+        spark.range(50).count()
+    both = job_metrics(spark, wf, "materialize t")
+    later = job_metrics(spark, wf, "materialize t", since=second)
+    assert first is not None and both is not None and later is not None
+    assert first["jobs"] >= 1
+    assert later["jobs"] == both["jobs"] - first["jobs"] == 2 * first["jobs"]
+    assert job_metrics(spark, wf, "materialize t", since=time.time() + 60) is None
+
+
 def test_checkpoints_are_read_as_their_versions_files_not_through_the_delta_log(
     spark, storage, wf
 ) -> None:
