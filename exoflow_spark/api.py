@@ -18,7 +18,7 @@ from .core.records import DagRecord, EventKind
 from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
-from .engine.autockpt import ProfileStore, decide_before, profile_key
+from .engine.autockpt import ProfileStore, decide_before, min_replay_s, profile_key
 from .engine.cost import load_throughput
 from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
@@ -199,6 +199,8 @@ def _run(
             "table per task, the default) or 'parquet' (plain Parquet files per checkpoint)"
         )
     graph = Dag(dag, checkpoint_policy=policy)
+    if any(graph.mode_of(n) == "auto" for n in graph):
+        min_replay_s()  # a bad $EXOFLOW_AUTO_MIN_REPLAY_S fails before anything runs
     if isinstance(invalidate, str):
         invalidate = [invalidate]
     for t in invalidate:
@@ -396,6 +398,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
             last[e.task] += f" [{e.data.get('source', 'measured')}]"
     out: list[dict[str, str]] = []
     replay: dict[str, float] = {}
+    floor = min_replay_s()
     for t in record.tasks:
         if t.checkpoint != "auto" or t.id == record.output:
             continue
@@ -413,7 +416,12 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
             }
         else:
             d = decide_before(
-                t.id, profile=profile, stats=None, upstream_replay_s=upstream, throughput=throughput
+                t.id,
+                profile=profile,
+                stats=None,
+                upstream_replay_s=upstream,
+                throughput=throughput,
+                min_replay_s=floor,
             )
             if d.action == "fuse":
                 replay[t.id] = d.replay_s or 0.0

@@ -23,6 +23,11 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+# checkpoint="auto" writes nothing whose recompute puts under 5 s at risk (autockpt.MIN_REPLAY_S).
+# The suite's stages cost milliseconds to seconds and its tests set the storage root's cost
+# model to decide what "auto" writes: the floor is off here and in the driver processes, which
+# inherit it, except in the tests of the floor itself (tests/spark/test_auto.py)
+os.environ["EXOFLOW_AUTO_MIN_REPLAY_S"] = "0"
 
 import exoflow_spark as xf
 

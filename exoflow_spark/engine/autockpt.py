@@ -23,6 +23,15 @@ when recomputing it after a crash is expected to cost more than writing it, the 
 
 Nondeterministic outputs and outputs some task waits on are always written (``rule``).
 
+An output is written only if its recompute also puts at least :data:`MIN_REPLAY_S` seconds
+at risk (its own compute plus that of its inputs a crash would lose). Less is replayed after a
+crash, never insured: every write costs each fault-free run (its write, and the cache that
+breaks Catalyst's fusion of the output into its consumers), a recovery starts a new driver
+anyway (its JVM and session alone take 5-15 s), and a stage of a few seconds is rarely the
+one a crash interrupts. A chain of cheap stages adds up: the first output whose recompute,
+inputs included, reaches the floor is written. ``$EXOFLOW_AUTO_MIN_REPLAY_S`` sets the floor
+(0: every output that costs more to recompute than to write is written).
+
 Every decision is logged as an ``auto_checkpoint`` event with its inputs and their source,
 and shown by ``exoflow-spark history`` and ``explain``. This module is pure (no Spark): the
 task runner (:mod:`.runner`) gathers the inputs.
@@ -37,6 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ..errors import InvalidOptionError
 from ..storage import layout
 from ..storage.logfs import LogFS
 from .cost import Throughput
@@ -51,6 +61,11 @@ PROFILE_KIND = "exoflow-task-profile"
 #: read/produced per second per pass, and per shuffle (written, fetched, read again).
 ESTIMATE_SCAN_BPS = 1e9
 ESTIMATE_SHUFFLE_BPS = 200e6
+
+#: Seconds of recompute at risk below which ``"auto"`` never writes an output (see above).
+MIN_REPLAY_S = 5.0
+#: The environment variable that overrides :data:`MIN_REPLAY_S` (seconds, a number >= 0).
+MIN_REPLAY_ENV = "EXOFLOW_AUTO_MIN_REPLAY_S"
 
 Action = Literal["write", "fuse", "measure"]
 Source = Literal["profile", "measured", "estimate", "rule"]
@@ -175,6 +190,18 @@ class PlanStats:
     shuffles: int
     #: Catalyst's estimate of the output size in bytes, None when unknown or absurd
     size_bytes: int | None
+    #: what the plan reads: its leaves' sizes summed (a bound on a join's recompute, which
+    #: Catalyst without column statistics sizes at the product of its sides), None if unknown
+    input_bytes: int | None = None
+
+    @property
+    def work_bytes(self) -> int:
+        """The bytes a recompute is priced by: the output estimate, bounded by twice what
+        the plan reads (a stage that adds columns may grow its input; a product is absurd)."""
+        size = self.size_bytes or 0
+        if self.input_bytes is None:
+            return size
+        return min(size, 2 * self.input_bytes) if self.size_bytes is not None else self.input_bytes
 
 
 @dataclass(frozen=True)
@@ -212,6 +239,44 @@ class AutoDecision:
         }
 
 
+def min_replay_s(environ: Any = None) -> float:
+    """The floor of recompute worth insuring: ``$EXOFLOW_AUTO_MIN_REPLAY_S`` or
+    :data:`MIN_REPLAY_S`.
+
+    Raises:
+        InvalidOptionError: the variable is set to something other than a number >= 0.
+    """
+    import os
+
+    raw = (os.environ if environ is None else environ).get(MIN_REPLAY_ENV)
+    if raw is None or not str(raw).strip():
+        return MIN_REPLAY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise InvalidOptionError(
+            f"{MIN_REPLAY_ENV}={raw!r} is not a number of seconds >= 0: set it to the least "
+            f"recompute checkpoint='auto' insures with a write (default {MIN_REPLAY_S:g}; 0 "
+            "writes every output that costs more to recompute than to write), or unset it"
+        )
+    return value
+
+
+def _worth(replay: float, write: float, floor: float) -> tuple[bool, str]:
+    """Whether ``replay`` seconds at risk are worth a write of ``write`` seconds, and the
+    comparison in words."""
+    if replay < write:
+        return False, f"recompute {replay:.2f}s < write {write:.2f}s"
+    if replay < floor:
+        return False, (
+            f"recompute {replay:.2f}s >= write {write:.2f}s, but under the {floor:g}s "
+            "worth insuring"
+        )
+    return True, f"recompute {replay:.2f}s >= write {write:.2f}s"
+
+
 def write_cost(tp: Throughput, size: int) -> float:
     """Seconds to write a checkpoint of ``size`` bytes (the root's cost model)."""
     return tp.write_fixed_s + size / tp.write_bps
@@ -219,7 +284,7 @@ def write_cost(tp: Throughput, size: int) -> float:
 
 def estimate_compute(stats: PlanStats) -> float:
     """Seconds to recompute a plan of JVM operators from its statistics (a rough bound)."""
-    size = stats.size_bytes or 0
+    size = stats.work_bytes
     return size / ESTIMATE_SCAN_BPS + stats.shuffles * size / ESTIMATE_SHUFFLE_BPS
 
 
@@ -232,6 +297,7 @@ def decide_before(
     throughput: Throughput,
     must_write: str | None = None,
     eager_s: float = 0.0,
+    min_replay_s: float = MIN_REPLAY_S,
 ) -> AutoDecision:
     """Decide before the output is computed (nothing is materialized to decide).
 
@@ -247,6 +313,7 @@ def decide_before(
         eager_s: seconds the task's function itself ran (its eager Spark actions: a
             training loop, a collect): its output's plan does not show them, a replay redoes
             them. Added to the plan's estimate.
+        min_replay_s: the least recompute at risk worth a write (:data:`MIN_REPLAY_S`).
     """
     if must_write:
         return AutoDecision(task, "write", "rule", None, None, None, must_write)
@@ -255,7 +322,7 @@ def decide_before(
         # the root's cost model prices the write (the profile's write_s is the wall time of
         # an async write sharing the cluster with the run's jobs: shown, not compared)
         write = write_cost(throughput, profile.bytes)
-        worth = replay >= write
+        worth, why = _worth(replay, write, min_replay_s)
         return AutoDecision(
             task,
             "write" if worth else "fuse",
@@ -265,10 +332,7 @@ def decide_before(
             profile.bytes,
             f"profile of {profile.workflow_id}: compute {profile.compute_s:.2f}s"
             + (f" (executor {profile.executor_s:.2f}s)" if profile.executor_s is not None else "")
-            + (
-                " + inputs' recompute "
-                f"{upstream_replay_s:.2f}s {'>=' if worth else '<'} write {write:.2f}s"
-            ),
+            + f" + inputs' recompute {upstream_replay_s:.2f}s: {why}",
         )
     if stats is None or stats.opaque > 0:
         why = (
@@ -279,39 +343,54 @@ def decide_before(
         return AutoDecision(task, "measure", "measured", None, None, None, why + ": measuring")
     compute = estimate_compute(stats)
     replay = compute + eager_s + upstream_replay_s
-    size = stats.size_bytes or 0
+    size = stats.work_bytes
     write = write_cost(throughput, size)
-    worth = replay >= write
+    worth, why = _worth(replay, write, min_replay_s)
     return AutoDecision(
         task,
         "write" if worth else "fuse",
         "estimate",
         replay,
         write,
-        stats.size_bytes,
+        size if stats.size_bytes is not None or stats.input_bytes is not None else None,
         f"no profile; plan estimate: {stats.shuffles} shuffle(s) over ~{size} bytes"
         + (f", plus {eager_s:.2f}s its function ran" if eager_s >= 0.005 else "")
-        + f", recompute ~{replay:.2f}s {'>=' if worth else '<'} write ~{write:.2f}s",
+        + (
+            f", plus inputs' recompute {upstream_replay_s:.2f}s"
+            if upstream_replay_s >= 0.005
+            else ""
+        )
+        + f": {why}",
     )
 
 
 def decide_measured(
-    task: str, *, measured_s: float, size: int, throughput: Throughput, executor_s: float | None
+    task: str,
+    *,
+    measured_s: float,
+    size: int,
+    throughput: Throughput,
+    executor_s: float | None,
+    replay_s: float | None = None,
+    min_replay_s: float = MIN_REPLAY_S,
 ) -> AutoDecision:
     """Decide from a measurement made now: ``measured_s`` is the wall time of computing the
-    output (and its non-durable inputs) into the cache, which is what a crash would redo."""
+    output (and its fused inputs) into the cache; ``replay_s`` what a crash would redo, when
+    more (inputs it read from the cache that a crash loses too; default ``measured_s``)."""
+    replay = measured_s if replay_s is None else max(replay_s, measured_s)
     write = write_cost(throughput, size)
-    worth = measured_s >= write
+    worth, why = _worth(replay, write, min_replay_s)
     return AutoDecision(
         task,
         "write" if worth else "keep",
         "measured",
-        measured_s,
+        replay,
         write,
         size,
         f"measured now: compute {measured_s:.2f}s"
         + (f" (executor {executor_s:.2f}s)" if executor_s is not None else "")
-        + f" {'>=' if worth else '<'} write {write:.2f}s",
+        + (f", {replay:.2f}s with its cached inputs" if replay > measured_s + 0.005 else "")
+        + f": {why}",
     )
 
 

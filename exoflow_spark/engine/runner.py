@@ -49,6 +49,7 @@ from .autockpt import (
     ProfileStore,
     decide_before,
     decide_measured,
+    min_replay_s,
     new_profile,
     profile_key,
 )
@@ -75,6 +76,8 @@ class TaskRunner:
         self.ctx, self.state, self.committer = ctx, state, committer
         #: the storage root's task cost profiles (checkpoint="auto")
         self.profiles = ProfileStore(ctx.store.fs)
+        #: the least recompute at risk that checkpoint="auto" insures with a write
+        self.min_replay_s = min_replay_s()
         #: seconds before the first retry; doubles each time (capped at MAX_BACKOFF)
         self.retry_backoff = retry_backoff
 
@@ -342,6 +345,7 @@ class TaskRunner:
             throughput=state.throughput,
             must_write=must,
             eager_s=eager_s,
+            min_replay_s=self.min_replay_s,
         )
         if decision.action == "fuse":
             state.replay_cost[tid] = decision.replay_s or 0.0
@@ -355,6 +359,10 @@ class TaskRunner:
         size = cached_size_bytes(ref.get())
         metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}", since=measured_from)
         executor_s = None if metrics is None else metrics["executor_s"]
+        own_s = self._own_share(node, tid, seconds)
+        # computing it now redoes its fused inputs: a crash would redo them as well, and its
+        # cached ones (a crash loses caches)
+        state.replay_cost[tid] = max(seconds, own_s + self._upstream_replay(node))
         if decision.action == "measure":
             decision = decide_measured(
                 tid,
@@ -362,11 +370,9 @@ class TaskRunner:
                 size=size,
                 throughput=state.throughput,
                 executor_s=executor_s,
+                replay_s=state.replay_cost[tid],
+                min_replay_s=self.min_replay_s,
             )
-        own_s = self._own_share(node, tid, seconds)
-        # computing it now redoes its fused inputs: a crash would redo them as well, and its
-        # cached ones (a crash loses caches)
-        state.replay_cost[tid] = max(seconds, own_s + self._upstream_replay(node))
         measured = new_profile(
             key=key,
             task=tid,
@@ -463,7 +469,7 @@ class TaskRunner:
         mine = plan_operators(result)
         if mine is None:
             return None
-        opaque, wide, size = mine
+        opaque, wide, size, inputs = mine
         for u in self.ctx.dag.upstream(node):
             ref = self.state.refs.get(self.ctx.dag.id_of(u))
             if ref is None or not ref.is_dataframe or ref.backing != "plan":
@@ -472,7 +478,7 @@ class TaskRunner:
             if theirs is not None:
                 opaque -= theirs[0]
                 wide -= theirs[1]
-        return PlanStats(max(opaque, 0), max(wide, 0), size)
+        return PlanStats(max(opaque, 0), max(wide, 0), size, inputs)
 
     def _log_auto(self, decision: AutoDecision) -> None:
         ctx = self.ctx

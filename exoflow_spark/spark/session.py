@@ -355,16 +355,25 @@ _WIDE_OPERATORS = (
 _OPERATOR_RE = re.compile(r"^[\s:+\-|!]*([A-Za-z]+)")
 
 
-def plan_operators(df: Any) -> tuple[int, int, int | None] | None:
-    """``(opaque, wide, size_bytes)`` of a DataFrame's optimized plan: how many operators run
-    Python code (their cost is invisible to Catalyst), how many have wide dependencies, and
-    Catalyst's size estimate (None when unknown or absurd). A cached input shows as one
-    ``InMemoryRelation``, so its operators are not counted. None on Spark Connect."""
+def _size_in_bytes(plan: Any) -> int:
+    raw = plan.stats().sizeInBytes()
+    return int(raw) if isinstance(raw, int) else int(str(raw.toString()))
+
+
+def plan_operators(df: Any) -> tuple[int, int, int | None, int | None] | None:
+    """``(opaque, wide, size_bytes, input_bytes)`` of a DataFrame's optimized plan: how many
+    operators run Python code (their cost is invisible to Catalyst), how many have wide
+    dependencies, Catalyst's size estimate of its output and the sum of its leaves' (what it
+    reads; None when unknown or absurd). Without column statistics Catalyst sizes a join at
+    the product of its sides (480 GB for a 10 MB join): the leaves bound what recomputing it
+    reads. A cached input shows as one ``InMemoryRelation``, so its operators are not counted.
+    None on Spark Connect."""
     try:
         plan = df._jdf.queryExecution().optimizedPlan()
         text = str(plan.treeString())
-        size_raw = plan.stats().sizeInBytes()
-        size = int(size_raw) if isinstance(size_raw, int) else int(str(size_raw.toString()))
+        size = _size_in_bytes(plan)
+        leaves = plan.collectLeaves()
+        inputs = sum(_size_in_bytes(leaves.apply(i)) for i in range(leaves.size()))
     except Exception as exc:  # Spark Connect has no _jdf
         logger.debug("plan statistics unavailable (%s)", exc)
         return None
@@ -386,7 +395,12 @@ def plan_operators(df: Any) -> tuple[int, int, int | None] | None:
         elif op in _WIDE_OPERATORS:
             wide += 1
     # Catalyst says Long.MaxValue (or a product of sizes) when it cannot tell
-    return opaque, wide, size if 0 <= size < 1 << 50 else None
+    return (
+        opaque,
+        wide,
+        size if 0 <= size < 1 << 50 else None,
+        inputs if 0 <= inputs < 1 << 50 else None,
+    )
 
 
 def job_metrics(

@@ -15,7 +15,7 @@ from pyspark.sql.types import LongType
 
 import exoflow_spark as xf
 from exoflow_spark.core.dag import code_fingerprint
-from exoflow_spark.engine.autockpt import profile_key
+from exoflow_spark.engine.autockpt import MIN_REPLAY_ENV, MIN_REPLAY_S, profile_key
 from exoflow_spark.storage import layout
 from exoflow_spark.storage.store import WorkflowStore
 
@@ -158,6 +158,37 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     assert shown["expensive"]["source"] == "profile" and shown["cheap_a"]["action"] == "fuse"
 
 
+def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, monkeypatch):
+    """The default floor (5 s of recompute at risk): the UDF stage costs 1.6 s, more than its
+    0.3 s write but less than the floor. The first run measures it (into the cache) and writes
+    nothing; the next run decides from that profile before running and fuses it: the output's
+    one job runs the Python UDF and every cheap stage, nothing is cached or written."""
+    monkeypatch.delenv(MIN_REPLAY_ENV)
+    os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
+
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="floor-1", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    first = decisions(storage, "floor-1")["expensive"]
+    assert (first["action"], first["source"], first["checkpoint"]) == ("keep", "measured", False)
+    assert 1.0 <= first["replay_s"] < MIN_REPLAY_S and first["write_s"] < first["replay_s"]
+    assert "worth insuring" in first["reason"], first
+    assert "expensive" not in WorkflowStore(storage, "floor-1").read_state().commits
+    assert not os.path.exists(os.path.join(storage, "workflows", "floor-1", "refs", "expensive"))
+
+    plans: list[str] = []
+    assert xf.run(dag_of(expensive_v1, plans), workflow_id="floor-2", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    second = decisions(storage, "floor-2")["expensive"]
+    assert (second["action"], second["source"]) == ("fuse", "profile"), second
+    assert "floor-1" in second["reason"] and "worth insuring" in second["reason"]
+    assert materialized(spark, "floor-2") == set()
+    [plan] = plans  # the whole chain in the output's plan: the UDF over the cheap stages
+    assert "InMemoryTableScan" not in plan and "FileScan" not in plan, plan
+    assert "BatchEvalPython" in plan and "AS a#" in plan and "AS b#" in plan, plan
+
+
 def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(spark) -> None:
     """The size "auto" prices a measured output's write by is what its cache holds. The
     DataFrame a task returned keeps the plan Spark optimized before persist(): a join of
@@ -231,10 +262,11 @@ def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_c
     spark, tmp_path
 ) -> None:
     """Catalyst estimates an inner join at the product of its inputs' sizes (here 1.6 MB x
-    40 KB: ~6e10 bytes, "~380 s" to recompute). The join keeps fusing, and the Python stage
-    measured over it keeps its measured seconds in its profile: the join's estimate was taken
-    out of the measurement, which left a profile of 0 s (benchmarks/recovery.py's first UDF
-    stage, "compute 0.00s")."""
+    40 KB: ~6e10 bytes, "~380 s" to recompute). Priced by what it reads instead (its leaves,
+    at most twice), the join keeps fusing at a sane estimate, and the Python stage measured
+    over it keeps its measured seconds in its profile: the join's absurd estimate was once
+    taken out of the measurement, which left a profile of 0 s (benchmarks/recovery.py's first
+    UDF stage, "compute 0.00s"), and every stage over it was later priced at 380 s more."""
     storage = str(tmp_path / "exo")
     os.makedirs(os.path.join(storage, "_exoflow"))
     with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
@@ -272,7 +304,9 @@ def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_c
         range(200_000)
     )
     got = decisions(storage, "absurd")
-    assert got["joined"]["action"] == "fuse" and got["joined"]["replay_s"] > 100, got["joined"]
+    leaves = 200_000 * 16 + 5000 * 8  # two longs per order, one per customer
+    assert got["joined"]["action"] == "fuse" and got["joined"]["replay_s"] < 1, got["joined"]
+    assert got["joined"]["bytes"] <= 2 * leaves, got["joined"]
     assert got["scored"]["source"] == "measured" and got["scored"]["replay_s"] >= 1.0
     profiles = [
         json.loads(p.read_text())

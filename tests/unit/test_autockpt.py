@@ -11,12 +11,14 @@ import pytest
 import exoflow_spark as xf
 from exoflow_spark.core.dag import Dag
 from exoflow_spark.core.options import checkpoint_policy
+from exoflow_spark.engine import autockpt
 from exoflow_spark.engine.autockpt import (
+    MIN_REPLAY_ENV,
+    MIN_REPLAY_S,
     PlanStats,
     ProfileStore,
     TaskProfile,
-    decide_before,
-    decide_measured,
+    min_replay_s,
     new_profile,
     profile_key,
 )
@@ -25,6 +27,17 @@ from exoflow_spark.storage import layout
 from exoflow_spark.storage.logfs import LocalLogFS
 
 TP = Throughput(write_bps=100e6, write_fixed_s=0.5)
+
+
+def decide_before(*args, **kwargs):
+    """The rule without the floor (tested on its own below)."""
+    kwargs.setdefault("min_replay_s", 0.0)
+    return autockpt.decide_before(*args, **kwargs)
+
+
+def decide_measured(*args, **kwargs):
+    kwargs.setdefault("min_replay_s", 0.0)
+    return autockpt.decide_measured(*args, **kwargs)
 
 
 def profile(compute_s: float, size: int = 1000, write_s: float | None = None) -> TaskProfile:
@@ -89,6 +102,20 @@ def test_without_a_profile_python_code_is_measured_and_jvm_plans_estimated() -> 
     assert (rule.action, rule.source) == ("write", "rule")
 
 
+def test_a_joins_product_estimate_is_bounded_by_what_it_reads() -> None:
+    """Catalyst sizes a 10 MB join without column statistics at 480 GB: priced by that, its
+    recompute was 2880 s, and every stage over it was written whatever it cost. What the plan
+    reads bounds it (twice its leaves: a stage that adds columns grows its input)."""
+    join = PlanStats(0, 1, 480_000_000_000, input_bytes=10_000_000)
+    assert join.work_bytes == 20_000_000
+    d = decide_before("t", profile=None, stats=join, upstream_replay_s=0, throughput=TP)
+    assert d.action == "fuse" and d.replay_s == pytest.approx(0.02 + 0.1)
+    assert d.bytes == 20_000_000 and "over ~20000000 bytes" in d.reason
+    assert PlanStats(0, 0, 30, input_bytes=1000).work_bytes == 30  # smaller than its input
+    assert PlanStats(0, 0, None, input_bytes=1000).work_bytes == 1000
+    assert PlanStats(0, 0, 500).work_bytes == 500  # leaves unknown: Catalyst's size
+
+
 def test_the_functions_own_run_counts_in_the_estimate() -> None:
     """A task whose function runs Spark actions itself (a training loop) and returns a small
     plan: the plan alone says it is free to recompute, its 3 s of running say otherwise."""
@@ -111,6 +138,71 @@ def test_a_measurement_decides_write_or_keep() -> None:
     assert (no.action, no.checkpoint) == ("keep", False)
     event = no.to_event()
     assert set(event) >= {"checkpoint", "action", "source", "replay_s", "write_s", "bytes"}
+
+
+def test_recompute_under_the_floor_is_replayed_not_insured() -> None:
+    """3 s of recompute against a 0.5 s write: the ratio says write, the floor (5 s at risk)
+    says a crash may redo it; with 3 s of lost inputs on top it is worth insuring."""
+    assert MIN_REPLAY_S == 5.0
+    rule = autockpt.decide_before
+    alone = rule("t", profile=profile(3.0), stats=None, upstream_replay_s=0, throughput=TP)
+    assert (alone.action, alone.checkpoint) == ("fuse", False)
+    assert "under the 5s worth insuring" in alone.reason
+    chained = rule("t", profile=profile(3.0), stats=None, upstream_replay_s=3.0, throughput=TP)
+    assert chained.action == "write" and chained.replay_s == pytest.approx(6.0)
+    trained = rule(
+        "t",
+        profile=None,
+        stats=PlanStats(0, 0, 1000),
+        upstream_replay_s=0,
+        throughput=TP,
+        eager_s=3.0,
+    )
+    assert trained.action == "fuse"
+    assert (
+        rule(
+            "t",
+            profile=None,
+            stats=PlanStats(0, 0, 1000),
+            upstream_replay_s=2.5,
+            throughput=TP,
+            eager_s=3.0,
+        ).action
+        == "write"
+    )
+    # measured now: the cached inputs a crash loses count (replay_s), not only the job's time
+    kept = autockpt.decide_measured("t", measured_s=2.0, size=1000, throughput=TP, executor_s=None)
+    assert (kept.action, kept.replay_s) == ("keep", 2.0)
+    over = autockpt.decide_measured(
+        "t", measured_s=2.0, size=1000, throughput=TP, executor_s=None, replay_s=6.0
+    )
+    assert (over.action, over.replay_s) == ("write", 6.0)
+    assert "6.00s with its cached inputs" in over.reason
+    # the floor never overrides a write that costs more than the recompute
+    big = autockpt.decide_measured("t", measured_s=9.0, size=10**10, throughput=TP, executor_s=None)
+    assert big.action == "keep"
+
+
+def test_the_floor_from_the_environment_is_checked() -> None:
+    assert min_replay_s({}) == MIN_REPLAY_S
+    assert min_replay_s({MIN_REPLAY_ENV: " "}) == MIN_REPLAY_S
+    assert min_replay_s({MIN_REPLAY_ENV: "0"}) == 0.0
+    assert min_replay_s({MIN_REPLAY_ENV: "12.5"}) == 12.5
+    for bad in ("fast", "-1", "nan", "inf"):
+        with pytest.raises(xf.InvalidOptionError, match=MIN_REPLAY_ENV) as err:
+            min_replay_s({MIN_REPLAY_ENV: bad})
+        assert repr(bad) in str(err.value) and "unset it" in str(err.value)
+
+
+def test_a_bad_floor_fails_an_auto_run_before_anything_is_written(tmp_path, monkeypatch) -> None:
+    @xf.task
+    def one():
+        return 1
+
+    monkeypatch.setenv(MIN_REPLAY_ENV, "soon")
+    with pytest.raises(xf.InvalidOptionError, match=MIN_REPLAY_ENV):
+        xf.run(one.bind(), workflow_id="w", storage=str(tmp_path / "root"), checkpoint="auto")
+    assert not (tmp_path / "root").exists()
 
 
 def test_profile_store_round_trip_and_keys(tmp_path) -> None:
