@@ -348,7 +348,9 @@ class TaskRunner:
             min_replay_s=self.min_replay_s,
         )
         if decision.action == "fuse":
-            state.replay_cost[tid] = decision.replay_s or 0.0
+            state.own_cost[tid] = max((decision.replay_s or 0.0) - upstream, 0.0)
+            if decision.bytes is not None:
+                state.work_bytes[tid] = decision.bytes
             self._log_auto(decision)
             return self._lazy(tid, result)
         if profile is not None or must:  # measured now: the profile keeps the eager work
@@ -360,17 +362,18 @@ class TaskRunner:
         metrics = job_metrics(ctx.spark, ctx.wf, f"materialize {tid}", since=measured_from)
         executor_s = None if metrics is None else metrics["executor_s"]
         own_s = self._own_share(node, tid, seconds)
-        # computing it now redoes its fused inputs: a crash would redo them as well, and its
-        # cached ones (a crash loses caches)
-        state.replay_cost[tid] = max(seconds, own_s + self._upstream_replay(node))
+        state.own_cost[tid] = own_s
+        state.work_bytes[tid] = size
         if decision.action == "measure":
+            # computing it now redoes its fused inputs: a crash would redo them as well, and
+            # its cached ones (a crash loses caches)
             decision = decide_measured(
                 tid,
                 measured_s=seconds,
                 size=size,
                 throughput=state.throughput,
                 executor_s=executor_s,
-                replay_s=state.replay_cost[tid],
+                replay_s=own_s + self._upstream_replay(node),
                 min_replay_s=self.min_replay_s,
             )
         measured = new_profile(
@@ -401,26 +404,22 @@ class TaskRunner:
         nothing is taken out (their real share is unknown; the task's profile then overstates
         it, which errs towards writing it)."""
         state = self.state
-        fused = [
-            uid
-            for uid in self._volatile_inputs(node)
-            if (ref := state.refs.get(uid)) is not None and ref.backing == "plan"
-        ]
-        inputs_s = sum(state.replay_cost.get(uid, 0.0) for uid in fused)
+        fused = self._lost_ancestors(node, plans_only=True)
+        inputs_s = sum(state.own_cost.get(uid, 0.0) for uid in fused)
         if inputs_s <= seconds:
             return seconds - inputs_s
         for uid in fused:
-            if state.replay_cost.get(uid, 0.0) > seconds:
+            if state.own_cost.get(uid, 0.0) > seconds:
                 logger.debug(
                     "[%s] [%s] input %s's recompute estimate %.2fs exceeds the measured %.2fs "
                     "of both: capped",
                     self.ctx.wf,
                     tid,
                     uid,
-                    state.replay_cost[uid],
+                    state.own_cost[uid],
                     seconds,
                 )
-                state.replay_cost[uid] = seconds
+                state.own_cost[uid] = seconds
         return seconds
 
     def _eager_seconds(self, tid: str, fn_seconds: float, fn_started: float | None) -> float:
@@ -438,7 +437,26 @@ class TaskRunner:
         """Seconds to recompute the inputs of ``node`` that are not durable and not being
         written (an input whose checkpoint write is under way is priced as durable: writing
         its consumer too would not shorten a recovery that replays from that checkpoint)."""
-        return sum(self.state.replay_cost.get(uid, 0.0) for uid in self._volatile_inputs(node))
+        return sum(self.state.own_cost.get(uid, 0.0) for uid in self._lost_ancestors(node))
+
+    def _lost_ancestors(self, node: Node, *, plans_only: bool = False) -> list[str]:
+        """Every task whose output a crash would make ``node``'s inputs recompute, each once
+        (inputs in a diamond share ancestors): its inputs that are not durable (see
+        :meth:`_volatile_inputs`), theirs, and so on up to durable outputs. ``plans_only``:
+        only through lazy plans (what computing ``node`` now recomputes; a cache is read)."""
+        dag, state = self.ctx.dag, self.state
+        seen: list[str] = []
+        stack = [node]
+        while stack:
+            for uid in self._volatile_inputs(stack.pop()):
+                if uid in seen:
+                    continue
+                ref = state.refs.get(uid)
+                if plans_only and (ref is None or ref.backing != "plan"):
+                    continue
+                seen.append(uid)
+                stack.append(dag.node(uid))
+        return seen
 
     def _volatile_inputs(self, node: Node) -> list[str]:
         """The inputs of ``node`` a crash would lose: not committed, not being written."""
@@ -478,7 +496,26 @@ class TaskRunner:
             if theirs is not None:
                 opaque -= theirs[0]
                 wide -= theirs[1]
+        if inputs is not None:  # the plan's cached relations: their outputs' known sizes
+            inputs += sum(self.state.work_bytes.get(uid, 0) for uid in self._cached_below(node))
         return PlanStats(max(opaque, 0), max(wide, 0), size, inputs)
+
+    def _cached_below(self, node: Node) -> set[str]:
+        """The cached outputs ``node``'s plan reads: its cached inputs, and those of its
+        inputs read as lazy plans (their plans are part of ``node``'s)."""
+        dag, out = self.ctx.dag, set()
+        stack = [node]
+        while stack:
+            for u in dag.upstream(stack.pop()):
+                uid = dag.id_of(u)
+                ref = self.state.refs.get(uid)
+                if ref is None or not ref.is_dataframe:
+                    continue
+                if ref.backing == "cache":
+                    out.add(uid)
+                elif ref.backing == "plan":
+                    stack.append(u)
+        return out
 
     def _log_auto(self, decision: AutoDecision) -> None:
         ctx = self.ctx

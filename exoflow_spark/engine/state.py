@@ -15,7 +15,7 @@ where it waits for a change; the scheduler reads them holding the lock. A few re
 without it, safely under the GIL: a single ``dict.get``/``in`` on a dict whose entries are
 only ever added (``refs``), or a whole-dict copy (the progress display copies ``statuses``,
 whose keys are all set before the run starts, so only values change). The plan fields are
-set before any thread starts and only read afterwards. ``replay_cost`` is written once per
+set before any thread starts and only read afterwards. ``own_cost`` is written once per
 task by the thread that ran it, before that task's ref is published under the lock, and read
 only by tasks that start after it (the lock orders the two).
 
@@ -108,8 +108,11 @@ class RunState:
     ready_from: dict[str, int] = field(default_factory=dict)
 
     # -- written by the thread running a task (see the module docstring) ---------------------
-    #: task -> estimated seconds to recompute its output after a crash (checkpoint="auto")
-    replay_cost: dict[str, float] = field(default_factory=dict)
+    #: task -> estimated seconds to recompute its own output from its inputs, theirs not
+    #: included (checkpoint="auto"; a crash's cost sums it over what the crash loses)
+    own_cost: dict[str, float] = field(default_factory=dict)
+    #: task -> bytes its output is priced by (checkpoint="auto": measured, or the estimate)
+    work_bytes: dict[str, int] = field(default_factory=dict)
     #: task -> the cost profile measured in this run (checkpoint="auto"; saved when measured,
     #: saved again with the checkpoint's write time at the end of the run)
     auto_profiles: dict[str, TaskProfile] = field(default_factory=dict)

@@ -364,16 +364,22 @@ def plan_operators(df: Any) -> tuple[int, int, int | None, int | None] | None:
     """``(opaque, wide, size_bytes, input_bytes)`` of a DataFrame's optimized plan: how many
     operators run Python code (their cost is invisible to Catalyst), how many have wide
     dependencies, Catalyst's size estimate of its output and the sum of its leaves' (what it
-    reads; None when unknown or absurd). Without column statistics Catalyst sizes a join at
-    the product of its sides (480 GB for a 10 MB join): the leaves bound what recomputing it
-    reads. A cached input shows as one ``InMemoryRelation``, so its operators are not counted.
-    None on Spark Connect."""
+    reads, cached relations left out; None when unknown or absurd). Without column statistics
+    Catalyst sizes a join at the product of its sides (480 GB for a 10 MB join): the leaves
+    bound what recomputing it reads. A cached input shows as one ``InMemoryRelation``, so its
+    operators are not counted. None on Spark Connect."""
     try:
         plan = df._jdf.queryExecution().optimizedPlan()
         text = str(plan.treeString())
         size = _size_in_bytes(plan)
         leaves = plan.collectLeaves()
-        inputs = sum(_size_in_bytes(leaves.apply(i)) for i in range(leaves.size()))
+        # a cached relation not yet computed is sized by the estimate of the plan it caches
+        # (a join's product again): left out, the caller knows what it cached
+        inputs = sum(
+            _size_in_bytes(leaf)
+            for leaf in (leaves.apply(i) for i in range(leaves.size()))
+            if str(leaf.nodeName()) != "InMemoryRelation"
+        )
     except Exception as exc:  # Spark Connect has no _jdf
         logger.debug("plan statistics unavailable (%s)", exc)
         return None

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType
 
@@ -187,6 +188,85 @@ def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, 
     [plan] = plans  # the whole chain in the output's plan: the UDF over the cheap stages
     assert "InMemoryTableScan" not in plan and "FileScan" not in plan, plan
     assert "BatchEvalPython" in plan and "AS a#" in plan and "AS b#" in plan, plan
+
+
+def test_work_at_risk_counts_each_lost_task_once_and_caches_at_their_size(spark, tmp_path):
+    """A diamond: a measured UDF stage read by two cheap branches that a third stage joins.
+    A crash loses the UDF stage once, so the join's recompute at risk holds it once (it was
+    summed per branch: twice). And a join of two ranges, cached lazily for its two readers
+    before any job ran, is priced by its readers at what it reads, not at Catalyst's product
+    of its sides (peers.py's heavy pipeline priced an aggregation over one at 3390 s)."""
+    storage = str(tmp_path / "exo")
+    os.makedirs(os.path.join(storage, "_exoflow"))
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        # writes so dear nothing is written: every output stays a plan or a cache
+        json.dump({"write_fixed_s": 1000.0, "measured_at": time.time()}, fh)
+
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    slow_udf = F.udf(slow, LongType())
+    spark_ = xf.get_spark
+
+    @xf.task
+    def orders():
+        return spark_().range(0, 200_000, 1, 2).withColumn("k", F.col("id") % 5000)
+
+    @xf.task
+    def customers():
+        return spark_().range(5000).withColumnRenamed("id", "k")
+
+    @xf.task
+    def joined(o, c):  # read by two tasks: cached lazily, Catalyst sizes it at ~6e10 bytes
+        return o.join(c, "k").groupBy("k").agg(F.count("*").alias("n"))
+
+    @xf.task
+    def big(df):
+        return df.where(F.col("n") > 0)
+
+    @xf.task
+    def small(df):
+        return df.where(F.col("n") < 1000)
+
+    @xf.task
+    def scored():
+        return spark_().range(0, 8, 1, 2).withColumn("s", slow_udf(F.col("id")))
+
+    @xf.task
+    def left(df):
+        return df.withColumn("l", F.col("s") + 1)
+
+    @xf.task
+    def right(df):
+        return df.withColumn("r", F.col("s") + 2)
+
+    @xf.task
+    def both(a, b):
+        return a.join(b, ["id", "s"])
+
+    @xf.task
+    def total(d, b, s):
+        return [d.count(), b.count(), s.count()]
+
+    sc = scored.bind()
+    j = joined.bind(orders.bind(), customers.bind())
+    dag = total.bind(both.bind(left.bind(sc), right.bind(sc)), big.bind(j), small.bind(j))
+    assert xf.run(dag, workflow_id="diamond", storage=storage, checkpoint="auto") == [
+        8,
+        5000,
+        5000,
+    ]
+    got = decisions(storage, "diamond")
+    assert got["scored"]["action"] == "keep" and got["scored"]["replay_s"] >= 0.4, got["scored"]
+    lost = got["scored"]["replay_s"]
+    assert got["left"]["replay_s"] == pytest.approx(lost, abs=0.05), got["left"]
+    # scored once, left and right (cheap plans) once each: not scored twice
+    assert got["both"]["replay_s"] < 1.5 * lost, (got["both"], lost)
+    leaves = 200_000 * 16 + 5000 * 8
+    for t in ("joined", "big", "small"):
+        assert got[t]["action"] == "fuse" and got[t]["bytes"] <= 4 * leaves, got[t]
+        assert got[t]["replay_s"] < 1, got[t]
 
 
 def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(spark) -> None:
