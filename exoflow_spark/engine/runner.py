@@ -76,10 +76,19 @@ class TaskRunner:
         self.ctx, self.state, self.committer = ctx, state, committer
         #: the storage root's task cost profiles (checkpoint="auto")
         self.profiles = ProfileStore(ctx.store.fs)
-        #: the least recompute at risk that checkpoint="auto" insures with a write
-        self.min_replay_s = min_replay_s()
+        #: the least recompute at risk that checkpoint="auto" insures with a write (read when
+        #: a task first needs it: a run with no "auto" task ignores the variable)
+        self._min_replay_s: float | None = None
         #: seconds before the first retry; doubles each time (capped at MAX_BACKOFF)
         self.retry_backoff = retry_backoff
+
+    @property
+    def min_replay_s(self) -> float:
+        """The floor of recompute worth a write (``$EXOFLOW_AUTO_MIN_REPLAY_S``, checked
+        before an "auto" run starts)."""
+        if self._min_replay_s is None:
+            self._min_replay_s = min_replay_s()
+        return self._min_replay_s
 
     # -- inputs --------------------------------------------------------------------------------
     def ref(self, tid: str) -> Ref:

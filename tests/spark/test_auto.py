@@ -190,6 +190,26 @@ def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, 
     assert "BatchEvalPython" in plan and "AS a#" in plan and "AS b#" in plan, plan
 
 
+def test_a_bad_floor_is_refused_by_auto_runs_only(spark, tmp_path, monkeypatch):
+    """``$EXOFLOW_AUTO_MIN_REPLAY_S`` matters to "auto" tasks only: a run without one runs
+    whatever it says; an "auto" run is refused before its run record is written."""
+    monkeypatch.setenv(MIN_REPLAY_ENV, "later")
+    storage = str(tmp_path / "exo")
+
+    @xf.task
+    def rows():
+        return xf.get_spark().range(3)
+
+    @xf.task
+    def n(df):
+        return df.count()
+
+    assert xf.run(n.bind(rows.bind()), workflow_id="plain", storage=storage) == 3
+    with pytest.raises(xf.InvalidOptionError, match=MIN_REPLAY_ENV):
+        xf.run(n.bind(rows.bind()), workflow_id="auto", storage=storage, checkpoint="auto")
+    assert not os.path.exists(os.path.join(storage, "workflows", "auto"))
+
+
 def test_work_at_risk_counts_each_lost_task_once_and_caches_at_their_size(spark, tmp_path):
     """A diamond: a measured UDF stage read by two cheap branches that a third stage joins.
     A crash loses the UDF stage once, so the join's recompute at risk holds it once (it was
