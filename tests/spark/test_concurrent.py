@@ -225,6 +225,20 @@ def test_drivers_claiming_at_the_same_instant_have_one_winner(tmp_path: Path) ->
 
 
 @pytest.mark.subprocess
+def wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Return once every thread of ``pid`` is stopped. ``kill(SIGSTOP)`` returns before the
+    target stops: on a loaded host its heartbeat thread can still finish a write after it, which
+    a watch started at once would read as a live owner (CI saw exactly that once)."""
+    deadline = time.monotonic() + timeout
+    tasks = Path(f"/proc/{pid}/task")
+    while True:
+        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        if states and all(s in ("T", "t") for s in states):
+            return
+        assert time.monotonic() < deadline, f"pid {pid} did not stop: thread states {states}"
+        time.sleep(0.01)
+
+
 def test_claims_stay_exclusive_across_forged_hosts_skewed_clocks_and_a_stall(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -255,6 +269,7 @@ def test_claims_stay_exclusive_across_forged_hosts_skewed_clocks_and_a_stall(
 
     owner.send_signal(signal.SIGSTOP)  # a stall: alive, but its heartbeat stops
     try:
+        wait_stopped(owner.pid)  # a heartbeat write in flight lands before the watch begins
         taker = WorkflowStore(root, "wf")
         started = time.monotonic()
         assert taker.start_run(taker.read_state(), DagRecord("t")) == 2
