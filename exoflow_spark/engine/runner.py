@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.context import TaskContext, task_context
@@ -65,6 +66,25 @@ EAGER_MIN_S = 0.1
 
 #: the longest wait between two attempts, in seconds
 MAX_BACKOFF = 30.0
+
+
+@dataclass
+class FnRun:
+    """One run of a task's function: when it started (epoch seconds, to select the Spark
+    jobs it ran) and how long it took (``stop``); ``FnRun()``: nothing known."""
+
+    started_at: float | None = None
+    seconds: float = 0.0
+    _t0: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def starting(cls) -> FnRun:
+        return cls(started_at=time.time(), _t0=time.perf_counter())
+
+    def stop(self) -> float:
+        """Record the run's end; its seconds."""
+        self.seconds = time.perf_counter() - self._t0
+        return self.seconds
 
 
 class TaskRunner:
@@ -167,7 +187,7 @@ class TaskRunner:
             observed = self._observed(node)
             tctx = self.context(tid, attempt, is_sink=self.ctx.dag.is_sink(node))
             tctx.deterministic = tctx.deterministic and not observed
-            start, fn_started = time.perf_counter(), time.time()
+            fn_run = FnRun.starting()
             try:
                 with self.in_task(tctx, tid):
                     result = node.task.fn(*args, **kwargs)
@@ -175,9 +195,9 @@ class TaskRunner:
                         self._keep_replayed(tid, result)
                         return
                     result = node.task.finish(result, tctx)
-                    compute_seconds = time.perf_counter() - start
+                    compute_seconds = fn_run.stop()
                     crash_point(tid, "after-output")
-                    ref, record = self._materialize(node, tid, result, compute_seconds, fn_started)
+                    ref, record = self._materialize(node, tid, result, fn_run)
                 break
             except ExoflowError:
                 raise
@@ -251,13 +271,12 @@ class TaskRunner:
         node: Node,
         tid: str,
         result: Any,
-        fn_seconds: float = 0.0,
-        fn_started: float | None = None,
+        fn_run: FnRun | None = None,
     ) -> tuple[Ref, CommitRecord | None]:
         """Turn a task's return value into a ref, writing a sync checkpoint if asked.
 
-        ``fn_seconds``: how long the task's function ran (its eager actions), and
-        ``fn_started`` when (epoch seconds), for ``"auto"``.
+        ``fn_run``: when the task's function started and how long it ran (its eager
+        actions), for ``"auto"``.
         Returns the ref and the commit record to write now (None: not committed now).
         """
         if result is None:
@@ -271,7 +290,7 @@ class TaskRunner:
         if node is self.ctx.dag.output and mode in (False, "auto"):
             mode = True  # the workflow's output is always durable: get_output and re-runs
         if mode == "auto":
-            return self._auto(node, tid, result, fn_seconds, fn_started), None
+            return self._auto(node, tid, result, fn_run or FnRun()), None
         if mode is False:
             return self._lazy(tid, result), None
         if mode is True:
@@ -325,14 +344,13 @@ class TaskRunner:
         node: Node,
         tid: str,
         result: Any,
-        fn_seconds: float = 0.0,
-        fn_started: float | None = None,
+        fn_run: FnRun,
     ) -> Ref:
         """Decide whether the output is worth writing, from its profile, else a measurement
         now (Python code the plan cannot price), else the plan's statistics; only outputs
         worth writing (or measured) are computed into the cache, the rest keep fusing.
 
-        ``fn_seconds`` (the function's own run) counts in the estimate and in the
+        ``fn_run`` (the function's own run) counts in the estimate and in the
         measurement (the profile's compute) when the function ran Spark jobs itself (eager
         actions such as a training loop, which its output's plan does not show and a replay
         redoes); a function that only built a plan is priced by the plan."""
@@ -345,7 +363,7 @@ class TaskRunner:
         stats = self._own_plan_stats(node, result) if profile is None and not must else None
         # a profile or a rule decides without it (Spark's status store is read when needed)
         eager = profile is None and not must
-        eager_s = self._eager_seconds(tid, fn_seconds, fn_started) if eager else 0.0
+        eager_s = self._eager_seconds(tid, fn_run) if eager else 0.0
         decision = decide_before(
             tid,
             profile=profile,
@@ -363,7 +381,7 @@ class TaskRunner:
             self._log_auto(decision)
             return self._lazy(tid, result)
         if profile is not None or must:  # measured now: the profile keeps the eager work
-            eager_s = self._eager_seconds(tid, fn_seconds, fn_started)
+            eager_s = self._eager_seconds(tid, fn_run)
         measured_from = time.time()
         ref, rows = self._cache(tid, result)
         seconds = ref.materialize_seconds + eager_s
@@ -431,16 +449,16 @@ class TaskRunner:
                 state.own_cost[uid] = seconds
         return seconds
 
-    def _eager_seconds(self, tid: str, fn_seconds: float, fn_started: float | None) -> float:
-        """``fn_seconds`` if the task's function ran Spark jobs of its own (Spark's status
+    def _eager_seconds(self, tid: str, fn_run: FnRun) -> float:
+        """How long the task's function ran if it ran Spark jobs of its own (Spark's status
         store has jobs labelled with the task), else 0 (building a plan is not priced)."""
-        if fn_seconds < EAGER_MIN_S:
+        if fn_run.seconds < EAGER_MIN_S:
             return 0.0
         # this attempt's jobs only: a driver that ran this workflow id before still lists
         # those runs' jobs under the same label
-        since = None if fn_started is None else fn_started - 0.01
+        since = None if fn_run.started_at is None else fn_run.started_at - 0.01
         metrics = job_metrics(self.ctx.spark, self.ctx.wf, tid, since=since)
-        return fn_seconds if metrics is not None and metrics["jobs"] > 0 else 0.0
+        return fn_run.seconds if metrics is not None and metrics["jobs"] > 0 else 0.0
 
     def _upstream_replay(self, node: Node) -> float:
         """Seconds to recompute the inputs of ``node`` that are not durable and not being
@@ -450,33 +468,53 @@ class TaskRunner:
 
     def _lost_ancestors(self, node: Node, *, plans_only: bool = False) -> list[str]:
         """Every task whose output a crash would make ``node``'s inputs recompute, each once
-        (inputs in a diamond share ancestors): its inputs that are not durable (see
-        :meth:`_volatile_inputs`), theirs, and so on up to durable outputs. ``plans_only``:
-        only through lazy plans (what computing ``node`` now recomputes; a cache is read)."""
-        dag, state = self.ctx.dag, self.state
-        seen: list[str] = []
+        (inputs in a diamond share ancestors): its inputs that are not durable (not
+        committed, not being written), theirs, and so on up to durable outputs.
+        ``plans_only``: only through lazy plans (what computing ``node`` now recomputes; a
+        cache is read)."""
+        commits = self.ctx.log.commits
+
+        def lost(uid: str, ref: Ref | None) -> tuple[bool, bool]:
+            durable = uid in commits or (
+                ref is not None and (ref.committed.is_set() or ref.write_async)
+            )
+            take = not durable and (not plans_only or (ref is not None and ref.backing == "plan"))
+            return take, take
+
+        return self._walk_up(node, lost)
+
+    def _cached_below(self, node: Node) -> list[str]:
+        """The cached outputs ``node``'s plan reads: its cached inputs, and those of its
+        inputs read as lazy plans (their plans are part of ``node``'s)."""
+
+        def cached(uid: str, ref: Ref | None) -> tuple[bool, bool]:
+            if ref is None or not ref.is_dataframe:
+                return False, False
+            return ref.backing == "cache", ref.backing == "plan"
+
+        return self._walk_up(node, cached)
+
+    def _walk_up(
+        self, node: Node, visit: Callable[[str, Ref | None], tuple[bool, bool]]
+    ) -> list[str]:
+        """The tasks above ``node`` that ``visit(task id, its ref or None)`` collects, in the
+        order reached; it also says whether the walk goes on through that task to its inputs.
+        Each task is visited once (a diamond's shared ancestor too)."""
+        dag, refs = self.ctx.dag, self.state.refs
+        visited: set[str] = set()
+        out: list[str] = []
         stack = [node]
         while stack:
-            for uid in self._volatile_inputs(stack.pop()):
-                if uid in seen:
+            for u in dag.upstream(stack.pop()):
+                uid = dag.id_of(u)
+                if uid in visited:
                     continue
-                ref = state.refs.get(uid)
-                if plans_only and (ref is None or ref.backing != "plan"):
-                    continue
-                seen.append(uid)
-                stack.append(dag.node(uid))
-        return seen
-
-    def _volatile_inputs(self, node: Node) -> list[str]:
-        """The inputs of ``node`` a crash would lose: not committed, not being written."""
-        dag, commits, state = self.ctx.dag, self.ctx.log.commits, self.state
-        out = []
-        for u in dag.upstream(node):
-            uid = dag.id_of(u)
-            ref = state.refs.get(uid)
-            if uid in commits or (ref is not None and (ref.committed.is_set() or ref.write_async)):
-                continue
-            out.append(uid)
+                visited.add(uid)
+                take, through = visit(uid, refs.get(uid))
+                if take:
+                    out.append(uid)
+                if through:
+                    stack.append(u)
         return out
 
     def _must_write(self, node: Node, tid: str) -> str | None:
@@ -508,23 +546,6 @@ class TaskRunner:
         if inputs is not None:  # the plan's cached relations: their outputs' known sizes
             inputs += sum(self.state.work_bytes.get(uid, 0) for uid in self._cached_below(node))
         return PlanStats(max(opaque, 0), max(wide, 0), size, inputs)
-
-    def _cached_below(self, node: Node) -> set[str]:
-        """The cached outputs ``node``'s plan reads: its cached inputs, and those of its
-        inputs read as lazy plans (their plans are part of ``node``'s)."""
-        dag, out = self.ctx.dag, set()
-        stack = [node]
-        while stack:
-            for u in dag.upstream(stack.pop()):
-                uid = dag.id_of(u)
-                ref = self.state.refs.get(uid)
-                if ref is None or not ref.is_dataframe:
-                    continue
-                if ref.backing == "cache":
-                    out.add(uid)
-                elif ref.backing == "plan":
-                    stack.append(u)
-        return out
 
     def _log_auto(self, decision: AutoDecision) -> None:
         ctx = self.ctx
