@@ -397,7 +397,21 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
             last[e.task] = f"{e.data.get('action', 'write' if e.data.get('checkpoint') else '?')}"
             last[e.task] += f" [{e.data.get('source', 'measured')}]"
     out: list[dict[str, str]] = []
-    replay: dict[str, float] = {}
+    own: dict[str, float] = {}  # the recompute of each task the preview fuses
+    inputs = {t.id: t.upstream for t in record.tasks}
+
+    def lost_upstream(tid: str) -> float:
+        """The recompute of the fused tasks above ``tid``, each once (a diamond's shared
+        ancestor is lost once, as the run prices it)."""
+        seen: set[str] = set()
+        stack = list(inputs.get(tid, ()))
+        while stack:
+            u = stack.pop()
+            if u in own and u not in seen:
+                seen.add(u)
+                stack.extend(inputs.get(u, ()))
+        return sum(own[u] for u in seen)
+
     floor = min_replay_s()
     for t in record.tasks:
         if t.checkpoint != "auto" or t.id == record.output:
@@ -405,7 +419,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
         profile = (
             profiles.load(profile_key(t.id, t.code_fingerprint)) if t.code_fingerprint else None
         )
-        upstream = sum(replay.get(u, 0.0) for u in t.upstream)
+        upstream = lost_upstream(t.id)
         if profile is None:
             entry = {
                 "task": t.id,
@@ -424,7 +438,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
                 min_replay_s=floor,
             )
             if d.action == "fuse":
-                replay[t.id] = d.replay_s or 0.0
+                own[t.id] = profile.compute_s
             entry = {"task": t.id, "action": d.action, "source": d.source, "reason": d.reason}
         entry["last"] = last.get(t.id) or "-"
         out.append(entry)

@@ -205,6 +205,60 @@ def test_a_bad_floor_fails_an_auto_run_before_anything_is_written(tmp_path, monk
     assert not (tmp_path / "root").exists()
 
 
+def test_explain_prices_a_diamonds_shared_ancestor_once(tmp_path, monkeypatch) -> None:
+    """``explain`` previews each "auto" task's decision from its profile; a task below a
+    diamond of fused tasks counts the shared ancestor's recompute once, as a run does."""
+    monkeypatch.setenv(MIN_REPLAY_ENV, "0")
+    auto = {"checkpoint": "auto"}
+
+    @xf.task(**auto)
+    def source():
+        return 0
+
+    @xf.task(**auto)
+    def left(x):
+        return x
+
+    @xf.task(**auto)
+    def right(x):
+        return x
+
+    @xf.task(**auto)
+    def both(x, y):
+        return x
+
+    @xf.task
+    def out(x):
+        return x
+
+    shared = source.bind()
+    dag = out.bind(both.bind(left.bind(shared), right.bind(shared)))
+    record = Dag(dag).to_record()
+    root = str(tmp_path / "root")
+    profiles = ProfileStore(LocalLogFS(root))
+    compute = {"source": 3.0, "left": 1.0, "right": 1.0, "both": 0.5}
+    for t in record["tasks"]:
+        if t["id"] in compute:  # outputs far dearer to write than to recompute: all fused
+            key = profile_key(t["id"], t["code_fingerprint"])
+            profiles.save(
+                new_profile(
+                    key=key,
+                    task=t["id"],
+                    code_fingerprint=t["code_fingerprint"],
+                    own_s=compute[t["id"]],
+                    executor_s=None,
+                    rows=1,
+                    size=10**13,
+                    workflow_id="day-1",
+                )
+            )
+    preview = {e["task"]: e for e in xf.explain(dag, workflow_id="w", storage=root).auto}
+    assert {t: e["action"] for t, e in preview.items()} == dict.fromkeys(compute, "fuse")
+    assert "inputs' recompute 3.00s" in preview["left"]["reason"]
+    # source once, left and right: 5 s (the branches' sum, 8 s, counted source twice)
+    assert "compute 0.50s + inputs' recompute 5.00s" in preview["both"]["reason"]
+
+
 def test_profile_store_round_trip_and_keys(tmp_path) -> None:
     store = ProfileStore(LocalLogFS(str(tmp_path)))
     p = profile(1.5)
