@@ -19,7 +19,9 @@ Delta read and Python UDF (class loading and Python workers, ~5 s that every new
 before its first task, the fault-free one as much as the restarted one); the table
 also shows the ratio with start-up counted in both runs.
 
-Candidates: none (checkpoint=False everywhere), async and sync (every stage), selective
+Each repetition runs the candidates in turn, starting one later than the repetition before
+(a machine's load drifts during a half-hour benchmark: a fixed order would favour whichever
+runs first). Candidates: none (checkpoint=False everywhere), async and sync (every stage), selective
 (async on the four expensive UDF stages only, the paper's "selective" strategy, chosen by
 hand; recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run:
 the storage root's cost profiles are deleted before its fault-free run and before its crashed
@@ -248,6 +250,15 @@ def driver(
     return json.loads(line[len("TIMING ") :])
 
 
+def rotated(chosen: list[str], rep: int) -> list[str]:
+    """The candidates in repetition ``rep``'s order: rotated by one each repetition, so none
+    always running first (on a machine whose load drifts during the benchmark) does not
+    favour it or any other candidate. "auto-profile" still follows "auto" in the first
+    repetition, and later finds the profiles the earlier repetitions measured."""
+    k = rep % len(chosen)
+    return chosen[k:] + chosen[:k]
+
+
 def _span(values: list[float]) -> str:
     """``min-max`` of the repetitions, for the tables."""
     return f"{min(values):.2f}-{max(values):.2f}"
@@ -307,7 +318,7 @@ def main() -> int:
     driver("selective", work, "warmup", max(a.rows // 10, 1000))
     profiles = work / "exo" / "_exoflow" / "profiles"
     for rep in range(a.reps if a.driver_crash else 0):
-        for strategy in chosen:
+        for strategy in rotated(chosen, rep):
             if strategy == "auto":
                 shutil.rmtree(profiles, ignore_errors=True)  # a first run: no profile
             clean = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
@@ -330,7 +341,7 @@ def main() -> int:
         cluster = "local-cluster[2,1,1024]"
         print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
         for rep in range(a.reps):
-            for strategy in chosen:
+            for strategy in rotated(chosen, rep):
                 if strategy == "auto":
                     shutil.rmtree(profiles, ignore_errors=True)  # a first run, as above
                 clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
