@@ -18,7 +18,7 @@ from .core.records import DagRecord, EventKind
 from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
-from .engine.autockpt import ProfileStore, decide_before, min_replay_s, profile_key
+from .engine.autockpt import ProfileStore, decide_before, min_replay_s, profile_key, walk_up
 from .engine.cost import load_throughput
 from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
@@ -400,17 +400,12 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
     own: dict[str, float] = {}  # the recompute of each task the preview fuses
     inputs = {t.id: t.upstream for t in record.tasks}
 
+    def fused(uid: str) -> tuple[bool, bool]:
+        return uid in own, uid in own
+
     def lost_upstream(tid: str) -> float:
-        """The recompute of the fused tasks above ``tid``, each once (a diamond's shared
-        ancestor is lost once, as the run prices it)."""
-        seen: set[str] = set()
-        stack = list(inputs.get(tid, ()))
-        while stack:
-            u = stack.pop()
-            if u in own and u not in seen:
-                seen.add(u)
-                stack.extend(inputs.get(u, ()))
-        return sum(own[u] for u in seen)
+        """The recompute of the fused tasks above ``tid``, each once."""
+        return sum(own[u] for u in walk_up(tid, lambda t: inputs.get(t, ()), fused))
 
     floor = min_replay_s()
     for t in record.tasks:

@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -237,6 +238,31 @@ class AutoDecision:
             "bytes": self.bytes,
             "reason": self.reason,
         }
+
+
+def walk_up(
+    task: str,
+    inputs: Callable[[str], Iterable[str]],
+    visit: Callable[[str], tuple[bool, bool]],
+) -> list[str]:
+    """The tasks above ``task`` (``inputs(t)``: the ids of t's inputs) that ``visit(t)``
+    collects, in the order reached; ``visit`` also says whether the walk goes on through t
+    to its inputs. Each task is visited once: a diamond's shared ancestor counts once in a
+    crash's recompute (the run prices it so, and ``explain`` previews it so)."""
+    visited: set[str] = set()
+    out: list[str] = []
+    stack = [task]
+    while stack:
+        for uid in inputs(stack.pop()):
+            if uid in visited:
+                continue
+            visited.add(uid)
+            take, through = visit(uid)
+            if take:
+                out.append(uid)
+            if through:
+                stack.append(uid)
+    return out
 
 
 def min_replay_s(environ: Any = None) -> float:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,7 @@ from .autockpt import (
     min_replay_s,
     new_profile,
     profile_key,
+    walk_up,
 )
 from .committer import Committer, TaskOutput
 from .ref import Ref
@@ -472,50 +473,34 @@ class TaskRunner:
         committed, not being written), theirs, and so on up to durable outputs.
         ``plans_only``: only through lazy plans (what computing ``node`` now recomputes; a
         cache is read)."""
-        commits = self.ctx.log.commits
+        commits, refs = self.ctx.log.commits, self.state.refs
 
-        def lost(uid: str, ref: Ref | None) -> tuple[bool, bool]:
+        def lost(uid: str) -> tuple[bool, bool]:
+            ref = refs.get(uid)
             durable = uid in commits or (
                 ref is not None and (ref.committed.is_set() or ref.write_async)
             )
             take = not durable and (not plans_only or (ref is not None and ref.backing == "plan"))
             return take, take
 
-        return self._walk_up(node, lost)
+        return walk_up(self.ctx.dag.id_of(node), self._input_ids, lost)
 
     def _cached_below(self, node: Node) -> list[str]:
         """The cached outputs ``node``'s plan reads: its cached inputs, and those of its
         inputs read as lazy plans (their plans are part of ``node``'s)."""
+        refs = self.state.refs
 
-        def cached(uid: str, ref: Ref | None) -> tuple[bool, bool]:
+        def cached(uid: str) -> tuple[bool, bool]:
+            ref = refs.get(uid)
             if ref is None or not ref.is_dataframe:
                 return False, False
             return ref.backing == "cache", ref.backing == "plan"
 
-        return self._walk_up(node, cached)
+        return walk_up(self.ctx.dag.id_of(node), self._input_ids, cached)
 
-    def _walk_up(
-        self, node: Node, visit: Callable[[str, Ref | None], tuple[bool, bool]]
-    ) -> list[str]:
-        """The tasks above ``node`` that ``visit(task id, its ref or None)`` collects, in the
-        order reached; it also says whether the walk goes on through that task to its inputs.
-        Each task is visited once (a diamond's shared ancestor too)."""
-        dag, refs = self.ctx.dag, self.state.refs
-        visited: set[str] = set()
-        out: list[str] = []
-        stack = [node]
-        while stack:
-            for u in dag.upstream(stack.pop()):
-                uid = dag.id_of(u)
-                if uid in visited:
-                    continue
-                visited.add(uid)
-                take, through = visit(uid, refs.get(uid))
-                if take:
-                    out.append(uid)
-                if through:
-                    stack.append(u)
-        return out
+    def _input_ids(self, tid: str) -> list[str]:
+        dag = self.ctx.dag
+        return [dag.id_of(u) for u in dag.upstream(dag.node(tid))]
 
     def _must_write(self, node: Node, tid: str) -> str | None:
         """Why ``tid``'s output is written whatever it costs, or None."""
