@@ -519,12 +519,20 @@ class TaskRunner:
         mine = plan_operators(result)
         if mine is None:
             return None
-        opaque, wide, size, inputs = mine
+        opaque, wide, size, inputs, optimized = mine
+        self.state.plan_counts[self.ctx.dag.id_of(node)] = (opaque, wide, optimized)
         for u in self.ctx.dag.upstream(node):
-            ref = self.state.refs.get(self.ctx.dag.id_of(u))
+            uid = self.ctx.dag.id_of(u)
+            ref = self.state.refs.get(uid)
             if ref is None or not ref.is_dataframe or ref.backing != "plan":
                 continue
-            theirs = plan_operators(ref.get())
+            # counted the way this plan was read (optimized or not), so that they subtract:
+            # as its own decision read them, else read now
+            known = self.state.plan_counts.get(uid)
+            if known is not None and known[2] == optimized:
+                opaque, wide = opaque - known[0], wide - known[1]
+                continue
+            theirs = plan_operators(ref.get(), optimize=optimized)
             if theirs is not None:
                 opaque -= theirs[0]
                 wide -= theirs[1]

@@ -15,7 +15,8 @@ where it waits for a change; the scheduler reads them holding the lock. A few re
 without it, safely under the GIL: a single ``dict.get``/``in`` on a dict whose entries are
 only ever added (``refs``), or a whole-dict copy (the progress display copies ``statuses``,
 whose keys are all set before the run starts, so only values change). The plan fields are
-set before any thread starts and only read afterwards. ``own_cost`` is written once per
+set before any thread starts and only read afterwards. ``own_cost`` (and the other
+fields under "written by the thread running a task") is written once per
 task by the thread that ran it, before that task's ref is published under the lock, and read
 only by tasks that start after it (the lock orders the two).
 
@@ -113,6 +114,10 @@ class RunState:
     own_cost: dict[str, float] = field(default_factory=dict)
     #: task -> bytes its output is priced by (checkpoint="auto": measured, or the estimate)
     work_bytes: dict[str, int] = field(default_factory=dict)
+    #: task -> the operators of its output's whole plan as read for its decision (opaque,
+    #: wide, and whether the plan was optimized): a consumer whose plan fuses the output
+    #: takes them out of its own without reading the plan again (checkpoint="auto")
+    plan_counts: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
     #: task -> the cost profile measured in this run (checkpoint="auto"; saved when measured,
     #: saved again with the checkpoint's write time at the end of the run)
     auto_profiles: dict[str, TaskProfile] = field(default_factory=dict)

@@ -351,6 +351,10 @@ _WIDE_OPERATORS = (
     "Deduplicate",
     "Distinct",
     "Expand",
+    "RebalancePartitions",
+    # before optimization only (the optimizer rewrites them into joins and aggregates)
+    "Intersect",
+    "Except",
 )
 _OPERATOR_RE = re.compile(r"^[\s:+\-|!]*([A-Za-z]+)")
 
@@ -360,16 +364,46 @@ def _size_in_bytes(plan: Any) -> int:
     return int(raw) if isinstance(raw, int) else int(str(raw.toString()))
 
 
-def plan_operators(df: Any) -> tuple[int, int, int | None, int | None] | None:
-    """``(opaque, wide, size_bytes, input_bytes)`` of a DataFrame's optimized plan: how many
+_PATTERN: list[Any] = [None, None]  # (the JVM view, its TreePattern.PYTHON_UDF)
+
+
+def _python_udf_pattern(jvm: Any) -> Any:
+    """Spark's ``TreePattern.PYTHON_UDF`` (looked up once per JVM: each name on the way
+    there is a Py4J round trip, 2-3 ms a decision)."""
+    if _PATTERN[0] is not jvm:
+        _PATTERN[1] = jvm.org.apache.spark.sql.catalyst.trees.TreePattern.PYTHON_UDF()
+        _PATTERN[0] = jvm
+    return _PATTERN[1]
+
+
+def plan_operators(
+    df: Any, *, optimize: bool | None = None
+) -> tuple[int, int, int | None, int | None, bool] | None:
+    """``(opaque, wide, size_bytes, input_bytes, optimized)`` of a DataFrame's plan: how many
     operators run Python code (their cost is invisible to Catalyst), how many have wide
     dependencies, Catalyst's size estimate of its output and the sum of its leaves' (what it
-    reads, cached relations left out; None when unknown or absurd). Without column statistics
-    Catalyst sizes a join at the product of its sides (480 GB for a 10 MB join): the leaves
-    bound what recomputing it reads. A cached input shows as one ``InMemoryRelation``, so its
-    operators are not counted. None on Spark Connect."""
+    reads, cached relations left out; None when unknown or absurd), and whether these come
+    from the optimized plan. Without column statistics Catalyst sizes a join at the product of
+    its sides (480 GB for a 10 MB join): the leaves bound what recomputing it reads. A cached
+    input shows as one ``InMemoryRelation``, so its operators are not counted. None on Spark
+    Connect.
+
+    A plan with no Python code anywhere (Spark's ``PYTHON_UDF`` tree pattern, one call) is
+    read as analyzed, with the cache's relations substituted (``withCachedData``), and is not
+    optimized: optimizing the cumulative plan of each stage of a long narrow chain cost more
+    than half of ``checkpoint="auto"``'s overhead on ``benchmarks/peers.py``'s ETL (50-100 ms
+    of 8 stages against 5-15 ms), and such a plan's counts need no optimizer (its wide
+    operators are named as such before optimization too). A plan with Python code is
+    optimized: only the optimizer extracts Python UDFs into the operators counted here.
+    ``optimize``: True or False forces one way (the inputs of a plan read one way are read
+    the same way); None chooses as above."""
     try:
-        plan = df._jdf.queryExecution().optimizedPlan()
+        qe = df._jdf.queryExecution()
+        plan = qe.withCachedData()
+        if optimize is None:
+            optimize = bool(plan.containsPattern(_python_udf_pattern(df.sparkSession._jvm)))
+        if optimize:
+            plan = qe.optimizedPlan()
         text = str(plan.treeString())
         size = _size_in_bytes(plan)
         leaves = plan.collectLeaves()
@@ -406,6 +440,7 @@ def plan_operators(df: Any) -> tuple[int, int, int | None, int | None] | None:
         wide,
         size if 0 <= size < 1 << 50 else None,
         inputs if 0 <= inputs < 1 << 50 else None,
+        optimize,
     )
 
 

@@ -309,6 +309,43 @@ def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(sp
         joined.unpersist()
 
 
+def test_a_plan_without_python_is_counted_unoptimized_as_the_optimizer_would(spark) -> None:
+    """A run under "auto" reads a plan with no Python code in it as analyzed (no optimization: the
+    cumulative plan of every stage of a long chain was optimized once per decision), and one
+    with Python code optimized (only the optimizer turns UDFs into the operators it counts).
+    Both reads give the same counts of Python and wide operators, cached inputs left out."""
+    from exoflow_spark.spark.session import plan_operators
+
+    base = spark.range(0, 1000, 1, 2).withColumn("k", F.col("id") % 10)
+    other = spark.range(10).withColumnRenamed("id", "k")
+    cached = base.where(F.col("id") > 3).groupBy("k").count().persist()
+    try:
+        cached.count()
+        jvm_only = {
+            "narrow": (base.select("id", (F.col("k") * 2).alias("k2")).where("k2 > 1"), 0),
+            "join + aggregate": (base.join(other, "k").groupBy("k").agg(F.sum("id")), 2),
+            "distinct, sorted": (base.select("k").distinct().orderBy("k"), 2),
+            "over a cached input": (cached.withColumn("c2", F.col("count") + 1), 0),
+            "intersect": (base.select("k").intersect(other), 1),
+        }
+        for name, (df, wide) in jvm_only.items():
+            fast, full = plan_operators(df), plan_operators(df, optimize=True)
+            assert fast is not None and full is not None
+            assert fast[4] is False and full[4] is True, name  # read unoptimized by default
+            assert fast[0] == full[0] == 0, (name, fast, full)
+            assert fast[1] >= 1 if wide else fast[1] == 0, (name, fast)
+            if name != "intersect":  # the optimizer turns one Intersect into a join
+                assert fast[1] == full[1] == wide, (name, fast, full)
+            assert fast[2] is not None and fast[3] is not None, (name, fast)
+        udf = F.udf(lambda x: x + 1, LongType())
+        with_python = cached.withColumn("u", udf(F.col("count"))).groupBy("u").count()
+        read = plan_operators(with_python)
+        assert read is not None and read[4] is True, read  # optimized: its UDF extracted
+        assert read[:2] == (1, 1), read  # the UDF and the aggregate, not the cached plan's
+    finally:
+        cached.unpersist()
+
+
 def test_a_task_that_runs_spark_jobs_itself_is_priced_by_them(spark, tmp_path) -> None:
     """A training-loop-like task: its function runs Spark jobs (here 0.4 s per row of Python,
     collected twice) and returns a small plan Catalyst prices at nothing. Auto writes it (its
