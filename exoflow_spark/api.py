@@ -30,7 +30,7 @@ from .errors import (
     WorkflowChangedError,
     WorkflowNotFoundError,
 )
-from .spark.session import resolve_spark
+from .spark.session import cache_replicas, resolve_spark
 from .storage.checkpoints import CHECKPOINT_FORMATS, CheckpointFormat
 from .storage.store import Heartbeat, WorkflowState, WorkflowStore, list_workflow_ids
 from .surface.progress import ProgressMode, check_progress_mode
@@ -201,6 +201,7 @@ def _run(
     graph = Dag(dag, checkpoint_policy=policy)
     if any(graph.mode_of(n) == "auto" for n in graph):
         min_replay_s()  # a bad $EXOFLOW_AUTO_MIN_REPLAY_S fails before anything runs
+    cache_replicas()  # so does a bad $EXOFLOW_CACHE_REPLICAS
     if isinstance(invalidate, str):
         invalidate = [invalidate]
     for t in invalidate:

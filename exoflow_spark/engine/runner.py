@@ -37,7 +37,9 @@ from ..core.task import Node, map_nested
 from ..core.values import MAX_VALUE_BYTES, is_dataframe
 from ..errors import DagError, ExoflowError, TaskFailedError
 from ..spark.session import (
+    cache_replicas,
     cached_size_bytes,
+    costly_cache_level,
     is_system_error,
     job_context,
     job_metrics,
@@ -100,8 +102,16 @@ class TaskRunner:
         #: the least recompute at risk that checkpoint="auto" insures with a write (read when
         #: a task first needs it: a run with no "auto" task ignores the variable)
         self._min_replay_s: float | None = None
+        self._cache_replicas: int | None = None
         #: seconds before the first retry; doubles each time (capped at MAX_BACKOFF)
         self.retry_backoff = retry_backoff
+
+    @property
+    def cache_replicas(self) -> int:
+        """Copies of a costly output in Spark's cache (``$EXOFLOW_CACHE_REPLICAS``)."""
+        if self._cache_replicas is None:
+            self._cache_replicas = cache_replicas()
+        return self._cache_replicas
 
     @property
     def min_replay_s(self) -> float:
@@ -330,8 +340,13 @@ class TaskRunner:
         return Ref(tid, "plan", df=result)
 
     def _cache(self, tid: str, result: Any) -> tuple[Ref, Any]:
-        """Compute the output into executor memory now (timed): its ref and the DataFrame."""
-        df = self.state.keep_persisted(result.persist())
+        """Compute the output into executor memory now (timed): its ref and the DataFrame.
+
+        Only outputs costly to recompute come here (Python code or shuffles in their plan, or
+        judged worth measuring): on a cluster of two or more executors they are cached in two
+        copies (see :func:`~exoflow_spark.spark.session.costly_cache_level`)."""
+        level = costly_cache_level(self.ctx.spark, self.cache_replicas)
+        df = self.state.keep_persisted(result.persist() if level is None else result.persist(level))
         start = time.perf_counter()
         with job_context(self.ctx.spark, self.ctx.wf, f"materialize {tid}"):
             rows = df.count()

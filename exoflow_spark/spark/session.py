@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import SparkSessionError
+from ..errors import InvalidOptionError, SparkSessionError
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +306,53 @@ def cached_size_bytes(df: Any, default: int = 64 << 20) -> int:
     except Exception as exc:  # Spark Connect has no _jdf; anything else is worth knowing
         logger.debug("plan statistics unavailable (%s); assuming %d bytes", exc, default)
         return default
+
+
+#: The environment variable that sets how many copies of an output that is costly to
+#: recompute Spark's cache keeps on a cluster of two or more executors (1 or 2).
+CACHE_REPLICAS_ENV = "EXOFLOW_CACHE_REPLICAS"
+
+
+def cache_replicas(environ: Mapping[str, str] | None = None) -> int:
+    """``$EXOFLOW_CACHE_REPLICAS`` (1 or 2; default 2).
+
+    Raises:
+        InvalidOptionError: it is set to something else.
+    """
+    raw = (os.environ if environ is None else environ).get(CACHE_REPLICAS_ENV, "").strip()
+    if not raw:
+        return 2
+    if raw not in ("1", "2"):
+        raise InvalidOptionError(
+            f"{CACHE_REPLICAS_ENV}={raw!r}: set it to 2 (an output costly to recompute is "
+            "cached on two executors, so losing one does not recompute it), 1 (one copy: "
+            "half the memory), or unset it"
+        )
+    return int(raw)
+
+
+def costly_cache_level(spark: Any, replicas: int = 2) -> Any | None:
+    """The storage level to cache an output that is costly to recompute with: Spark's default
+    (memory, then disk) with a second copy on another executor when the application has two
+    or more executors and ``replicas`` is 2, else None (Spark's default, one copy).
+
+    An executor lost mid-run takes its cached blocks with it, and Spark rebuilds each from
+    its lineage: for a chain of cached stages that is every stage above, back to the source
+    (the checkpoints written meanwhile do not help: the plans running read the cache). With
+    a second copy the blocks are read from the other executor. Local mode has one executor
+    (the driver) and keeps one copy; so does Spark Connect (no executor list)."""
+    if replicas < 2 or is_connect_session(spark):
+        return None
+    try:
+        executors = int(spark.sparkContext._jsc.sc().getExecutorIds().size())
+    except Exception as exc:  # only the copy is at stake
+        logger.debug("could not count the executors (%s): one cached copy", exc)
+        return None
+    if executors < 2:
+        return None
+    from pyspark import StorageLevel
+
+    return StorageLevel(True, True, False, True, 2)  # MEMORY_AND_DISK_DESER, two copies
 
 
 def forget_delta_state(spark: Any, paths: list[str]) -> None:

@@ -6,6 +6,10 @@ output feeds `enriched` (checkpoint=False, read by two consumers, so cached). `f
 the cache, then the job writes `<signal-dir>/ready` (with its application id) and waits for
 `<signal-dir>/go`: meanwhile the test kills one executor JVM, losing cached blocks. `second`
 then needs those blocks again. The job prints how often source rows were computed.
+
+With ``--checkpoint async`` `prepared` counts its rows deterministically (a Python UDF, so
+the engine computes it into the cache in ``$EXOFLOW_CACHE_REPLICAS`` copies before `enriched`
+reads it) and is written in the background; the test holds that write until after the kill.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--storage", required=True)
     p.add_argument("--signal-dir", required=True)
-    p.add_argument("--checkpoint", choices=["true", "false"], required=True)
+    p.add_argument("--checkpoint", choices=["true", "false", "async"], required=True)
     a = p.parse_args()
     spark = driver_session("local-cluster[2,1,1024]", "exoflow-executor-loss", shuffle_partitions=4)
 
@@ -38,9 +42,11 @@ def main() -> int:
         acc.add(1)
         return x
 
-    touch = F.udf(bump, "long").asNondeterministic()
+    touch = F.udf(bump, "long")
+    if a.checkpoint != "async":  # computed once per use, never cached as a Python stage
+        touch = touch.asNondeterministic()
 
-    @xf.task(checkpoint=a.checkpoint == "true")
+    @xf.task(checkpoint="async" if a.checkpoint == "async" else a.checkpoint == "true")
     def prepared():
         return spark.range(0, ROWS, 1, 8).select(touch("id").alias("id"))
 

@@ -34,17 +34,24 @@ def executor_pids(app_id: str) -> list[int]:
     return [int(p) for p in out]
 
 
-def run_with_executor_kill(tmp: Path, checkpoint: str) -> dict:
-    signals = tmp / f"signals-{checkpoint}"
+def run_with_executor_kill(
+    tmp: Path, checkpoint: str, *, replicas: int | None = None, hold_write: bool = False
+) -> dict:
+    name = checkpoint if replicas is None else f"{checkpoint}-{replicas}"
+    signals = tmp / f"signals-{name}"
     signals.mkdir()
+    env = {} if replicas is None else {"EXOFLOW_CACHE_REPLICAS": str(replicas)}
+    if hold_write:  # prepared's async write waits until after the kill
+        env.update(EXOFLOW_HOLD_AT="prepared:before-async-write", EXOFLOW_HOLD_DIR=str(signals))
     proc = start_driver(
         "executor_job.py",
         "--storage",
-        tmp / f"exo-{checkpoint}",
+        tmp / f"exo-{name}",
         "--signal-dir",
         signals,
         "--checkpoint",
         checkpoint,
+        env=env,
     )
     try:
         deadline = time.time() + 240
@@ -55,8 +62,14 @@ def run_with_executor_kill(tmp: Path, checkpoint: str) -> dict:
         app_id = json.loads((signals / "ready").read_text())["app_id"]
         pids = executor_pids(app_id)
         assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
+        while hold_write and not (signals / "prepared.before-async-write.held").exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < deadline, "prepared's async write never started"
+            time.sleep(0.1)
         os.kill(pids[0], signal.SIGKILL)
         (signals / "go").write_text("")
+        if hold_write:
+            (signals / "prepared.before-async-write.go").write_text("")
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -75,6 +88,22 @@ def test_executor_loss_rebuilds_from_the_checkpoint_not_the_source(tmp_path: Pat
     control = run_with_executor_kill(tmp_path, "false")
     assert control["first"] == control["second"] == EXPECTED
     assert control["source_rows_computed"] > ROWS  # lost blocks came from the source again
+
+
+def test_a_costly_cached_output_survives_executor_loss_in_its_second_copy(tmp_path: Path) -> None:
+    """An output the engine caches because it is costly to recompute (a Python stage,
+    written async) is cached in two copies on a cluster of two executors: when one executor
+    JVM dies, the blocks it held are read from the other copy, and nothing above the cache
+    (here the source) is computed again, neither for the consumers nor for the checkpoint
+    write (held until after the kill). With one copy (``EXOFLOW_CACHE_REPLICAS=1``, the
+    control) the lost blocks are rebuilt from the source."""
+    two = run_with_executor_kill(tmp_path, "async", replicas=2, hold_write=True)
+    assert two["first"] == two["second"] == EXPECTED and two["groups"] == 10
+    assert two["source_rows_computed"] == ROWS  # once, into the cache
+
+    one = run_with_executor_kill(tmp_path, "async", replicas=1, hold_write=True)
+    assert one["first"] == one["second"] == EXPECTED
+    assert one["source_rows_computed"] > ROWS  # lost blocks came from the source again
 
 
 #: seconds the held writer leaves the observer to start (it starts at once if the engine lets

@@ -205,6 +205,27 @@ def test_a_bad_floor_fails_an_auto_run_before_anything_is_written(tmp_path, monk
     assert not (tmp_path / "root").exists()
 
 
+def test_the_cache_copies_from_the_environment_are_checked(tmp_path, monkeypatch) -> None:
+    from exoflow_spark.spark.session import CACHE_REPLICAS_ENV, cache_replicas
+
+    assert cache_replicas({}) == 2
+    assert cache_replicas({CACHE_REPLICAS_ENV: " 1 "}) == 1
+    assert cache_replicas({CACHE_REPLICAS_ENV: "2"}) == 2
+    for bad in ("3", "0", "two"):
+        with pytest.raises(xf.InvalidOptionError, match=CACHE_REPLICAS_ENV) as err:
+            cache_replicas({CACHE_REPLICAS_ENV: bad})
+        assert repr(bad) in str(err.value) and "unset it" in str(err.value)
+
+    @xf.task
+    def one():
+        return 1
+
+    monkeypatch.setenv(CACHE_REPLICAS_ENV, "many")  # any run, before anything is written
+    with pytest.raises(xf.InvalidOptionError, match=CACHE_REPLICAS_ENV):
+        xf.run(one.bind(), workflow_id="w", storage=str(tmp_path / "root"))
+    assert not (tmp_path / "root").exists()
+
+
 def test_explain_prices_a_diamonds_shared_ancestor_once(tmp_path, monkeypatch) -> None:
     """``explain`` previews each "auto" task's decision from its profile; a task below a
     diamond of fused tasks counts the shared ancestor's recompute once, as a run does."""
