@@ -530,30 +530,33 @@ class TaskRunner:
         input read lazily (a ``plan`` ref) shows its operators in ``result``'s plan; a cached
         or checkpointed one shows as one relation there, so nothing of it is taken out (its
         own DataFrame may still print its whole plan: Spark keeps the plan it optimized
-        before ``persist()``)."""
+        before ``persist()``).
+
+        Plans are read unoptimized (:func:`plan_operators`), each fused input's as its own
+        decision read it. Only when both this plan and a fused input run Python code are
+        both read optimized: the count of Python operators must then subtract."""
         mine = plan_operators(result)
         if mine is None:
             return None
-        opaque, wide, size, inputs, optimized = mine
-        self.state.plan_counts[self.ctx.dag.id_of(node)] = (opaque, wide, optimized)
+        lazy: list[tuple[str, Ref]] = []
         for u in self.ctx.dag.upstream(node):
             uid = self.ctx.dag.id_of(u)
             ref = self.state.refs.get(uid)
-            if ref is None or not ref.is_dataframe or ref.backing != "plan":
-                continue
-            # counted the way this plan was read (optimized or not), so that they subtract:
-            # as its own decision read them, else read now
-            known = self.state.plan_counts.get(uid)
-            if known is not None and known[2] == optimized:
-                opaque, wide = opaque - known[0], wide - known[1]
-                continue
-            theirs = plan_operators(ref.get(), optimize=optimized)
-            if theirs is not None:
-                opaque -= theirs[0]
-                wide -= theirs[1]
+            if ref is not None and ref.is_dataframe and ref.backing == "plan":
+                lazy.append((uid, ref))
+        theirs = [self.state.plan_reads.get(uid) or plan_operators(ref.get()) for uid, ref in lazy]
+        if mine.python and any(t is not None and t.python for t in theirs):
+            mine = plan_operators(result, optimize=True) or mine
+            theirs = [plan_operators(ref.get(), optimize=True) for _, ref in lazy]
+        self.state.plan_reads[self.ctx.dag.id_of(node)] = mine
+        opaque, wide = mine.opaque, mine.wide
+        for t in theirs:
+            if t is not None:
+                opaque, wide = opaque - t.opaque, wide - t.wide
+        inputs = mine.input_bytes
         if inputs is not None:  # the plan's cached relations: their outputs' known sizes
             inputs += sum(self.state.work_bytes.get(uid, 0) for uid in self._cached_below(node))
-        return PlanStats(max(opaque, 0), max(wide, 0), size, inputs)
+        return PlanStats(max(opaque, 0), max(wide, 0), mine.size_bytes, inputs)
 
     def _log_auto(self, decision: AutoDecision) -> None:
         ctx = self.ctx

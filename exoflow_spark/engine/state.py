@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.dag import Dag
 from ..core.status import TaskStatus
@@ -38,6 +38,9 @@ from .autockpt import TaskProfile
 from .cost import Throughput
 from .planner import RecoveryPlan
 from .ref import Ref
+
+if TYPE_CHECKING:
+    from ..spark.session import PlanRead
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,10 @@ class RunState:
     own_cost: dict[str, float] = field(default_factory=dict)
     #: task -> bytes its output is priced by (checkpoint="auto": measured, or the estimate)
     work_bytes: dict[str, int] = field(default_factory=dict)
-    #: task -> the operators of its output's whole plan as read for its decision (opaque,
-    #: wide, and whether the plan was optimized): a consumer whose plan fuses the output
-    #: takes them out of its own without reading the plan again (checkpoint="auto")
-    plan_counts: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+    #: task -> its output's whole plan as read for its decision (checkpoint="auto"): a
+    #: consumer whose plan fuses the output takes its operators out of its own without
+    #: reading the plan again
+    plan_reads: dict[str, PlanRead] = field(default_factory=dict)
     #: task -> the cost profile measured in this run (checkpoint="auto"; saved when measured,
     #: saved again with the checkpoint's write time at the end of the run)
     auto_profiles: dict[str, TaskProfile] = field(default_factory=dict)

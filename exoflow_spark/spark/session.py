@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidOptionError, SparkSessionError
 
@@ -403,7 +402,6 @@ _WIDE_OPERATORS = (
     "Intersect",
     "Except",
 )
-_OPERATOR_RE = re.compile(r"^[\s:+\-|!]*([A-Za-z]+)")
 
 
 def _size_in_bytes(plan: Any) -> int:
@@ -423,71 +421,79 @@ def _python_udf_pattern(jvm: Any) -> Any:
     return _PATTERN[1]
 
 
-def plan_operators(
-    df: Any, *, optimize: bool | None = None
-) -> tuple[int, int, int | None, int | None, bool] | None:
-    """``(opaque, wide, size_bytes, input_bytes, optimized)`` of a DataFrame's plan: how many
-    operators run Python code (their cost is invisible to Catalyst), how many have wide
-    dependencies, Catalyst's size estimate of its output and the sum of its leaves' (what it
-    reads, cached relations left out; None when unknown or absurd), and whether these come
-    from the optimized plan. Without column statistics Catalyst sizes a join at the product of
-    its sides (480 GB for a 10 MB join): the leaves bound what recomputing it reads. A cached
-    input shows as one ``InMemoryRelation``, so its operators are not counted. None on Spark
-    Connect.
+class PlanRead(NamedTuple):
+    """What :func:`plan_operators` read in a DataFrame's plan."""
 
-    A plan with no Python code anywhere (Spark's ``PYTHON_UDF`` tree pattern, one call) is
-    read as analyzed, with the cache's relations substituted (``withCachedData``), and is not
-    optimized: optimizing the cumulative plan of each stage of a long narrow chain cost more
-    than half of ``checkpoint="auto"``'s overhead on ``benchmarks/peers.py``'s ETL (50-100 ms
-    of 8 stages against 5-15 ms), and such a plan's counts need no optimizer (its wide
-    operators are named as such before optimization too). A plan with Python code is
-    optimized: only the optimizer extracts Python UDFs into the operators counted here.
-    ``optimize``: True or False forces one way (the inputs of a plan read one way are read
-    the same way); None chooses as above."""
+    #: operators running code Catalyst cannot see into (Python UDFs, pandas/Arrow functions);
+    #: read unoptimized, at least 1 when the plan has any Python code (a UDF in a projection
+    #: is an expression there, not an operator: only the optimizer extracts it)
+    opaque: int
+    #: operators with a wide dependency (joins, aggregations, repartitions, sorts, windows)
+    wide: int
+    #: Catalyst's size estimate of the output, None when unknown or absurd
+    size_bytes: int | None
+    #: its leaves' sizes summed (cached relations left out), None when unknown or absurd
+    input_bytes: int | None
+    #: read from the optimized plan (else the analyzed one, the cache's relations substituted)
+    optimized: bool
+    #: the plan runs Python code somewhere (Spark's ``PYTHON_UDF`` tree pattern)
+    python: bool
+
+
+def plan_operators(df: Any, *, optimize: bool = False) -> PlanRead | None:
+    """What a DataFrame's plan says about its cost (:class:`PlanRead`): how many operators run
+    Python code (their cost is invisible to Catalyst), how many have wide dependencies,
+    Catalyst's size estimate of its output and the sum of its leaves' (what it reads). Without
+    column statistics Catalyst sizes a join at the product of its sides (480 GB for a 10 MB
+    join): the leaves bound what recomputing it reads. A cached input shows as one
+    ``InMemoryRelation``, so its operators are not counted. None on Spark Connect.
+
+    Read as analyzed, with the cache's relations substituted (``withCachedData``), unless
+    ``optimize``: optimizing the cumulative plan of each stage of a chain was most of
+    ``checkpoint="auto"``'s overhead on ``benchmarks/peers.py`` (50-100 ms for the ETL's 8
+    stages, 120-190 ms for the two reads of the heavy pipeline's join under a UDF), and the
+    counts need no optimizer: wide operators are named as such before optimization too, and
+    whether there is Python code is one tree-pattern test. Only the number of Python UDFs in
+    projections needs the optimizer (it extracts them into operators), for a caller that must
+    take an input's out of its consumer's when both have some."""
     try:
         qe = df._jdf.queryExecution()
         plan = qe.withCachedData()
-        if optimize is None:
-            optimize = bool(plan.containsPattern(_python_udf_pattern(df.sparkSession._jvm)))
+        python = bool(plan.containsPattern(_python_udf_pattern(df.sparkSession._jvm)))
         if optimize:
             plan = qe.optimizedPlan()
-        text = str(plan.treeString())
         size = _size_in_bytes(plan)
-        leaves = plan.collectLeaves()
-        # a cached relation not yet computed is sized by the estimate of the plan it caches
-        # (a join's product again): left out, the caller knows what it cached
-        inputs = sum(
-            _size_in_bytes(leaf)
-            for leaf in (leaves.apply(i) for i in range(leaves.size()))
-            if str(leaf.nodeName()) != "InMemoryRelation"
-        )
+        # walked node by node, not printed: a printed plan includes the physical plan of
+        # each cached relation in it (30 ms each on benchmarks/peers.py's heavy pipeline)
+        opaque = wide = inputs = 0
+        stack = [plan]
+        while stack:
+            node = stack.pop()
+            op = str(node.nodeName())
+            if op in _OPAQUE_OPERATORS:
+                opaque += 1
+            elif op in _WIDE_OPERATORS:
+                wide += 1
+            children = node.children()
+            n = children.size()
+            if n == 0 and op != "InMemoryRelation":
+                # a cached relation not yet computed is sized by the estimate of the plan it
+                # caches (a join's product again): left out, the caller knows what it cached
+                inputs += _size_in_bytes(node)
+            stack.extend(children.apply(i) for i in range(n))
     except Exception as exc:  # Spark Connect has no _jdf
         logger.debug("plan statistics unavailable (%s)", exc)
         return None
-    opaque = wide = 0
-    cached_at: int | None = None  # depth of an InMemoryRelation whose cached plan is printed
-    for line in text.splitlines():
-        m = _OPERATOR_RE.match(line)
-        depth = m.start(1) if m is not None else len(line) - len(line.lstrip(" :+-|!*"))
-        if cached_at is not None and depth > cached_at:
-            continue  # the plan a cached input was computed with: not recomputed
-        cached_at = None
-        if m is None:
-            continue
-        op = m.group(1)
-        if op == "InMemoryRelation":
-            cached_at = depth
-        elif op in _OPAQUE_OPERATORS:
-            opaque += 1
-        elif op in _WIDE_OPERATORS:
-            wide += 1
+    if python and not optimize:
+        opaque = max(opaque, 1)  # its UDFs are expressions until the optimizer extracts them
     # Catalyst says Long.MaxValue (or a product of sizes) when it cannot tell
-    return (
+    return PlanRead(
         opaque,
         wide,
         size if 0 <= size < 1 << 50 else None,
         inputs if 0 <= inputs < 1 << 50 else None,
         optimize,
+        python,
     )
 
 

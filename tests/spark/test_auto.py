@@ -309,11 +309,11 @@ def test_a_measured_output_is_priced_by_its_cached_size_not_its_plan_estimate(sp
         joined.unpersist()
 
 
-def test_a_plan_without_python_is_counted_unoptimized_as_the_optimizer_would(spark) -> None:
-    """A run under "auto" reads a plan with no Python code in it as analyzed (no optimization: the
-    cumulative plan of every stage of a long chain was optimized once per decision), and one
-    with Python code optimized (only the optimizer turns UDFs into the operators it counts).
-    Both reads give the same counts of Python and wide operators, cached inputs left out."""
+def test_a_plan_is_counted_unoptimized_as_the_optimizer_would(spark) -> None:
+    """A run under "auto" reads plans as analyzed (no optimization: the cumulative plan of
+    every stage of a chain was optimized once per decision). That reading gives the counts of
+    wide operators the optimized plan gives, cached inputs left out, and says whether there is
+    Python code; only the optimizer extracts a projection's UDFs into operators to count."""
     from exoflow_spark.spark.session import plan_operators
 
     base = spark.range(0, 1000, 1, 2).withColumn("k", F.col("id") % 10)
@@ -331,17 +331,20 @@ def test_a_plan_without_python_is_counted_unoptimized_as_the_optimizer_would(spa
         for name, (df, wide) in jvm_only.items():
             fast, full = plan_operators(df), plan_operators(df, optimize=True)
             assert fast is not None and full is not None
-            assert fast[4] is False and full[4] is True, name  # read unoptimized by default
-            assert fast[0] == full[0] == 0, (name, fast, full)
-            assert fast[1] >= 1 if wide else fast[1] == 0, (name, fast)
+            assert not fast.optimized and full.optimized, name
+            assert fast.opaque == full.opaque == 0 and not fast.python, (name, fast, full)
+            assert fast.wide >= 1 if wide else fast.wide == 0, (name, fast)
             if name != "intersect":  # the optimizer turns one Intersect into a join
-                assert fast[1] == full[1] == wide, (name, fast, full)
-            assert fast[2] is not None and fast[3] is not None, (name, fast)
+                assert fast.wide == full.wide == wide, (name, fast, full)
+            assert fast.size_bytes is not None and fast.input_bytes is not None, (name, fast)
         udf = F.udf(lambda x: x + 1, LongType())
         with_python = cached.withColumn("u", udf(F.col("count"))).groupBy("u").count()
-        read = plan_operators(with_python)
-        assert read is not None and read[4] is True, read  # optimized: its UDF extracted
-        assert read[:2] == (1, 1), read  # the UDF and the aggregate, not the cached plan's
+        fast, full = plan_operators(with_python), plan_operators(with_python, optimize=True)
+        assert fast is not None and full is not None
+        assert fast.python and (fast.opaque, fast.wide) == (1, 1), fast  # not the cached plan's
+        assert (full.opaque, full.wide) == (1, 1), full  # its UDF extracted: BatchEvalPython
+        mapped = base.mapInPandas(lambda it: it, base.schema)  # an operator before optimizing
+        assert plan_operators(mapped).opaque == 1  # type: ignore[union-attr]
     finally:
         cached.unpersist()
 
