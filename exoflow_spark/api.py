@@ -18,7 +18,15 @@ from .core.records import DagRecord, EventKind
 from .core.redact import MASK, has_secret
 from .core.status import WorkflowStatus
 from .core.task import Node
-from .engine.autockpt import ProfileStore, decide_before, min_replay_s, profile_key, walk_up
+from .engine.autockpt import (
+    ProfileStore,
+    RunTail,
+    decide_before,
+    earliest_tail,
+    min_replay_s,
+    profile_key,
+    walk_up,
+)
 from .engine.cost import load_throughput
 from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
 from .engine.ref import Ref
@@ -282,7 +290,7 @@ def _run(
                 number, status, None if error is None else f"{type(error).__name__}: {error}"[:4000]
             )
             if wrun is not None:
-                wrun.release()
+                wrun.release(finished=error is None)
             logger.info("[%s] run %d ended: %s", workflow_id, number, status.value)
 
 
@@ -409,12 +417,15 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
         return sum(own[u] for u in walk_up(tid, lambda t: inputs.get(t, ()), fused))
 
     floor = min_replay_s()
+    tails: dict[str, RunTail | None] = {}  # as the run passes them on (see RunTail)
     for t in record.tasks:
         if t.checkpoint != "auto" or t.id == record.output:
             continue
         profile = (
             profiles.load(profile_key(t.id, t.code_fingerprint)) if t.code_fingerprint else None
         )
+        tail = earliest_tail(*(tails.get(u) for u in inputs.get(t.id, ())))
+        tails[t.id] = earliest_tail(RunTail.of(profile, after_write=True), tail)
         upstream = lost_upstream(t.id)
         if profile is None:
             entry = {
@@ -432,6 +443,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
                 upstream_replay_s=upstream,
                 throughput=throughput,
                 min_replay_s=floor,
+                tail=tail,
             )
             if d.action == "fuse":
                 own[t.id] = profile.compute_s

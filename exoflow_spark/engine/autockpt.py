@@ -10,7 +10,12 @@ when recomputing it after a crash is expected to cost more than writing it, the 
    ``_exoflow/profiles/<key>.json`` keyed by the task id and its code fingerprint (not the
    workflow id: the nightly run of day N+1 decides from day N's measurements; a changed
    function has a new key, so no profile). Decided before the task's output is computed: a
-   cheap task keeps fusing, an expensive one is computed into the cache and written.
+   cheap task keeps fusing, an expensive one is computed into the cache and written. A
+   profile whose run finished also knows how much of that run was left when the output
+   was ready: a checkpoint only helps a crash that lands after it commits, so the recompute
+   it insures is weighted by that share of the run (:func:`crash_share`). The output of the
+   last expensive stage before a short tail (an aggregate and a sink) is then not written:
+   its commit would land just before the run ends.
 2. ``measured``: a task with no profile whose own plan runs code Catalyst cannot see into
    (Python UDFs, pandas/Arrow functions) has no cost the plan can bound: its output is
    computed into the cache (as ``"async"`` does), timed, its Spark executor metrics read, and
@@ -96,6 +101,10 @@ class TaskProfile:
             root's cost model), or None when it was not written.
         workflow_id: the workflow that measured it.
         measured_at: when (epoch seconds).
+        tail_s: seconds its run went on after the output was ready (computed, decided),
+            None when that run did not finish or was measured before this was kept.
+        run_s: seconds that run took (with ``tail_s``: the share of the run a crash could
+            land in after the output, see :func:`decide_before`).
     """
 
     key: str
@@ -108,6 +117,8 @@ class TaskProfile:
     write_s: float | None
     workflow_id: str
     measured_at: float
+    tail_s: float | None = None
+    run_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": PROFILE_KIND, "schema": PROFILE_SCHEMA, **asdict(self)}
@@ -133,6 +144,8 @@ class TaskProfile:
         rows = num("rows", optional=True)
         executor = num("executor_s", optional=True)
         write = num("write_s", optional=True)
+        tail = num("tail_s", optional=True)
+        run = num("run_s", optional=True)
         return cls(
             key=key,
             task=str(doc.get("task", "")),
@@ -144,6 +157,8 @@ class TaskProfile:
             write_s=write,
             workflow_id=str(doc.get("workflow_id", "")),
             measured_at=float(num("measured_at") or 0.0),
+            tail_s=tail if run else None,
+            run_s=run if tail is not None else None,
         )
 
 
@@ -290,17 +305,62 @@ def min_replay_s(environ: Any = None) -> float:
     return value
 
 
-def _worth(replay: float, write: float, floor: float) -> tuple[bool, str]:
+def _worth(
+    replay: float, write: float, floor: float, share: float | None = None
+) -> tuple[bool, str]:
     """Whether ``replay`` seconds at risk are worth a write of ``write`` seconds, and the
-    comparison in words."""
-    if replay < write:
-        return False, f"recompute {replay:.2f}s < write {write:.2f}s"
+    comparison in words. ``share``: the share of the run in which a crash lands after the
+    checkpoint commits (known from a profile, see :func:`crash_share`); the recompute it
+    insures is weighted by it. None: unknown, every crash is assumed to land after it."""
+    insured = replay if share is None else replay * share
+    said = (
+        f"recompute {replay:.2f}s"
+        if share is None
+        else f"recompute {replay:.2f}s x {share:.2f} of the run after its commit = {insured:.2f}s"
+    )
+    if insured < write:
+        return False, f"{said} < write {write:.2f}s"
     if replay < floor:
-        return False, (
-            f"recompute {replay:.2f}s >= write {write:.2f}s, but under the {floor:g}s "
-            "worth insuring"
-        )
-    return True, f"recompute {replay:.2f}s >= write {write:.2f}s"
+        return False, f"{said} >= write {write:.2f}s, but under the {floor:g}s worth insuring"
+    return True, f"{said} >= write {write:.2f}s"
+
+
+@dataclass(frozen=True, order=True)
+class RunTail:
+    """What was left of a run when an output was ready: ``share`` of it (``tail_s`` over
+    ``run_s``), from a profile of a run that finished."""
+
+    share: float
+    tail_s: float
+    run_s: float
+
+    @classmethod
+    def of(cls, profile: TaskProfile | None, *, after_write: bool = False) -> RunTail | None:
+        """The profile's tail; ``after_write``: less its checkpoint's write time, what the
+        outputs computed after it inherit (that run went on for the write, which a run
+        that does not write it does not)."""
+        if profile is None or profile.tail_s is None or not profile.run_s:
+            return None
+        tail = profile.tail_s
+        if after_write and profile.write_s is not None:
+            tail = max(tail - profile.write_s, 0.0)
+        return cls(tail / profile.run_s, tail, profile.run_s)
+
+
+def earliest_tail(*tails: RunTail | None) -> RunTail | None:
+    """The shortest of the known tails (an output is ready after its inputs: its tail is at
+    most theirs), None when none is known."""
+    known = [t for t in tails if t is not None]
+    return min(known) if known else None
+
+
+def crash_share(tail: RunTail | None, latency_s: float) -> float | None:
+    """The share of its run in which a crash would land after the output's checkpoint
+    committed: what was left of the run when the output was ready, less the write's own
+    time (``latency_s``), over the run's length. None when unknown."""
+    if tail is None:
+        return None
+    return min(max(tail.tail_s - latency_s, 0.0) / tail.run_s, 1.0)
 
 
 def write_cost(tp: Throughput, size: int) -> float:
@@ -324,6 +384,7 @@ def decide_before(
     must_write: str | None = None,
     eager_s: float = 0.0,
     min_replay_s: float = MIN_REPLAY_S,
+    tail: RunTail | None = None,
 ) -> AutoDecision:
     """Decide before the output is computed (nothing is materialized to decide).
 
@@ -340,6 +401,9 @@ def decide_before(
             training loop, a collect): its output's plan does not show them, a replay redoes
             them. Added to the plan's estimate.
         min_replay_s: the least recompute at risk worth a write (:data:`MIN_REPLAY_S`).
+        tail: the shortest tail its inputs' profiles know (:func:`earliest_tail`): its own
+            is no longer. With its own profile's, the insured recompute is weighted by the
+            share of the run a crash could land in after the commit (:func:`crash_share`).
     """
     if must_write:
         return AutoDecision(task, "write", "rule", None, None, None, must_write)
@@ -348,7 +412,9 @@ def decide_before(
         # the root's cost model prices the write (the profile's write_s is the wall time of
         # an async write sharing the cluster with the run's jobs: shown, not compared)
         write = write_cost(throughput, profile.bytes)
-        worth, why = _worth(replay, write, min_replay_s)
+        latency = profile.write_s if profile.write_s is not None else write
+        share = crash_share(earliest_tail(RunTail.of(profile), tail), latency)
+        worth, why = _worth(replay, write, min_replay_s, share)
         return AutoDecision(
             task,
             "write" if worth else "fuse",
@@ -371,7 +437,7 @@ def decide_before(
     replay = compute + eager_s + upstream_replay_s
     size = stats.work_bytes
     write = write_cost(throughput, size)
-    worth, why = _worth(replay, write, min_replay_s)
+    worth, why = _worth(replay, write, min_replay_s, crash_share(tail, write))
     return AutoDecision(
         task,
         "write" if worth else "fuse",
@@ -399,13 +465,15 @@ def decide_measured(
     executor_s: float | None,
     replay_s: float | None = None,
     min_replay_s: float = MIN_REPLAY_S,
+    tail: RunTail | None = None,
 ) -> AutoDecision:
     """Decide from a measurement made now: ``measured_s`` is the wall time of computing the
     output (and its fused inputs) into the cache; ``replay_s`` what a crash would redo, when
-    more (inputs it read from the cache that a crash loses too; default ``measured_s``)."""
+    more (inputs it read from the cache that a crash loses too; default ``measured_s``);
+    ``tail`` as in :func:`decide_before`."""
     replay = measured_s if replay_s is None else max(replay_s, measured_s)
     write = write_cost(throughput, size)
-    worth, why = _worth(replay, write, min_replay_s)
+    worth, why = _worth(replay, write, min_replay_s, crash_share(tail, write))
     return AutoDecision(
         task,
         "write" if worth else "keep",

@@ -42,6 +42,8 @@ class Ref:
         self.committed = threading.Event()
         #: seconds spent computing the output into the cache (async and auto checkpoints)
         self.materialize_seconds = 0.0
+        #: computed into the cache already (its checkpoint write reads finished blocks)
+        self.materialized = False
         #: an async checkpoint write follows (``"async"``, or ``"auto"`` judged worth it)
         self.write_async = False
         if backing in ("delta", "value", "none"):

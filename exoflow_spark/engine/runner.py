@@ -50,8 +50,10 @@ from .autockpt import (
     AutoDecision,
     PlanStats,
     ProfileStore,
+    RunTail,
     decide_before,
     decide_measured,
+    earliest_tail,
     min_replay_s,
     new_profile,
     profile_key,
@@ -352,6 +354,7 @@ class TaskRunner:
             rows = df.count()
         ref = Ref(tid, "cache", df=df)
         ref.materialize_seconds = time.perf_counter() - start
+        ref.materialized = True
         return ref, rows
 
     # -- checkpoint="auto" (see .autockpt) -----------------------------------------------------
@@ -376,6 +379,8 @@ class TaskRunner:
         code_fp = code_fingerprint(node.task.fn)
         key = profile_key(tid, code_fp)
         profile = None if must else self.profiles.load(key)
+        tail = earliest_tail(*(state.tails.get(u) for u in self._input_ids(tid)))
+        state.tails[tid] = earliest_tail(RunTail.of(profile, after_write=True), tail)
         stats = self._own_plan_stats(node, result) if profile is None and not must else None
         # a profile or a rule decides without it (Spark's status store is read when needed)
         eager = profile is None and not must
@@ -389,6 +394,7 @@ class TaskRunner:
             must_write=must,
             eager_s=eager_s,
             min_replay_s=self.min_replay_s,
+            tail=tail,
         )
         if decision.action == "fuse":
             state.own_cost[tid] = max((decision.replay_s or 0.0) - upstream, 0.0)
@@ -418,6 +424,7 @@ class TaskRunner:
                 executor_s=executor_s,
                 replay_s=own_s + self._upstream_replay(node),
                 min_replay_s=self.min_replay_s,
+                tail=tail,
             )
         measured = new_profile(
             key=key,
@@ -430,6 +437,7 @@ class TaskRunner:
             workflow_id=ctx.wf,
         )
         state.auto_profiles[tid] = measured
+        state.auto_ready_at[tid] = time.monotonic()
         self.profiles.save(measured)
         ref.write_async = decision.checkpoint
         self._log_auto(decision)

@@ -19,6 +19,7 @@ versions (lazily), never executed again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -143,21 +144,33 @@ class WorkflowRun:
             except Exception:
                 logger.debug("[%s] could not cancel Spark jobs", self.wf, exc_info=True)
 
-    def release(self) -> None:
+    def release(self, finished: bool = False) -> None:
         """Drop the executor caches this run created and Delta's cached state of this
         workflow's checkpoint tables (see :meth:`~.committer.Committer.release`); complete
-        the cost profiles measured in this run with their checkpoints' write times."""
-        self._record_write_costs()
+        the cost profiles measured in this run with their checkpoints' write times and, if
+        the run ``finished``, with how much of it was left after each profiled output."""
+        self._complete_profiles(finished)
         self.committer.release()
 
-    def _record_write_costs(self) -> None:
-        """checkpoint="auto": a profile measured in this run whose output was written learns
-        what the write took (the next run compares recompute against that)."""
+    def _complete_profiles(self, finished: bool) -> None:
+        """checkpoint="auto": a profile measured in this run learns what its checkpoint
+        write took, and (a run that finished) the run's length and what was left of it when
+        the output was ready: the next run weighs the recompute a write insures by it."""
+        state = self.run_state
+        end = time.monotonic()
         profiles = ProfileStore(self.store.fs)
-        for tid, profile in list(self.run_state.auto_profiles.items()):
+        for tid, profile in list(state.auto_profiles.items()):
+            done = profile
             rec = self.state.commits.get(tid)
             if rec is not None and rec.checkpoint is not None and rec.run == self.run:
-                profiles.save(replace(profile, write_s=rec.checkpoint.write_seconds))
+                done = replace(done, write_s=rec.checkpoint.write_seconds)
+            ready = state.auto_ready_at.get(tid)
+            if finished and ready is not None:
+                done = replace(
+                    done, tail_s=round(end - ready, 3), run_s=round(end - state.started_at, 3)
+                )
+            if done != profile:
+                profiles.save(done)
 
 
 def finish_status(exc: BaseException | None) -> WorkflowStatus:

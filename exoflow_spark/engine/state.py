@@ -26,6 +26,7 @@ This module holds bookkeeping only: it runs no Spark job and can be tested witho
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.dag import Dag
 from ..core.status import TaskStatus
 from ..storage.store import WorkflowState, WorkflowStore
-from .autockpt import TaskProfile
+from .autockpt import RunTail, TaskProfile
 from .cost import Throughput
 from .planner import RecoveryPlan
 from .ref import Ref
@@ -124,6 +125,13 @@ class RunState:
     #: task -> the cost profile measured in this run (checkpoint="auto"; saved when measured,
     #: saved again with the checkpoint's write time at the end of the run)
     auto_profiles: dict[str, TaskProfile] = field(default_factory=dict)
+    #: task -> when (``time.monotonic()``) its profiled output was ready: the run's remaining
+    #: time from there is the profile's ``tail_s``
+    auto_ready_at: dict[str, float] = field(default_factory=dict)
+    #: task -> the shortest run tail its profile or its inputs' profiles know (``"auto"``)
+    tails: dict[str, RunTail | None] = field(default_factory=dict)
+    #: when (``time.monotonic()``) the run started
+    started_at: float = field(default_factory=time.monotonic)
 
     # -- refs ---------------------------------------------------------------------------------
     def ref(self, tid: str) -> Ref | None:
@@ -184,6 +192,11 @@ class RunState:
     def async_write_list(self) -> list[tuple[str, Future[None]]]:
         with self.cond:
             return list(self.async_writes.items())
+
+    def writes_running(self) -> int:
+        """How many async checkpoint writes have not finished."""
+        with self.cond:
+            return sum(not f.done() for f in self.async_writes.values())
 
     def writes_in_flight(self) -> bool:
         """Whether an async checkpoint write has not finished."""

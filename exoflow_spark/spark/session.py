@@ -6,7 +6,8 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -495,6 +496,44 @@ def plan_operators(df: Any, *, optimize: bool = False) -> PlanRead | None:
         optimize,
         python,
     )
+
+
+def pool_task_sets(spark: Any, pool: str) -> frozenset[str] | None:
+    """The task sets (``TaskSet_<stage>.<attempt>``) queued or running in scheduler ``pool``
+    (the root pool when ``pool`` does not exist: FIFO scheduling), or None when Spark does
+    not tell (Spark Connect)."""
+    try:
+        jsc = spark.sparkContext._jsc.sc()
+        found = jsc.getPoolForName(pool)
+        queue = found.get() if found.isDefined() else jsc.taskScheduler().rootPool()
+        return frozenset(str(s.name()) for s in queue.schedulableQueue().toArray())
+    except Exception as exc:
+        logger.debug("scheduler pool %s unreadable (%s)", pool, exc)
+        return None
+
+
+def wait_for_task_set(
+    spark: Any,
+    pool: str,
+    before: frozenset[str],
+    *,
+    done: Callable[[], bool],
+    timeout: float,
+    poll: float = 0.005,
+) -> bool:
+    """Wait until a task set not in ``before`` is queued in scheduler ``pool`` (a job started
+    in it has submitted its tasks), ``done()`` is true or ``timeout`` seconds have passed.
+    True when the task set appeared."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = pool_task_sets(spark, pool)
+        if now is None:
+            return False
+        if now - before:
+            return True
+        if done() or time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
 
 
 def job_metrics(

@@ -125,14 +125,39 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     if cached:  # still the cache (not yet re-pointed at the checkpoint): how it was computed
         assert "BatchEvalPython" in cached and "AS b#" in cached and "AS a#" in cached, plan
 
-    # day 2, a new workflow id: decided from day 1's profile before running
+    # day 1's profile knows what was left of its run when the output was ready
+    key = profile_key("expensive", code_fingerprint(expensive_v1(None)))
+    profile_path = os.path.join(storage, layout.profile_file(key))
+    with open(profile_path) as fh:
+        measured = json.load(fh)
+    assert measured["workflow_id"] == "day-1"
+    assert 0 < measured["tail_s"] < measured["run_s"] and measured["write_s"] > 0, measured
+
+    # day 2, a new workflow id: decided from day 1's profile before running. Only the
+    # checkpoint's write and two narrow stages followed the output on day 1: a crash could
+    # hardly land after its commit, so the recompute it insures is small and it is not written
     assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
     got = decisions(storage, "day-2")
-    assert got["expensive"]["action"] == "write" and got["expensive"]["source"] == "profile"
+    assert got["expensive"]["action"] == "fuse" and got["expensive"]["source"] == "profile"
     assert "day-1" in got["expensive"]["reason"]
+    assert "of the run after its commit" in got["expensive"]["reason"], got["expensive"]
+    written = {t: got[t]["reason"] for t in cheap if got[t]["action"] != "fuse"}
+    assert not written, written
+    assert "expensive" not in WorkflowStore(storage, "day-2").read_state().commits
+    assert materialized(spark, "day-2") == set()
+
+    # a profile without its run's tail (as the release before wrote them): every crash is
+    # assumed to land after the commit, and the expensive output is written from the profile
+    del measured["tail_s"], measured["run_s"]
+    with open(profile_path, "w") as fh:
+        json.dump(measured, fh)
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2b", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    got = decisions(storage, "day-2b")
+    assert got["expensive"]["action"] == "write" and got["expensive"]["source"] == "profile"
     assert all(got[t]["action"] == "fuse" for t in cheap)
-    assert WorkflowStore(storage, "day-2").read_state().commits["expensive"].mode == "async"
+    assert WorkflowStore(storage, "day-2b").read_state().commits["expensive"].mode == "async"
 
     # the expensive stage's code changed: its old profile is not used, it is measured again
     assert xf.run(dag_of(expensive_v2, []), workflow_id="day-3", storage=storage,
@@ -140,8 +165,7 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     assert decisions(storage, "day-3")["expensive"]["source"] == "measured"
 
     # a corrupt profile: a warning, measured afresh, the right result
-    key = profile_key("expensive", code_fingerprint(expensive_v1(None)))
-    with open(os.path.join(storage, layout.profile_file(key)), "w") as fh:
+    with open(profile_path, "w") as fh:
         fh.write("{garbage")
     with caplog.at_level(logging.WARNING, logger="exoflow_spark"):
         assert xf.run(dag_of(expensive_v1, []), workflow_id="day-4", storage=storage,
@@ -152,9 +176,11 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     # explain and history show the decisions and their sources
     plan_text = str(xf.explain("day-4", storage=storage))
     assert "checkpoint='auto'" in plan_text and "[profile]" in plan_text, plan_text
+    # the preview weighs a profile's tail as the run does (day 2's profile knows it)
+    assert "of the run after its commit" in str(xf.explain("day-2", storage=storage))
     from exoflow_spark.surface.cli import _history
 
-    [run] = _history(WorkflowStore(storage, "day-2"))["runs"]
+    [run] = _history(WorkflowStore(storage, "day-2b"))["runs"]
     shown = {a["task"]: a for a in run["auto_checkpoint"]}
     assert shown["expensive"]["source"] == "profile" and shown["cheap_a"]["action"] == "fuse"
 
@@ -183,7 +209,9 @@ def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, 
                   checkpoint="auto") == EXPECTED  # fmt: skip
     second = decisions(storage, "floor-2")["expensive"]
     assert (second["action"], second["source"]) == ("fuse", "profile"), second
-    assert "floor-1" in second["reason"] and "worth insuring" in second["reason"]
+    assert "floor-1" in second["reason"], second
+    # under the floor, or (a profile that knows its run's tail) insuring too little of it
+    assert any(why in second["reason"] for why in ("worth insuring", "after its commit"))
     assert materialized(spark, "floor-2") == set()
     [plan] = plans  # the whole chain in the output's plan: the UDF over the cheap stages
     assert "InMemoryTableScan" not in plan and "FileScan" not in plan, plan

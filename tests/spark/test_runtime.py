@@ -230,6 +230,60 @@ def test_async_computes_python_stages_before_writing_and_lets_jvm_stages_race(
     assert {commits[t].mode for t in ("narrow", "scored", "rescored")} == {"async"}
 
 
+def _first_job_submitted(spark, wf: str, label: str) -> int:
+    """When (epoch ms) the first job with tasks that ``wf`` ran as ``label`` was submitted."""
+    jsc = spark.sparkContext._jsc.sc()
+    jsc.listenerBus().waitUntilEmpty(2000)
+    jobs = jsc.statusStore().jobsList(None)
+    times = []
+    for i in range(jobs.size()):
+        job = jobs.apply(i)
+        desc = job.description()
+        if desc.isDefined() and str(desc.get()) == f"[{wf}] {label}" and job.numTasks() > 0:
+            times.append(int(job.submissionTime().get().getTime()))
+    assert times, f"no job ran as {label!r}"
+    return min(times)
+
+
+@pytest.mark.parametrize("write_first", [True, False])
+def test_the_write_of_a_cached_output_is_queued_before_its_consumers_start(
+    spark, storage, wf, monkeypatch, write_first
+) -> None:
+    """An async output computed into the cache first (a Python UDF stage) has its write's
+    tasks queued before its consumers are handed the output: the write takes the first free
+    task slots and commits right after the stage, instead of a wave of the consumer's tasks
+    later. With the ordering switched off (the control) the consumer's job, which starts
+    without Delta's commit preparation, comes first."""
+    from exoflow_spark.engine.committer import Committer
+
+    if not write_first:
+        monkeypatch.setattr(Committer, "_write_first", lambda self, ref: None)
+
+    @F.udf("long")
+    def plus_one(x):
+        return x + 1
+
+    @xf.task(checkpoint="async")
+    def scored():
+        return spark.range(0, 20000, 1, 4).withColumn("z", plus_one("id"))
+
+    @xf.task(checkpoint="async")
+    def rescored(df):
+        return df.withColumn("w", plus_one("z"))
+
+    @xf.task
+    def total(df):
+        return df.agg(F.sum("w")).first()[0]
+
+    out = xf.run(
+        total.bind(rescored.bind(scored.bind())), workflow_id=wf, storage=storage, spark=spark
+    )
+    assert out == sum(i + 2 for i in range(20000))
+    write = _first_job_submitted(spark, wf, "checkpoint scored (async)")
+    consumer = _first_job_submitted(spark, wf, "materialize rescored")
+    assert (write < consumer) is write_first, (write, consumer)
+
+
 def test_job_metrics_since_counts_only_the_jobs_submitted_from_then_on(spark, wf) -> None:
     """A driver that runs the same workflow id twice keeps the first run's jobs under the
     same label; ``since`` leaves them out (auto's measurement and its eager-work test read

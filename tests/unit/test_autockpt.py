@@ -77,6 +77,86 @@ def test_a_profile_decides_before_running() -> None:
     assert big.action == "fuse"  # 10.5 s to write 1 GB > 3 s to recompute it
 
 
+def test_a_profile_weighs_the_recompute_by_the_run_left_after_the_commit() -> None:
+    """A checkpoint only helps a crash that lands after it commits: a profile of a finished
+    run knows what was left of it when the output was ready, and the recompute it insures is
+    weighted by that share of the run (the tail less the write's own wall time)."""
+    from dataclasses import replace
+
+    def timed(tail_s: float | None, run_s: float | None = 30.0, write_s: float | None = 1.0):
+        return replace(profile(8.0, write_s=write_s), tail_s=tail_s, run_s=run_s)
+
+    def decide(p: TaskProfile, upstream: float = 0.0):
+        return autockpt.decide_before(
+            "t", profile=p, stats=None, upstream_replay_s=upstream, throughput=TP
+        )
+
+    # an early or middle stage: most of the run is left, the write pays
+    early = decide(timed(tail_s=16.0))
+    assert early.action == "write"
+    assert "x 0.50 of the run after its commit = 4.00s" in early.reason
+    # the last expensive stage before a 2 s tail: 8 s x (2 - 1) / 30 = 0.27 s < 0.5 s write
+    last = decide(timed(tail_s=2.0))
+    assert last.action == "fuse" and "= 0.27s < write 0.50s" in last.reason
+    # a tail shorter than the write: no crash could find the checkpoint committed
+    assert decide(timed(tail_s=0.5)).action == "fuse"
+    # the write's latency is the cost model's when the profile has no write time
+    assert "x 0.05 of" in decide(timed(tail_s=2.0, write_s=None)).reason
+    # with its lost inputs at stake too, the same tail can pay
+    assert decide(timed(tail_s=2.0), upstream=40.0).action == "write"
+    # the weight never lifts a recompute under the floor
+    assert (
+        "under the 5s worth insuring" in decide(replace(timed(tail_s=29.0), compute_s=3.0)).reason
+    )
+    # a profile of a run that did not finish (no tail): every crash counts, as before
+    unknown = decide(timed(tail_s=None, run_s=None))
+    assert unknown.action == "write" and "of the run" not in unknown.reason
+
+    # an output computed after a profiled one is ready later: a cheap stage over the fused
+    # expensive one (its recompute the stage's too) is weighted by the input's tail
+    tail = autockpt.RunTail.of(timed(tail_s=2.0))
+    cheap = PlanStats(opaque=0, shuffles=0, size_bytes=1000)
+    over = autockpt.decide_before(
+        "u", profile=None, stats=cheap, upstream_replay_s=8.0, throughput=TP, tail=tail
+    )
+    assert over.action == "fuse" and "x 0.05 of the run" in over.reason, over.reason
+    alone = autockpt.decide_before(
+        "u", profile=None, stats=cheap, upstream_replay_s=8.0, throughput=TP
+    )
+    assert alone.action == "write"
+    # what an output computed after it inherits: the tail less the write (the run went on
+    # for the write; a run that does not write it does not)
+    after = autockpt.RunTail.of(timed(tail_s=2.0), after_write=True)
+    assert (after.tail_s, after.run_s) == (1.0, 30.0) and tail.tail_s == 2.0
+    # and a measurement made now likewise; the shortest tail known wins
+    later = autockpt.RunTail.of(timed(tail_s=1.0))
+    assert autockpt.earliest_tail(tail, None, later) == later
+    assert autockpt.earliest_tail(None, None) is None
+    measured = autockpt.decide_measured(
+        "u", measured_s=8.0, size=1000, throughput=TP, executor_s=None, tail=tail
+    )
+    assert measured.action == "keep" and "of the run after its commit" in measured.reason
+
+
+def test_a_profiles_tail_round_trips_and_is_dropped_without_its_run(tmp_path) -> None:
+    from dataclasses import replace
+
+    store = ProfileStore(LocalLogFS(str(tmp_path)))
+    p = replace(profile(2.0), tail_s=3.5, run_s=20.0)
+    store.save(p)
+    assert store.load(p.key) == p
+    # a profile of the release before (no tail fields) still reads, with no tail
+    path = tmp_path / layout.profile_file(p.key)
+    doc = json.loads(path.read_text())
+    del doc["tail_s"], doc["run_s"]
+    path.write_text(json.dumps(doc))
+    assert store.load(p.key) == replace(p, tail_s=None, run_s=None)
+    # a tail without the run's length cannot be weighed: both dropped
+    doc["tail_s"] = 3.5
+    path.write_text(json.dumps(doc))
+    assert store.load(p.key) == replace(p, tail_s=None, run_s=None)
+
+
 def test_without_a_profile_python_code_is_measured_and_jvm_plans_estimated() -> None:
     udf = decide_before(
         "t", profile=None, stats=PlanStats(1, 0, 100), upstream_replay_s=0, throughput=TP
