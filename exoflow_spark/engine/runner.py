@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.context import TaskContext, task_context
@@ -436,6 +436,8 @@ class TaskRunner:
             size=size,
             workflow_id=ctx.wf,
         )
+        if profile is not None:  # its run's tail until this run, if whole, measures its own
+            measured = replace(measured, tail_s=profile.tail_s, run_s=profile.run_s)
         state.auto_profiles[tid] = measured
         state.auto_ready_at[tid] = time.monotonic()
         self.profiles.save(measured)

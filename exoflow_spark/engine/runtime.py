@@ -154,10 +154,13 @@ class WorkflowRun:
 
     def _complete_profiles(self, finished: bool) -> None:
         """checkpoint="auto": a profile measured in this run learns what its checkpoint
-        write took, and (a run that finished) the run's length and what was left of it when
-        the output was ready: the next run weighs the recompute a write insures by it."""
+        write took, and (a run that finished the whole pipeline) the run's length and what
+        was left of it when the output was ready: the next run weighs the recompute a write
+        insures by it. A resumed run ran only part of the pipeline: its tails would overstate
+        the share, so its profiles keep the tail of the run they were measured in before."""
         state = self.run_state
         end = time.monotonic()
+        whole = finished and all(rec.run == self.run for rec in self.state.commits.values())
         profiles = ProfileStore(self.store.fs)
         for tid, profile in list(state.auto_profiles.items()):
             done = profile
@@ -165,7 +168,7 @@ class WorkflowRun:
             if rec is not None and rec.checkpoint is not None and rec.run == self.run:
                 done = replace(done, write_s=rec.checkpoint.write_seconds)
             ready = state.auto_ready_at.get(tid)
-            if finished and ready is not None:
+            if whole and ready is not None:
                 done = replace(
                     done, tail_s=round(end - ready, 3), run_s=round(end - state.started_at, 3)
                 )

@@ -482,3 +482,69 @@ def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_c
     ]
     [mine] = [p for p in profiles if p["task"] == "scored"]
     assert mine["compute_s"] >= 1.0, mine  # the sleeps alone; it was 0.0
+
+
+def test_a_profiles_tail_comes_from_a_run_of_the_whole_pipeline(spark, tmp_path) -> None:
+    """tail_s and run_s are kept from a run that ran the whole pipeline and finished. A
+    resumed run runs part of it (its length would overstate the share): a profile measured
+    again there keeps the tail it had; the next whole run replaces it."""
+    storage = str(tmp_path / "exo")
+    os.makedirs(os.path.join(storage, "_exoflow"))
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
+    fail = {"on": False}
+
+    def slow(x: int) -> int:
+        time.sleep(0.4)
+        return x * 2
+
+    slow_udf = F.udf(slow, LongType())
+
+    @xf.task(checkpoint=True)
+    def base():  # committed at once: a run after a failure resumes from it
+        return xf.get_spark().range(0, ROWS, 1, 2)
+
+    @xf.task
+    def scored(df):
+        if fail["on"]:
+            raise RuntimeError("injected failure")
+        return df.withColumn("x", slow_udf(F.col("id")))
+
+    @xf.task
+    def after(df):  # four seconds of the run left after the scored output (its write in them)
+        time.sleep(4.0)
+        return df.agg(F.sum("x")).first()[0]
+
+    def profile_of_scored() -> dict:
+        [doc] = [
+            json.loads(p.read_text())
+            for p in (tmp_path / "exo" / "_exoflow" / "profiles").glob("*.json")
+        ]
+        return doc
+
+    expected = sum(2 * i for i in range(ROWS))
+
+    def run(wf: str):
+        dag = after.bind(scored.bind(base.bind()))
+        return xf.run(dag, workflow_id=wf, storage=storage, checkpoint="auto")
+
+    assert run("tail-a") == expected
+    first = profile_of_scored()
+    assert first["workflow_id"] == "tail-a" and 4.0 <= first["tail_s"] < first["run_s"], first
+
+    fail["on"] = True
+    with pytest.raises(xf.TaskFailedError, match="injected failure"):
+        run("tail-b")
+    assert set(WorkflowStore(storage, "tail-b").read_state().commits) == {"base"}
+    fail["on"] = False
+    assert run("tail-b") == expected  # resumed: base restored, scored measured again
+    got = decisions(storage, "tail-b")["scored"]
+    assert got["action"] == "write" and got["source"] == "profile", got
+    resumed = profile_of_scored()
+    assert resumed["workflow_id"] == "tail-b" and resumed["write_s"] is not None
+    assert (resumed["tail_s"], resumed["run_s"]) == (first["tail_s"], first["run_s"]), resumed
+
+    assert run("tail-c") == expected
+    whole = profile_of_scored()
+    assert whole["workflow_id"] == "tail-c" and 4.0 <= whole["tail_s"] < whole["run_s"]
+    assert (whole["tail_s"], whole["run_s"]) != (first["tail_s"], first["run_s"]), whole
