@@ -15,7 +15,10 @@ when recomputing it after a crash is expected to cost more than writing it, the 
    was ready: a checkpoint only helps a crash that lands after it commits, so the recompute
    it insures is weighted by that share of the run (:func:`crash_share`). The output of the
    last expensive stage before a short tail (an aggregate and a sink) is then not written:
-   its commit would land just before the run ends.
+   its commit would land just before the run ends. Outputs computed after a written one
+   inherit its tail less its write (:meth:`RunTail.of`): a run that does not write it ends
+   sooner. Only a run of the whole pipeline records tails; a resumed or failed run that
+   measures a task again keeps its profile's earlier tail.
 2. ``measured``: a task with no profile whose own plan runs code Catalyst cannot see into
    (Python UDFs, pandas/Arrow functions) has no cost the plan can bound: its output is
    computed into the cache (as ``"async"`` does), timed, its Spark executor metrics read, and
@@ -325,14 +328,18 @@ def _worth(
     return True, f"{said} >= write {write:.2f}s"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class RunTail:
-    """What was left of a run when an output was ready: ``share`` of it (``tail_s`` over
-    ``run_s``), from a profile of a run that finished."""
+    """What was left of a run when an output was ready (``tail_s`` of ``run_s``), from a
+    profile of a run that finished the whole pipeline."""
 
-    share: float
     tail_s: float
     run_s: float
+
+    @property
+    def share(self) -> float:
+        """The part of the run still ahead when the output was ready."""
+        return self.tail_s / self.run_s
 
     @classmethod
     def of(cls, profile: TaskProfile | None, *, after_write: bool = False) -> RunTail | None:
@@ -344,14 +351,14 @@ class RunTail:
         tail = profile.tail_s
         if after_write and profile.write_s is not None:
             tail = max(tail - profile.write_s, 0.0)
-        return cls(tail / profile.run_s, tail, profile.run_s)
+        return cls(tail, profile.run_s)
 
 
 def earliest_tail(*tails: RunTail | None) -> RunTail | None:
     """The shortest of the known tails (an output is ready after its inputs: its tail is at
     most theirs), None when none is known."""
     known = [t for t in tails if t is not None]
-    return min(known) if known else None
+    return min(known, key=lambda t: t.share) if known else None
 
 
 def crash_share(tail: RunTail | None, latency_s: float) -> float | None:

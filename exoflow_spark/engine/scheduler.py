@@ -198,7 +198,7 @@ class Scheduler:
         """(Under the lock.) Nothing to start: declare the pending tasks stuck if nothing can
         change any more, else wait for a change. Whether the next look is a full scan."""
         state = self.state
-        if not state.running and not state.in_flight and not state.writes_in_flight():
+        if not state.running and not state.in_flight and not state.writes_running():
             if not scanned and state.failure is None:
                 return True  # look at everything once before giving up
             state.failure = DagError(

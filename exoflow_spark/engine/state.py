@@ -198,11 +198,6 @@ class RunState:
         with self.cond:
             return sum(not f.done() for f in self.async_writes.values())
 
-    def writes_in_flight(self) -> bool:
-        """Whether an async checkpoint write has not finished."""
-        with self.cond:
-            return any(not f.done() for f in self.async_writes.values())
-
     def wake(self) -> None:
         """Wake the scheduler (something it cannot see changed, e.g. a ref committed)."""
         with self.cond:

@@ -105,9 +105,9 @@ def test_running_changed_and_async_bookkeeping() -> None:
     ref = Ref("b", "cache", df=object())
     state.add_async_write("b", ref, write)
     assert state.ref("b") is ref and state.async_write_list() == [("b", write)]
-    assert state.writes_in_flight()
+    assert state.writes_running() == 1
     write.set_result(None)
-    assert not state.writes_in_flight()
+    assert state.writes_running() == 0
 
 
 def test_persisted_frames_are_taken_once() -> None:
