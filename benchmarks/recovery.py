@@ -26,7 +26,10 @@ runs first). Candidates: none (checkpoint=False everywhere), async and sync (eve
 hand; recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run:
 the storage root's cost profiles are deleted before its fault-free run and before its crashed
 run; recovery="cost") and auto-profile (the same, run after auto under new workflow ids, so
-every stage is decided from the profiles the previous runs measured). Prints, per
+every stage is decided from the profiles auto's fault-free run measured: the nightly run of
+the next day, after a first run that finished; those profiles are put back before each of
+its runs, so neither auto's crashed and resumed run nor auto-profile's own runs replace
+them). Prints, per
 candidate, the fault-free time as a ratio to `none`, and the recovery time as a ratio to a
 full re-run.
 
@@ -253,8 +256,8 @@ def driver(
 def rotated(chosen: list[str], rep: int) -> list[str]:
     """The candidates in repetition ``rep``'s order: rotated by one each repetition, so none
     always running first (on a machine whose load drifts during the benchmark) does not
-    favour it or any other candidate. "auto-profile" still follows "auto" in the first
-    repetition, and later finds the profiles the earlier repetitions measured."""
+    favour it or any other candidate. "auto-profile" runs after "auto" unless the rotation
+    puts it first, when it starts from the profiles of the repetition before."""
     k = rep % len(chosen)
     return chosen[k:] + chosen[:k]
 
@@ -317,13 +320,28 @@ def main() -> int:
     # week), so that no timed run pays for the calibration
     driver("selective", work, "warmup", max(a.rows // 10, 1000))
     profiles = work / "exo" / "_exoflow" / "profiles"
+    first_run = work / "profiles-of-auto"  # what auto's fault-free run measured
+
+    def before(strategy: str) -> None:
+        """The profiles a run of ``strategy`` starts from: none for auto (a first run),
+        those of the same repetition's auto fault-free run for auto-profile."""
+        if strategy == "auto":
+            shutil.rmtree(profiles, ignore_errors=True)
+        elif strategy == "auto-profile" and first_run.exists():
+            shutil.rmtree(profiles, ignore_errors=True)
+            shutil.copytree(first_run, profiles)
+
+    def after_fault_free(strategy: str) -> None:
+        if strategy == "auto":
+            shutil.rmtree(first_run, ignore_errors=True)
+            shutil.copytree(profiles, first_run)
+
     for rep in range(a.reps if a.driver_crash else 0):
         for strategy in rotated(chosen, rep):
-            if strategy == "auto":
-                shutil.rmtree(profiles, ignore_errors=True)  # a first run: no profile
+            before(strategy)
             clean = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
-            if strategy == "auto":
-                shutil.rmtree(profiles, ignore_errors=True)  # the crashed run is a first run too
+            after_fault_free(strategy)
+            before(strategy)
             driver(
                 strategy, work, f"{strategy}-crash-{rep}", a.rows, kill_after=0.8 * clean["run_s"]
             )
@@ -342,11 +360,10 @@ def main() -> int:
         print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
         for rep in range(a.reps):
             for strategy in rotated(chosen, rep):
-                if strategy == "auto":
-                    shutil.rmtree(profiles, ignore_errors=True)  # a first run, as above
+                before(strategy)
                 clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
-                if strategy == "auto":
-                    shutil.rmtree(profiles, ignore_errors=True)
+                after_fault_free(strategy)
+                before(strategy)
                 hit = driver(
                     strategy,
                     work,
