@@ -36,6 +36,7 @@ from ..storage.checkpoints import (
     CheckpointFormat,
     DeltaSnapshot,
     as_delta_version,
+    discard_table,
     read_checkpoint,
     snapshot_dataframe,
     write_checkpoint,
@@ -106,10 +107,22 @@ class Committer:
         """Checkpoint ``result`` now (``checkpoint=True``): its ref and commit record."""
         spark, wf = self.ctx.spark, self.ctx.wf
         with job_context(spark, wf, f"checkpoint {tid}"):
-            dv = write_checkpoint(result, self.ctx.store.ref_uri(tid), self.checkpoint_format)
+            dv = write_checkpoint(result, self._table(tid), self.checkpoint_format)
         crash_point(tid, "during-checkpoint")
         ref = Ref(tid, "delta", df=read_checkpoint(spark, dv), delta=dv)
         return ref, CommitRecord.of_checkpoint(dv, "sync")
+
+    def _table(self, tid: str) -> str:
+        """The checkpoint table to write ``tid``'s output to. In a resumed run, a task never
+        committed (and never invalidated) has no record naming its table: whatever is there
+        is a write an earlier run did not commit, deleted first (see
+        :func:`~exoflow_spark.storage.checkpoints.discard_table`)."""
+        path = self.ctx.store.ref_uri(tid)
+        log = self.ctx.log
+        if self.ctx.run > 1 and log.generation(tid) == 0 and tid not in log.commits:
+            discard_table(self.ctx.spark, path)
+            forget_delta_state(self.ctx.spark, [path])
+        return path
 
     def durable_snapshot(self, tid: str, snap: DeltaSnapshot) -> tuple[Ref, CommitRecord]:
         """A streaming task's table version, durable already: its ref and commit record."""
@@ -125,9 +138,7 @@ class Committer:
             with job_context(
                 self.ctx.spark, self.ctx.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL
             ):
-                dv = write_checkpoint(
-                    ref.get(), self.ctx.store.ref_uri(tid), self.checkpoint_format
-                )
+                dv = write_checkpoint(ref.get(), self._table(tid), self.checkpoint_format)
             crash_point(tid, "during-checkpoint")
             record = CommitRecord.of_checkpoint(dv, "async")
             stamped = self.ctx.store.commit_task(tid, out.generation, commit_record(record, fields))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from ..core.fmt import error_line
-from ..core.uris import is_local
+from ..core.redact import redact
+from ..core.uris import is_local, local_path
 from ..errors import CheckpointError
-from ..spark.hadoop import data_file_sizes
+from ..spark.hadoop import data_file_sizes, delete_path, has_jvm
 from ..spark.session import is_connect_session
 from . import layout
 from .logfs import open_logfs
@@ -48,6 +50,39 @@ class DeltaVersion:
 #: how checkpoints are stored: ``"delta"`` (default) or ``"parquet"`` (see :func:`write_checkpoint`)
 CheckpointFormat = Literal["delta", "parquet"]
 CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = ("delta", "parquet")
+
+
+def discard_table(spark: Any, path: str) -> None:
+    """Delete the checkpoint table at ``path`` that no commit record names (a write an
+    earlier run started and never committed), so the next write creates the table afresh.
+
+    Overwriting it instead would first make Delta load the leftover table's state: Spark
+    jobs in the writer's scheduler pool queued ahead of the write, which let the consumers
+    of an async output take every task slot before the write's own tasks are queued (see
+    :meth:`~exoflow_spark.engine.committer.Committer._write_first`). Nothing there: nothing
+    to do. A table on remote storage under Spark Connect (no Hadoop FileSystem here) is left
+    for the write to overwrite."""
+    if is_local(path):
+        local = local_path(path)
+        try:
+            shutil.rmtree(local)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise CheckpointError(
+                f"could not delete the uncommitted checkpoint table {local}: {exc}. Nothing "
+                "was written; fix the cause (permissions, a full disk) and run again"
+            ) from exc
+        return
+    if not has_jvm(spark):
+        return
+    try:
+        delete_path(spark, path)
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not delete the uncommitted checkpoint table {redact(path)}: "
+            f"{error_line(exc)}. Nothing was written; fix the cause and run again"
+        ) from exc
 
 
 def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> DeltaVersion:

@@ -165,6 +165,11 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
         if c.checkpoint is not None and c.mode != "stream"
     }
     assert formats == {fmt}, formats  # every checkpoint of both runs in the format asked
+    if crash_at.endswith("during-checkpoint") and fmt == "delta":
+        # the table the killed run wrote and never committed was deleted, not overwritten:
+        # the resumed run created it afresh (version 0) without Delta loading it first
+        rec = store.read_state().commits[crash_at.split(":")[0]]
+        assert rec.checkpoint.version == 0, rec.checkpoint
     if crash_at.startswith("publish"):
         # the sink ran twice (it had not committed) yet its rows landed once
         assert counts(tmp_path)["publish"] == 2
