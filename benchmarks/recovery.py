@@ -355,36 +355,32 @@ def main() -> int:
     if a.executor_loss:
         cluster = "local-cluster[2,1,1024]"
         print(f"\nexecutor loss: one executor JVM of {cluster} SIGKILLed at 80% of the run")
+
+        def lose_executor(strategy: str, tag: str) -> tuple[dict, dict | None]:
+            """A fault-free run on the cluster, then one with an executor killed at 80% of
+            it (None when that run finished first)."""
+            before(strategy)
+            clean = driver(strategy, work, f"{strategy}-lc-{tag}", a.rows, master=cluster)
+            after_fault_free(strategy)
+            before(strategy)
+            hit = driver(
+                strategy,
+                work,
+                f"{strategy}-lost-{tag}",
+                a.rows,
+                master=cluster,
+                kill_executor_after=0.8 * clean["run_s"],
+            )
+            return clean, hit
+
         for rep in range(a.reps):
             for strategy in rotated(chosen, rep):
-                before(strategy)
-                clean = driver(strategy, work, f"{strategy}-lc-{rep}", a.rows, master=cluster)
-                after_fault_free(strategy)
-                before(strategy)
-                hit = driver(
-                    strategy,
-                    work,
-                    f"{strategy}-lost-{rep}",
-                    a.rows,
-                    master=cluster,
-                    kill_executor_after=0.8 * clean["run_s"],
-                )
+                clean, hit = lose_executor(strategy, f"{rep}")
                 if hit is None:
                     # it finished before its kill (the fault-free run it was timed from was
                     # slower: a busy machine): once more, with a fault-free run of its own
                     print(f"  rep {rep + 1} {strategy:9s} finished before the kill: again")
-                    before(strategy)
-                    clean = driver(strategy, work, f"{strategy}-lc-{rep}b", a.rows, master=cluster)
-                    after_fault_free(strategy)
-                    before(strategy)
-                    hit = driver(
-                        strategy,
-                        work,
-                        f"{strategy}-lost-{rep}b",
-                        a.rows,
-                        master=cluster,
-                        kill_executor_after=0.8 * clean["run_s"],
-                    )
+                    clean, hit = lose_executor(strategy, f"{rep}b")
                 if hit is None:
                     raise RuntimeError(
                         f"{strategy}: the run with an executor killed finished before its kill "
