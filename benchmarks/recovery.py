@@ -21,10 +21,11 @@ also shows the ratio with start-up counted in both runs.
 
 Each repetition runs the candidates in turn, starting one later than the repetition before
 (a machine's load drifts during a half-hour benchmark: a fixed order would favour whichever
-runs first). Candidates: none (checkpoint=False everywhere), async and sync (every stage), selective
-(async on the four expensive UDF stages only, the paper's "selective" strategy, chosen by
-hand; recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run:
-the storage root's cost profiles are deleted before its fault-free run and before its crashed
+runs first). Candidates: none (checkpoint=False everywhere), async and sync (every stage),
+selective (async on the four expensive UDF stages only, the paper's "selective" strategy,
+chosen by hand; recovery="cost"), selective-sync (the same four stages written sync;
+recovery="cost"), auto (no stage annotated, ``xf.run(checkpoint="auto")``, first run: the
+storage root's cost profiles are deleted before its fault-free run and before its crashed
 run; recovery="cost") and auto-profile (the same, run after auto under new workflow ids, so
 every stage is decided from the profiles auto's fault-free run measured: the nightly run of
 the next day, after a first run that finished; those profiles are put back before each of
@@ -64,6 +65,9 @@ STRATEGIES = {
     # the paper's "selective": checkpoint (async) only the stages whose compute is expensive
     # relative to their output, here the four UDF stages; chosen by hand
     "selective": {f"score{k}": "async" for k in range(1, 5)},
+    # the same stages written sync: each write's encoding runs in the tasks that compute the
+    # stage, with no cache, no job that reads the cache back, and a commit at the stage's end
+    "selective-sync": {f"score{k}": True for k in range(1, 5)},
     # nothing annotated, xf.run(checkpoint="auto"): the engine decides every stage. "auto":
     # a first run (the root's profiles deleted before it); "auto-profile": the next run, under
     # a new workflow id, deciding from the profiles the previous one measured
@@ -160,7 +164,9 @@ def job(args: argparse.Namespace) -> int:
         workflow_id=args.workflow_id,
         storage=args.storage,
         spark=spark,
-        recovery="cost" if args.strategy in ("selective", "auto", "auto-profile") else "restore",
+        recovery="cost"
+        if args.strategy in ("selective", "selective-sync", "auto", "auto-profile")
+        else "restore",
         checkpoint="auto" if args.strategy.startswith("auto") else "none",
     )
     print(
@@ -348,7 +354,7 @@ def main() -> int:
             results[strategy]["recover"].append(resumed["run_s"])
             startups.append(clean["startup_s"])
             print(
-                f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, after "
+                f"  rep {rep + 1} {strategy:14s} fault-free {clean['run_s']:6.2f} s, after "
                 f"crash {resumed['run_s']:6.2f} s"
             )
     loss: dict[str, dict[str, list[float]]] = {s: {"clean": [], "lost": []} for s in chosen}
@@ -379,7 +385,7 @@ def main() -> int:
                 if hit is None:
                     # it finished before its kill (the fault-free run it was timed from was
                     # slower: a busy machine): once more, with a fault-free run of its own
-                    print(f"  rep {rep + 1} {strategy:9s} finished before the kill: again")
+                    print(f"  rep {rep + 1} {strategy:14s} finished before the kill: again")
                     clean, hit = lose_executor(strategy, f"{rep}b")
                 if hit is None:
                     raise RuntimeError(
@@ -390,7 +396,7 @@ def main() -> int:
                 loss[strategy]["clean"].append(clean["run_s"])
                 loss[strategy]["lost"].append(hit["run_s"])
                 print(
-                    f"  rep {rep + 1} {strategy:9s} fault-free {clean['run_s']:6.2f} s, with "
+                    f"  rep {rep + 1} {strategy:14s} fault-free {clean['run_s']:6.2f} s, with "
                     f"an executor killed {hit['run_s']:6.2f} s"
                 )
     rows: list[dict] = [{"strategy": s} for s in chosen]
