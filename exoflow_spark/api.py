@@ -26,6 +26,7 @@ from .engine.autockpt import (
     min_replay_s,
     profile_key,
     walk_up,
+    write_mode,
 )
 from .engine.cost import load_throughput
 from .engine.planner import RecoveryPlan, Strategy, plan, report_missing
@@ -106,13 +107,16 @@ def run(
             everything downstream (as with ``invalidate``).
         checkpoint: the checkpoint policy of every task that declares no ``checkpoint``
             option (a declared one always wins). ``"none"`` (default): replayed, as
-            ``checkpoint=False``. ``"auto"``: the engine decides per task, writing (async)
-            only the outputs whose recomputation after a crash would cost more than writing
+            ``checkpoint=False``. ``"auto"``: the engine decides per task, writing only
+            the outputs whose recomputation after a crash would cost more than writing
             them; cheap narrow stages keep fusing into their consumers. Costs come from the
             task's profile measured by an earlier run (any workflow id: profiles are keyed
             by task id and code fingerprint, under ``<storage>/_exoflow/profiles``), else a
             measurement now for Python code the plan cannot price, else the plan's
-            statistics; each decision is logged (``exoflow-spark history``). ``"async"`` /
+            statistics; each decision is logged (``exoflow-spark history``). An output
+            decided from its profile is written sync by the job that computes it on a root
+            with cheap writes (local disk, HDFS), async on one whose writes are
+            latency-bound (an object store). ``"async"`` /
             ``"sync"``: write every undeclared task's output.
 
     Returns:
@@ -445,9 +449,12 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
                 min_replay_s=floor,
                 tail=tail,
             )
+            reason = d.reason
             if d.action == "fuse":
                 own[t.id] = profile.compute_s
-            entry = {"task": t.id, "action": d.action, "source": d.source, "reason": d.reason}
+            else:
+                reason += f"; {write_mode(throughput)[1]}"
+            entry = {"task": t.id, "action": d.action, "source": d.source, "reason": reason}
         entry["last"] = last.get(t.id) or "-"
         out.append(entry)
     return out

@@ -2,9 +2,9 @@
 
 A task under ``"auto"`` (declared, or given by the run's policy ``xf.run(checkpoint="auto")``)
 runs lazily by default, like ``checkpoint=False``: its output is a plan that fuses into its
-consumers (Catalyst keeps narrow stages in one pipeline). It is written (as ``"async"``) only
-when recomputing it after a crash is expected to cost more than writing it, the cost model of
-:mod:`.cost`. The inputs of that comparison come from, in order:
+consumers (Catalyst keeps narrow stages in one pipeline). It is written only when recomputing
+it after a crash is expected to cost more than writing it, the cost model of :mod:`.cost`.
+The inputs of that comparison come from, in order:
 
 1. ``profile``: the task's costs measured by an earlier run, kept under the storage root in
    ``_exoflow/profiles/<key>.json`` keyed by the task id and its code fingerprint (not the
@@ -30,6 +30,19 @@ when recomputing it after a crash is expected to cost more than writing it, the 
    show that work and a replay redoes it.
 
 Nondeterministic outputs and outputs some task waits on are always written (``rule``).
+
+How a written output is written (:func:`write_mode`): one measured now is in Spark's cache
+already and is written from there in the background (as ``"async"``). One decided from its
+profile before it is computed is written by the job that computes it (as ``checkpoint=True``)
+when the storage root's calibrated fixed cost per write is at most
+:data:`INLINE_WRITE_MAX_FIXED_S` (local disk, HDFS): the write's encoding runs in the tasks
+that compute the output, with no cache, no second job reading the cache back, and a commit
+at the stage's end. Async costs that second pass over the output, and on a cluster the
+stages keep busy it takes task slots from the next stage: in ``benchmarks/recovery.py``
+(four Python UDF stages, local disk, 2 cores) four async writes cost the run 1.15-1.26x of
+no checkpoints against 1.09-1.18x written sync, in the same runs. On a root whose writes
+are latency-bound (an object store: a Delta commit is tens of requests) async hides the
+commit behind the consumers, and stays.
 
 An output is written only if its recompute also puts at least :data:`MIN_REPLAY_S` seconds
 at risk (its own compute plus that of its inputs a crash would lose). Less is replayed after a
@@ -75,6 +88,10 @@ ESTIMATE_SHUFFLE_BPS = 200e6
 MIN_REPLAY_S = 5.0
 #: The environment variable that overrides :data:`MIN_REPLAY_S` (seconds, a number >= 0).
 MIN_REPLAY_ENV = "EXOFLOW_AUTO_MIN_REPLAY_S"
+
+#: The storage root's calibrated fixed cost per checkpoint write (seconds) up to which an
+#: output decided from its profile is written sync, by the job that computes it (see above)
+INLINE_WRITE_MAX_FIXED_S = 1.0
 
 Action = Literal["write", "fuse", "measure"]
 Source = Literal["profile", "measured", "estimate", "rule"]
@@ -227,7 +244,7 @@ class PlanStats:
 class AutoDecision:
     """One ``checkpoint="auto"`` decision and what it was made from.
 
-    ``action``: ``write`` (compute into the cache, write async), ``fuse`` (a lazy plan that
+    ``action``: ``write`` (see :func:`write_mode`), ``fuse`` (a lazy plan that
     fuses into its consumers) or ``measure`` (compute into the cache, time it, then decide:
     :func:`decide_measured` turns it into ``write`` or ``keep``).
     """
@@ -368,6 +385,25 @@ def crash_share(tail: RunTail | None, latency_s: float) -> float | None:
     if tail is None:
         return None
     return min(max(tail.tail_s - latency_s, 0.0) / tail.run_s, 1.0)
+
+
+def write_mode(tp: Throughput) -> tuple[Literal["sync", "async"], str]:
+    """How ``"auto"`` writes an output it decided to write before computing it (from its
+    profile), and why: ``"sync"`` (by the job that computes it) on a root whose calibrated
+    fixed cost per write is at most :data:`INLINE_WRITE_MAX_FIXED_S`, else ``"async"``
+    (computed into the cache, written in the background). A root not calibrated yet (its
+    cost model is assumed, see :mod:`.cost`) is written async."""
+    if not tp.measured:
+        return "async", "written async: the root's write cost is not measured yet"
+    if tp.write_fixed_s <= INLINE_WRITE_MAX_FIXED_S:
+        return "sync", (
+            f"written sync by the job that computes it: the root's fixed cost per write is "
+            f"{tp.write_fixed_s:.2f}s, at most {INLINE_WRITE_MAX_FIXED_S:g}s"
+        )
+    return "async", (
+        f"written async: the root's fixed cost per write is {tp.write_fixed_s:.2f}s, over "
+        f"{INLINE_WRITE_MAX_FIXED_S:g}s (the background write hides it)"
+    )
 
 
 def write_cost(tp: Throughput, size: int) -> float:

@@ -51,6 +51,7 @@ from .autockpt import (
     PlanStats,
     ProfileStore,
     RunTail,
+    TaskProfile,
     decide_before,
     decide_measured,
     earliest_tail,
@@ -58,6 +59,8 @@ from .autockpt import (
     new_profile,
     profile_key,
     walk_up,
+    write_cost,
+    write_mode,
 )
 from .committer import Committer, TaskOutput
 from .ref import Ref
@@ -303,7 +306,7 @@ class TaskRunner:
         if node is self.ctx.dag.output and mode in (False, "auto"):
             mode = True  # the workflow's output is always durable: get_output and re-runs
         if mode == "auto":
-            return self._auto(node, tid, result, fn_run or FnRun()), None
+            return self._auto(node, tid, result, fn_run or FnRun())
         if mode is False:
             return self._lazy(tid, result), None
         if mode is True:
@@ -364,10 +367,12 @@ class TaskRunner:
         tid: str,
         result: Any,
         fn_run: FnRun,
-    ) -> Ref:
+    ) -> tuple[Ref, CommitRecord | None]:
         """Decide whether the output is worth writing, from its profile, else a measurement
         now (Python code the plan cannot price), else the plan's statistics; only outputs
-        worth writing (or measured) are computed into the cache, the rest keep fusing.
+        worth writing (or measured) are computed (into the cache, or by a sync write: see
+        :func:`~.autockpt.write_mode`), the rest keep fusing. Returns the ref and the
+        commit record to write now (a sync write's), else None.
 
         ``fn_run`` (the function's own run) counts in the estimate and in the
         measurement (the profile's compute) when the function ran Spark jobs itself (eager
@@ -401,7 +406,12 @@ class TaskRunner:
             if decision.bytes is not None:
                 state.work_bytes[tid] = decision.bytes
             self._log_auto(decision)
-            return self._lazy(tid, result)
+            return self._lazy(tid, result), None
+        if decision.action == "write" and profile is not None:
+            mode, why = write_mode(state.throughput)
+            decision = replace(decision, reason=f"{decision.reason}; {why}")
+            if mode == "sync":
+                return self._auto_sync(node, tid, result, profile, decision)
         if profile is not None or must:  # measured now: the profile keeps the eager work
             eager_s = self._eager_seconds(tid, fn_run)
         measured_from = time.time()
@@ -443,7 +453,45 @@ class TaskRunner:
         self.profiles.save(measured)
         ref.write_async = decision.checkpoint
         self._log_auto(decision)
-        return ref
+        return ref, None
+
+    def _auto_sync(
+        self, node: Node, tid: str, result: Any, profile: TaskProfile, decision: AutoDecision
+    ) -> tuple[Ref, CommitRecord]:
+        """Write an output its profile says is worth writing by the job that computes it
+        (see :func:`~.autockpt.write_mode`), and measure it again from that job: its wall
+        time less what the root's cost model gives the write is its compute (the profile
+        keeps its size in memory: nothing is cached to measure it)."""
+        ctx, state = self.ctx, self.state
+        self._log_auto(decision)
+        measured_from = time.time()
+        start = time.perf_counter()
+        ref, record = self.committer.write_sync(tid, result)
+        seconds = time.perf_counter() - start
+        write = write_cost(state.throughput, profile.bytes)
+        own_s = self._own_share(node, tid, max(seconds - write, 0.0))
+        state.own_cost[tid] = own_s
+        state.work_bytes[tid] = profile.bytes
+        metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
+        rows = record.checkpoint.rows if record.checkpoint is not None else profile.rows
+        measured = new_profile(
+            key=profile.key,
+            task=tid,
+            code_fingerprint=profile.code_fingerprint,
+            own_s=own_s,
+            executor_s=None if metrics is None else metrics["executor_s"],
+            rows=rows,
+            size=profile.bytes,
+            workflow_id=ctx.wf,
+        )
+        # its run's tail until this run, if whole, measures its own; the write's share of
+        # the job is the cost model's (the job's wall time is mostly the compute)
+        measured = replace(measured, tail_s=profile.tail_s, run_s=profile.run_s)
+        state.auto_profiles[tid] = measured
+        state.auto_ready_at[tid] = time.monotonic() - write
+        state.inline_write_s[tid] = write
+        self.profiles.save(measured)
+        return ref, record
 
     def _own_share(self, node: Node, tid: str, seconds: float) -> float:
         """The seconds of a measurement of ``tid`` that are its own: ``seconds`` computed it
@@ -577,7 +625,7 @@ class TaskRunner:
             "[%s] [%s] checkpoint='auto': %s (%s: %s)",
             ctx.wf,
             decision.task,
-            {"write": "writing it (async)", "fuse": "fused into its consumers"}.get(
+            {"write": "writing it", "fuse": "fused into its consumers"}.get(
                 decision.action, "kept in memory, not worth writing"
             ),
             decision.source,

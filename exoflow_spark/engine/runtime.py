@@ -166,7 +166,8 @@ class WorkflowRun:
             done = profile
             rec = self.state.commits.get(tid)
             if rec is not None and rec.checkpoint is not None and rec.run == self.run:
-                done = replace(done, write_s=rec.checkpoint.write_seconds)
+                write_s = state.inline_write_s.get(tid, rec.checkpoint.write_seconds)
+                done = replace(done, write_s=write_s)
             ready = state.auto_ready_at.get(tid)
             if whole and ready is not None:
                 done = replace(

@@ -148,16 +148,49 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(spark, storage
     assert materialized(spark, "day-2") == set()
 
     # a profile without its run's tail (as the release before wrote them): every crash is
-    # assumed to land after the commit, and the expensive output is written from the profile
+    # assumed to land after the commit, and the expensive output is written from the profile.
+    # The root's writes are cheap (0.3 s fixed): it is written sync by the job that computes
+    # it, not computed into the cache first, and its consumer reads the checkpoint
     del measured["tail_s"], measured["run_s"]
     with open(profile_path, "w") as fh:
         json.dump(measured, fh)
-    assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2b", storage=storage,
+    plans = []
+    assert xf.run(dag_of(expensive_v1, plans), workflow_id="day-2b", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
     got = decisions(storage, "day-2b")
     assert got["expensive"]["action"] == "write" and got["expensive"]["source"] == "profile"
+    assert "written sync" in got["expensive"]["reason"], got["expensive"]
     assert all(got[t]["action"] == "fuse" for t in cheap)
-    assert WorkflowStore(storage, "day-2b").read_state().commits["expensive"].mode == "async"
+    sync_commit = WorkflowStore(storage, "day-2b").read_state().commits["expensive"]
+    assert sync_commit.mode == "sync"
+    assert materialized(spark, "day-2b") == set()
+    [plan] = plans
+    assert "InMemoryTableScan" not in plan and "FileScan" in plan, plan
+    assert "BatchEvalPython" not in plan and "ArrowEvalPython" not in plan, plan
+    # measured again from the write's job: its compute (the job less the cost model's write),
+    # and the cost model's write, not the whole job, as its write time
+    with open(profile_path) as fh:
+        again = json.load(fh)
+    assert again["workflow_id"] == "day-2b"
+    assert again["compute_s"] > 0 and again["bytes"] == measured["bytes"], again
+    assert again["write_s"] < sync_commit.checkpoint.write_seconds, again
+
+    # a root whose writes are latency-bound (1.05 s fixed per write, over the 1 s bound):
+    # written async, the output
+    # computed into the cache first and its write hidden behind the consumers
+    with open(profile_path, "w") as fh:
+        json.dump(measured, fh)
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 1.05, "measured_at": time.time()}, fh)
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2c", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    got = decisions(storage, "day-2c")
+    assert got["expensive"]["action"] == "write", got["expensive"]
+    assert "written async" in got["expensive"]["reason"], got["expensive"]
+    assert WorkflowStore(storage, "day-2c").read_state().commits["expensive"].mode == "async"
+    assert materialized(spark, "day-2c") == {"expensive"}
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
 
     # the expensive stage's code changed: its old profile is not used, it is measured again
     assert xf.run(dag_of(expensive_v2, []), workflow_id="day-3", storage=storage,

@@ -460,3 +460,20 @@ def test_cli_and_job_flags_name_the_policies(capsys) -> None:
     add_checkpoint_policy(job)
     assert job.parse_args([]).checkpoint_policy == "none"
     assert job.parse_args(["--checkpoint-policy", "auto"]).checkpoint_policy == "auto"
+
+
+@pytest.mark.parametrize(
+    ("tp", "mode", "said"),
+    [
+        # calibrated cheap writes (local disk, HDFS): by the job that computes the output
+        (Throughput(write_fixed_s=0.44, measured_at=1.0), "sync", "0.44s, at most 1s"),
+        (Throughput(write_fixed_s=1.0, measured_at=1.0), "sync", "1.00s, at most 1s"),
+        # latency-bound writes (an object store): in the background
+        (Throughput(write_fixed_s=3.2, measured_at=1.0), "async", "3.20s, over 1s"),
+        # not calibrated: the assumed model says nothing of this root
+        (Throughput(write_fixed_s=0.4), "async", "not measured yet"),
+    ],
+)
+def test_a_profiled_write_is_sync_only_where_the_root_writes_cheaply(tp, mode, said) -> None:
+    got, why = autockpt.write_mode(tp)
+    assert got == mode and said in why, why
