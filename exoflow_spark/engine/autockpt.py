@@ -39,10 +39,11 @@ when the storage root's calibrated fixed cost per write is at most
 that compute the output, with no cache, no second job reading the cache back, and a commit
 at the stage's end. Async costs that second pass over the output, and on a cluster the
 stages keep busy it takes task slots from the next stage: in ``benchmarks/recovery.py``
-(four Python UDF stages, local disk, 2 cores) four async writes cost the run 1.15-1.26x of
-no checkpoints against 1.09-1.18x written sync, in the same runs. On a root whose writes
-are latency-bound (an object store: a Delta commit is tens of requests) async hides the
-commit behind the consumers, and stays.
+(four Python UDF stages, local disk, 2 cores) its four UDF stages written async cost the run
+1.15x, 1.19x and 1.27x of no checkpoints against 1.09x, 1.18x and 1.19x written sync in the
+same three runs (medians of 3), and the next run of ``"auto"`` 1.22x against 1.14x. On a
+root whose writes are latency-bound (an object store: a Delta commit is tens of requests)
+async hides the commit behind the consumers, and stays.
 
 An output is written only if its recompute also puts at least :data:`MIN_REPLAY_S` seconds
 at risk (its own compute plus that of its inputs a crash would lose). Less is replayed after a
