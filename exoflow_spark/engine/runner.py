@@ -411,7 +411,7 @@ class TaskRunner:
             mode, why = write_mode(state.throughput)
             decision = replace(decision, reason=f"{decision.reason}; {why}")
             if mode == "sync":
-                return self._auto_sync(node, tid, result, profile, decision)
+                return self._auto_sync(node, tid, result, profile, decision, fn_run)
         if profile is not None or must:  # measured now: the profile keeps the eager work
             eager_s = self._eager_seconds(tid, fn_run)
         measured_from = time.time()
@@ -456,24 +456,33 @@ class TaskRunner:
         return ref, None
 
     def _auto_sync(
-        self, node: Node, tid: str, result: Any, profile: TaskProfile, decision: AutoDecision
+        self,
+        node: Node,
+        tid: str,
+        result: Any,
+        profile: TaskProfile,
+        decision: AutoDecision,
+        fn_run: FnRun,
     ) -> tuple[Ref, CommitRecord]:
         """Write an output its profile says is worth writing by the job that computes it
         (see :func:`~.autockpt.write_mode`), and measure it again from that job: its wall
-        time less what the root's cost model gives the write is its compute (the profile
-        keeps its size in memory: nothing is cached to measure it)."""
+        time less what the root's cost model gives the write is its compute, with the
+        function's own Spark jobs as in :meth:`_auto` (the profile keeps its size in memory:
+        nothing is cached to measure it)."""
         ctx, state = self.ctx, self.state
         self._log_auto(decision)
+        eager_s = self._eager_seconds(tid, fn_run)
         measured_from = time.time()
         start = time.perf_counter()
         ref, record = self.committer.write_sync(tid, result)
         seconds = time.perf_counter() - start
         write = write_cost(state.throughput, profile.bytes)
-        own_s = self._own_share(node, tid, max(seconds - write, 0.0))
+        own_s = self._own_share(node, tid, max(seconds - write, 0.0) + eager_s)
         state.own_cost[tid] = own_s
         state.work_bytes[tid] = profile.bytes
         metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
-        rows = record.checkpoint.rows if record.checkpoint is not None else profile.rows
+        ckpt = record.checkpoint
+        rows = ckpt.rows if ckpt is not None and ckpt.rows else profile.rows
         measured = new_profile(
             key=profile.key,
             task=tid,

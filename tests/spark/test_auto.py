@@ -458,6 +458,29 @@ def test_a_task_that_runs_spark_jobs_itself_is_priced_by_them(spark, tmp_path) -
     assert "its function ran" not in got["plan_only"]["reason"]
     assert got["data"]["action"] == "fuse"
 
+    # the next run, on a root with cheap writes (its profile without the run's tail: every
+    # crash is assumed to land after the commit): written sync from its profile, and
+    # measured again with its function's jobs (the written plan is one row: they are its cost)
+    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+        json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
+    profile_path = os.path.join(
+        storage, layout.profile_file(profile_key("train", code_fingerprint(train.fn)))
+    )
+    with open(profile_path) as fh:
+        first = json.load(fh)
+    first.pop("tail_s", None), first.pop("run_s", None)
+    with open(profile_path, "w") as fh:
+        json.dump(first, fh)
+    dag = report.bind(plan_only.bind(train.bind(data.bind())))
+    assert xf.run(dag, workflow_id="eager-2", storage=storage, spark=spark,
+                  checkpoint="auto") == out  # fmt: skip
+    got = decisions(storage, "eager-2")
+    assert (got["train"]["action"], got["train"]["source"]) == ("write", "profile"), got["train"]
+    assert "written sync" in got["train"]["reason"], got["train"]
+    with open(profile_path) as fh:
+        again = json.load(fh)
+    assert again["workflow_id"] == "eager-2" and again["compute_s"] >= 1.2, again
+
 
 def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_cost(
     spark, tmp_path
