@@ -493,12 +493,11 @@ class TaskRunner:
             size=profile.bytes,
             workflow_id=ctx.wf,
         )
-        # its run's tail until this run, if whole, measures its own; the write's share of
-        # the job is the cost model's (the job's wall time is mostly the compute)
-        measured = replace(measured, tail_s=profile.tail_s, run_s=profile.run_s)
+        # its run's tail until this run, if whole, measures its own; its write time is the
+        # cost model's (the commit record's is the whole job's, its compute included)
+        measured = replace(measured, write_s=write, tail_s=profile.tail_s, run_s=profile.run_s)
         state.auto_profiles[tid] = measured
         state.auto_ready_at[tid] = time.monotonic() - write
-        state.inline_write_s[tid] = write
         self.profiles.save(measured)
         return ref, record
 

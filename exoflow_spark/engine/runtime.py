@@ -165,9 +165,15 @@ class WorkflowRun:
         for tid, profile in list(state.auto_profiles.items()):
             done = profile
             rec = self.state.commits.get(tid)
-            if rec is not None and rec.checkpoint is not None and rec.run == self.run:
-                write_s = state.inline_write_s.get(tid, rec.checkpoint.write_seconds)
-                done = replace(done, write_s=write_s)
+            # a profile measured into the cache learns its write's time from the commit
+            # record; one written sync has the cost model's already (the record's is the job's)
+            if (
+                done.write_s is None
+                and rec is not None
+                and rec.checkpoint is not None
+                and rec.run == self.run
+            ):
+                done = replace(done, write_s=rec.checkpoint.write_seconds)
             ready = state.auto_ready_at.get(tid)
             if whole and ready is not None:
                 done = replace(

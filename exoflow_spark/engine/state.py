@@ -128,10 +128,6 @@ class RunState:
     #: task -> when (``time.monotonic()``) its profiled output was ready: the run's remaining
     #: time from there is the profile's ``tail_s``
     auto_ready_at: dict[str, float] = field(default_factory=dict)
-    #: task -> the cost model's seconds for its checkpoint write, for an output ``"auto"``
-    #: wrote sync from its profile: the profile's ``write_s`` (the commit record's write
-    #: time is the whole job's, its compute included)
-    inline_write_s: dict[str, float] = field(default_factory=dict)
     #: task -> the shortest run tail its profile or its inputs' profiles know (``"auto"``)
     tails: dict[str, RunTail | None] = field(default_factory=dict)
     #: when (``time.monotonic()``) the run started
