@@ -436,8 +436,13 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
                 "task": t.id,
                 "action": "at run",
                 "source": "no profile",
-                "reason": "decided as it runs: measured if its plan runs Python code, else "
-                "from the plan's statistics",
+                "reason": "decided as it runs: if its plan runs Python code, measured "
+                + (
+                    "by the job that writes it (the root's writes are cheap)"
+                    if write_mode(throughput)[0] == "sync"
+                    else "as it is computed into the cache"
+                )
+                + ", else from the plan's statistics",
             }
         else:
             d = decide_before(

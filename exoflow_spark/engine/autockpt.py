@@ -20,9 +20,14 @@ The inputs of that comparison come from, in order:
    sooner. Only a run of the whole pipeline records tails; a resumed or failed run that
    measures a task again keeps its profile's earlier tail.
 2. ``measured``: a task with no profile whose own plan runs code Catalyst cannot see into
-   (Python UDFs, pandas/Arrow functions) has no cost the plan can bound: its output is
-   computed into the cache (as ``"async"`` does), timed, its Spark executor metrics read, and
-   the decision made from that measurement; the measurement becomes its profile.
+   (Python UDFs, pandas/Arrow functions) has no cost the plan can bound: it is measured as
+   it is computed, its Spark executor metrics read, and the measurement becomes its profile.
+   On a root with cheap writes (see below) the job that measures it writes it: the write
+   costs about what the other way of measuring does (computing it into the cache, then a
+   second pass writing it from there), and a crash in this first run finds it durable;
+   whether it was worth writing is decided from the measurement and logged, and the next
+   run fuses it if not. Elsewhere it is computed into the cache (as ``"async"`` does),
+   timed, and written from there only if the measurement says so.
 3. ``estimate``: otherwise the plan's statistics (Catalyst's size estimate, its shuffles)
    give the recompute estimate; a plan of JVM operators only is cheap to recompute next to a
    write, so it keeps fusing. When the task's function ran Spark jobs itself (a training
@@ -31,17 +36,20 @@ The inputs of that comparison come from, in order:
 
 Nondeterministic outputs and outputs some task waits on are always written (``rule``).
 
-How a written output is written (:func:`write_mode`): one measured now is in Spark's cache
-already and is written from there in the background (as ``"async"``). One decided from its
-profile before it is computed is written by the job that computes it (as ``checkpoint=True``)
-when the storage root's calibrated fixed cost per write is at most
+How a written output is written (:func:`write_mode`): one decided from its profile before it
+is computed, or measured by its write (above), is written by the job that computes it (as
+``checkpoint=True``) when the storage root's calibrated fixed cost per write is at most
 :data:`INLINE_WRITE_MAX_FIXED_S` (local disk, HDFS): the write's encoding runs in the tasks
 that compute the output, with no cache, no second job reading the cache back, and a commit
-at the stage's end. Async costs that second pass over the output, and on a cluster the
-stages keep busy it takes task slots from the next stage: in ``benchmarks/recovery.py``
-(four Python UDF stages, local disk, 2 cores) its four UDF stages written async cost the run
-1.15x, 1.19x and 1.27x of no checkpoints against 1.09x, 1.18x and 1.19x written sync in the
-same three runs (medians of 3), and the next run of ``"auto"`` 1.22x against 1.14x. On a
+at the stage's end. Its compute is the job's wall time less the cost model's write (a
+driver's first write warms the write path up first: a cold JVM's first Delta write takes
+seconds more, which would count as compute). Otherwise the output is computed into Spark's
+cache and written from there in the background (as ``"async"``). Async costs that second
+pass over the output, and on a cluster the stages keep busy it takes task slots from the
+next stage: in ``benchmarks/recovery.py`` (four Python UDF stages, local disk, 2 cores) its
+four UDF stages written async cost the run 1.15x, 1.19x and 1.27x of no checkpoints against
+1.09x, 1.18x and 1.19x written sync in the same three runs (medians of 3), and the next run
+of ``"auto"`` 1.22x against 1.14x. On a
 root whose writes are latency-bound (an object store: a Delta commit is tens of requests)
 async hides the commit behind the consumers, and stays.
 
@@ -389,11 +397,12 @@ def crash_share(tail: RunTail | None, latency_s: float) -> float | None:
 
 
 def write_mode(tp: Throughput) -> tuple[Literal["sync", "async"], str]:
-    """How ``"auto"`` writes an output it decided to write before computing it (from its
-    profile), and why: ``"sync"`` (by the job that computes it) on a root whose calibrated
-    fixed cost per write is at most :data:`INLINE_WRITE_MAX_FIXED_S`, else ``"async"``
-    (computed into the cache, written in the background). A root not calibrated yet (its
-    cost model is assumed, see :mod:`.cost`) is written async."""
+    """How ``"auto"`` writes an output it decides to write before computing it (from its
+    profile, or to measure it: no profile, Python code), and why: ``"sync"`` (by the job
+    that computes it) on a root whose calibrated fixed cost per write is at most
+    :data:`INLINE_WRITE_MAX_FIXED_S`, else ``"async"`` (computed into the cache, measured
+    there, written in the background if worth it). A root not calibrated yet (its cost
+    model is assumed, see :mod:`.cost`) is written async."""
     if not tp.measured:
         return "async", "written async: the root's write cost is not measured yet"
     if tp.write_fixed_s <= INLINE_WRITE_MAX_FIXED_S:

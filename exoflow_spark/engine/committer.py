@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ from ..core.records import CommitRecord, EventKind
 from ..core.status import TaskStatus
 from ..core.task import Node
 from ..errors import CheckpointError
+from ..spark.hadoop import delete_tree
 from ..spark.session import (
     CHECKPOINT_POOL,
     forget_delta_state,
@@ -32,6 +34,7 @@ from ..spark.session import (
     pool_task_sets,
     wait_for_task_set,
 )
+from ..storage import layout
 from ..storage.checkpoints import (
     CheckpointFormat,
     DeltaSnapshot,
@@ -40,6 +43,7 @@ from ..storage.checkpoints import (
     read_checkpoint,
     snapshot_dataframe,
     write_checkpoint,
+    write_path_warm,
 )
 from .ref import Ref
 from .state import RunContext, RunState
@@ -111,6 +115,32 @@ class Committer:
         crash_point(tid, "during-checkpoint")
         ref = Ref(tid, "delta", df=read_checkpoint(spark, dv), delta=dv)
         return ref, CommitRecord.of_checkpoint(dv, "sync")
+
+    def warm_up(self) -> None:
+        """Write a throwaway checkpoint, one row per task slot, unless this process has
+        written one in this Spark application (:func:`write_path_warm`): before a write that
+        measures a task (``checkpoint="auto"``). A JVM's first Delta write loads and compiles
+        Delta's and Parquet's write path, on the driver and in the tasks: 5.7 s against 2.1 s
+        warm for the same 1.6 s of Python UDF (local mode, 2026-12-05), which the measurement
+        would count as the task's compute. The run's first checkpoint pays that warm-up
+        anyway: this one adds its own small write (0.3-0.5 s on local disk) once per driver."""
+        spark = self.ctx.spark
+        if write_path_warm(spark, self.checkpoint_format):
+            return
+        try:
+            slots = max(1, min(int(spark.sparkContext.defaultParallelism), 64))
+        except Exception:  # Spark Connect
+            slots = 1
+        path = self.ctx.store.fs.uri(layout.calibration_dir(uuid.uuid4().hex))
+        start = time.perf_counter()
+        try:
+            with job_context(spark, self.ctx.wf, "warm up the checkpoint write path"):
+                write_checkpoint(spark.range(0, slots, 1, slots), path, self.checkpoint_format)
+        finally:
+            delete_tree(spark, path)
+        logger.debug(
+            "[%s] checkpoint writes warmed up in %.2fs", self.ctx.wf, time.perf_counter() - start
+        )
 
     def _table(self, tid: str) -> str:
         """The checkpoint table to write ``tid``'s output to. In a resumed run, a task never

@@ -407,11 +407,13 @@ class TaskRunner:
                 state.work_bytes[tid] = decision.bytes
             self._log_auto(decision)
             return self._lazy(tid, result), None
-        if decision.action == "write" and profile is not None:
+        if decision.action == "measure" or (decision.action == "write" and profile is not None):
+            # how a write decided before computing the output is made; one measuring it
+            # (no profile) is written, or cached and decided from the measurement
             mode, why = write_mode(state.throughput)
             decision = replace(decision, reason=f"{decision.reason}; {why}")
             if mode == "sync":
-                return self._auto_sync(node, tid, result, profile, decision, fn_run)
+                return self._auto_sync(node, tid, result, decision, fn_run, profile, code_fp, tail)
         if profile is not None or must:  # measured now: the profile keeps the eager work
             eager_s = self._eager_seconds(tid, fn_run)
         measured_from = time.time()
@@ -460,42 +462,76 @@ class TaskRunner:
         node: Node,
         tid: str,
         result: Any,
-        profile: TaskProfile,
         decision: AutoDecision,
         fn_run: FnRun,
+        profile: TaskProfile | None,
+        code_fp: str,
+        tail: RunTail | None,
     ) -> tuple[Ref, CommitRecord]:
-        """Write an output its profile says is worth writing by the job that computes it
-        (see :func:`~.autockpt.write_mode`), and measure it again from that job: its wall
-        time less what the root's cost model gives the write is its compute, with the
-        function's own Spark jobs as in :meth:`_auto` (the profile keeps its size in memory:
-        nothing is cached to measure it)."""
+        """Write an output by the job that computes it (see :func:`~.autockpt.write_mode`)
+        and measure it from that job: its wall time less what the root's cost model gives
+        the write is its compute, with the function's own Spark jobs as in :meth:`_auto`.
+
+        ``decision``: from its profile (worth writing), or ``"measure"`` (no profile, Python
+        code its plan cannot price): a first run writes it to measure it, the write costing
+        about what computing it into the cache and writing it from there would; whether it
+        was worth writing is decided from the measurement and logged, and the next run
+        decides from the profile (``tail``: as in :func:`~.autockpt.decide_measured`)."""
         ctx, state = self.ctx, self.state
-        self._log_auto(decision)
+        if profile is not None:
+            self._log_auto(decision)
         eager_s = self._eager_seconds(tid, fn_run)
+        self.committer.warm_up()
         measured_from = time.time()
         start = time.perf_counter()
         ref, record = self.committer.write_sync(tid, result)
         seconds = time.perf_counter() - start
-        write = write_cost(state.throughput, profile.bytes)
-        own_s = self._own_share(node, tid, max(seconds - write, 0.0) + eager_s)
-        state.own_cost[tid] = own_s
-        state.work_bytes[tid] = profile.bytes
-        metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
         ckpt = record.checkpoint
-        rows = ckpt.rows if ckpt is not None and ckpt.rows else profile.rows
+        # a profile's size is what the run it was measured in priced the write by; measured
+        # now, the checkpoint's own size (the root's cost model is calibrated in file bytes)
+        size = profile.bytes if profile is not None else ckpt.bytes if ckpt is not None else 0
+        write = write_cost(state.throughput, size)
+        compute = max(seconds - write, 0.0) + eager_s
+        own_s = self._own_share(node, tid, compute)
+        state.own_cost[tid] = own_s
+        state.work_bytes[tid] = size
+        metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
+        executor_s = None if metrics is None else metrics["executor_s"]
+        if profile is None:
+            worth = decide_measured(
+                tid,
+                measured_s=compute,
+                size=size,
+                throughput=state.throughput,
+                executor_s=executor_s,
+                replay_s=own_s + self._upstream_replay(node),
+                min_replay_s=self.min_replay_s,
+                tail=tail,
+            )
+            self._log_auto(
+                replace(
+                    worth,
+                    action="write",
+                    reason=f"{decision.reason}; {worth.reason}"
+                    + ("" if worth.checkpoint else ": the next run fuses it"),
+                )
+            )
+        rows = ckpt.rows if ckpt is not None and ckpt.rows else None
         measured = new_profile(
-            key=profile.key,
+            key=profile_key(tid, code_fp),
             task=tid,
-            code_fingerprint=profile.code_fingerprint,
+            code_fingerprint=code_fp,
             own_s=own_s,
-            executor_s=None if metrics is None else metrics["executor_s"],
-            rows=rows,
-            size=profile.bytes,
+            executor_s=executor_s,
+            rows=rows if rows is not None or profile is None else profile.rows,
+            size=size,
             workflow_id=ctx.wf,
         )
-        # its run's tail until this run, if whole, measures its own; its write time is the
-        # cost model's (the commit record's is the whole job's, its compute included)
-        measured = replace(measured, write_s=write, tail_s=profile.tail_s, run_s=profile.run_s)
+        # its write time is the cost model's (the commit record's is the whole job's, its
+        # compute included); a profile's run's tail until this run, if whole, measures its own
+        measured = replace(measured, write_s=write)
+        if profile is not None:
+            measured = replace(measured, tail_s=profile.tail_s, run_s=profile.run_s)
         state.auto_profiles[tid] = measured
         state.auto_ready_at[tid] = time.monotonic() - write
         self.profiles.save(measured)

@@ -85,6 +85,25 @@ def discard_table(spark: Any, path: str) -> None:
         ) from exc
 
 
+#: (Spark application, checkpoint format) pairs this process has written a checkpoint in
+_written: set[tuple[str, str]] = set()
+
+
+def _app_key(spark: Any) -> str:
+    """The Spark application a session belongs to (its driver JVM)."""
+    try:
+        return str(spark.sparkContext.applicationId)
+    except Exception:  # Spark Connect: no SparkContext on the client; one key per session
+        return f"session-{id(spark)}"
+
+
+def write_path_warm(spark: Any, fmt: CheckpointFormat) -> bool:
+    """Whether this process has written a checkpoint in ``fmt`` in ``spark``'s application:
+    a JVM's first write loads and compiles the write path (seconds; see
+    :meth:`~exoflow_spark.engine.committer.Committer.warm_up`)."""
+    return (_app_key(spark), fmt) in _written
+
+
 def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> DeltaVersion:
     """Write ``df`` as the checkpoint of the task whose ref directory is ``path``.
 
@@ -103,9 +122,11 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
     task's table is created without column mapping (so its files can be read directly), and
     Delta cannot switch that on for an existing table.
     """
-    if _format_for(df, path, fmt) == "parquet":
-        return _write_parquet(df, layout.parquet_checkpoint(path, uuid.uuid4().hex))
     spark = df.sparkSession
+    if _format_for(df, path, fmt) == "parquet":
+        dv = _write_parquet(df, layout.parquet_checkpoint(path, uuid.uuid4().hex))
+        _written.add((_app_key(spark), "parquet"))
+        return dv
     start = time.perf_counter()
     try:
         (
@@ -133,6 +154,7 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
         schema = df.schema.json() if last.files is not None else None
     except Exception as exc:
         raise CheckpointError(f"writing checkpoint table {path} failed: {error_line(exc)}") from exc
+    _written.add((_app_key(spark), "delta"))
     return DeltaVersion(
         path=path,
         version=last.version,
