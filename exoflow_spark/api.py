@@ -114,8 +114,9 @@ def run(
             by task id and code fingerprint, under ``<storage>/_exoflow/profiles``), else a
             measurement now for Python code the plan cannot price, else the plan's
             statistics; each decision is logged (``exoflow-spark history``). An output
-            decided from its profile is written sync by the job that computes it on a root
-            with cheap writes (local disk, HDFS), async on one whose writes are
+            decided from its profile, or measured with no profile, is written sync by the
+            job that computes it on a root with cheap writes (local disk, HDFS: a first run
+            writes each Python stage once to measure it), async on one whose writes are
             latency-bound (an object store). ``"async"`` /
             ``"sync"``: write every undeclared task's output.
 

@@ -13,8 +13,9 @@ from ..errors import InvalidOptionError
 
 #: ``False``: never durable, replayed from lineage; ``True``: durable before any consumer runs;
 #: ``"async"``: consumers start on the cached output while a background write commits it;
-#: ``"auto"``: like ``"async"`` when recomputing the output after a crash is estimated to cost
-#: more than writing it (measured at run time), else kept in memory only.
+#: ``"auto"``: written when recomputing the output after a crash would cost more than writing
+#: it (from measured costs; sync on a storage root with cheap writes, else like ``"async"``),
+#: else a lazy plan that fuses into its consumers (see ``engine/autockpt.py``).
 CheckpointMode = Union[bool, Literal["async", "auto"]]  # noqa: UP007 - a runtime alias
 
 _VALID_CHECKPOINT = (True, False, "async", "auto")

@@ -158,9 +158,10 @@ def task(
     Args:
         checkpoint: ``False`` keeps the output a lazy plan (replayed if lost; cached when two or
             more consumers read it); ``True`` commits it to a Delta table before any consumer
-            runs; ``"auto"`` writes it like ``"async"`` only when recomputing it after a crash
-            is estimated to cost more than writing it (from measured costs, see
-            :func:`~exoflow_spark.run`); not given: the run's policy decides
+            runs; ``"auto"`` writes it only when recomputing it after a crash would cost more
+            than writing it (from measured costs, see :func:`~exoflow_spark.run`; sync on a
+            storage root with cheap writes, else like ``"async"``), else keeps it a lazy
+            plan like ``False``; not given: the run's policy decides
             (``xf.run(checkpoint=...)``, default ``"none"``, i.e. ``False``);
             ``"async"`` lets consumers start on the cached output while a background
             writer commits it.

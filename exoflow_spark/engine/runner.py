@@ -517,13 +517,15 @@ class TaskRunner:
                 )
             )
         rows = ckpt.rows if ckpt is not None and ckpt.rows else None
+        if rows is None and profile is not None:  # the checkpoint did not count them
+            rows = profile.rows
         measured = new_profile(
             key=profile_key(tid, code_fp),
             task=tid,
             code_fingerprint=code_fp,
             own_s=own_s,
             executor_s=executor_s,
-            rows=rows if rows is not None or profile is None else profile.rows,
+            rows=rows,
             size=size,
             workflow_id=ctx.wf,
         )
