@@ -426,18 +426,7 @@ class TaskRunner:
         state.own_cost[tid] = own_s
         state.work_bytes[tid] = size
         if decision.action == "measure":
-            # computing it now redoes its fused inputs: a crash would redo them as well, and
-            # its cached ones (a crash loses caches)
-            decision = decide_measured(
-                tid,
-                measured_s=seconds,
-                size=size,
-                throughput=state.throughput,
-                executor_s=executor_s,
-                replay_s=own_s + self._upstream_replay(node),
-                min_replay_s=self.min_replay_s,
-                tail=tail,
-            )
+            decision = self._decide_measured(node, tid, seconds, own_s, size, executor_s, tail)
         measured = new_profile(
             key=key,
             task=tid,
@@ -498,16 +487,7 @@ class TaskRunner:
         metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
         executor_s = None if metrics is None else metrics["executor_s"]
         if profile is None:
-            worth = decide_measured(
-                tid,
-                measured_s=compute,
-                size=size,
-                throughput=state.throughput,
-                executor_s=executor_s,
-                replay_s=own_s + self._upstream_replay(node),
-                min_replay_s=self.min_replay_s,
-                tail=tail,
-            )
+            worth = self._decide_measured(node, tid, compute, own_s, size, executor_s, tail)
             self._log_auto(
                 replace(
                     worth,
@@ -538,6 +518,30 @@ class TaskRunner:
         state.auto_ready_at[tid] = time.monotonic() - write
         self.profiles.save(measured)
         return ref, record
+
+    def _decide_measured(
+        self,
+        node: Node,
+        tid: str,
+        seconds: float,
+        own_s: float,
+        size: int,
+        executor_s: float | None,
+        tail: RunTail | None,
+    ) -> AutoDecision:
+        """Whether an output measured now (``seconds``: it and its fused inputs; ``own_s``:
+        its own share) was worth writing. Computing it redid its fused inputs: a crash
+        would redo them as well, and its cached ones (a crash loses caches)."""
+        return decide_measured(
+            tid,
+            measured_s=seconds,
+            size=size,
+            throughput=self.state.throughput,
+            executor_s=executor_s,
+            replay_s=own_s + self._upstream_replay(node),
+            min_replay_s=self.min_replay_s,
+            tail=tail,
+        )
 
     def _own_share(self, node: Node, tid: str, seconds: float) -> float:
         """The seconds of a measurement of ``tid`` that are its own: ``seconds`` computed it
