@@ -123,9 +123,10 @@ class Committer:
         Delta's and Parquet's write path, on the driver and in the tasks: 5.7 s against 2.1 s
         warm for the same 1.6 s of Python UDF (local mode, 2026-12-05), which the measurement
         would count as the task's compute. The run's first checkpoint pays that warm-up
-        anyway: this one adds its own small write (0.3-0.5 s on local disk) once per driver."""
+        anyway: this one adds its own small write once per driver (0.7 s in
+        ``benchmarks/recovery.py``, local disk)."""
         spark = self.ctx.spark
-        if write_path_warm(spark, self.checkpoint_format):
+        if write_path_warm(spark):
             return
         try:
             slots = max(1, min(int(spark.sparkContext.defaultParallelism), 64))

@@ -85,8 +85,8 @@ def discard_table(spark: Any, path: str) -> None:
         ) from exc
 
 
-#: (Spark application, checkpoint format) pairs this process has written a checkpoint in
-_written: set[tuple[str, str]] = set()
+#: the Spark applications this process has written a checkpoint in
+_written: set[str] = set()
 
 
 def _app_key(spark: Any) -> str:
@@ -97,11 +97,11 @@ def _app_key(spark: Any) -> str:
         return f"session-{id(spark)}"
 
 
-def write_path_warm(spark: Any, fmt: CheckpointFormat) -> bool:
-    """Whether this process has written a checkpoint in ``fmt`` in ``spark``'s application:
-    a JVM's first write loads and compiles the write path (seconds; see
+def write_path_warm(spark: Any) -> bool:
+    """Whether this process has written a checkpoint in ``spark``'s application: a JVM's
+    first write loads and compiles the write path (seconds; see
     :meth:`~exoflow_spark.engine.committer.Committer.warm_up`)."""
-    return (_app_key(spark), fmt) in _written
+    return _app_key(spark) in _written
 
 
 def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> DeltaVersion:
@@ -125,7 +125,7 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
     spark = df.sparkSession
     if _format_for(df, path, fmt) == "parquet":
         dv = _write_parquet(df, layout.parquet_checkpoint(path, uuid.uuid4().hex))
-        _written.add((_app_key(spark), "parquet"))
+        _written.add(_app_key(spark))
         return dv
     start = time.perf_counter()
     try:
@@ -154,7 +154,7 @@ def write_checkpoint(df: Any, path: str, fmt: CheckpointFormat = "delta") -> Del
         schema = df.schema.json() if last.files is not None else None
     except Exception as exc:
         raise CheckpointError(f"writing checkpoint table {path} failed: {error_line(exc)}") from exc
-    _written.add((_app_key(spark), "delta"))
+    _written.add(_app_key(spark))
     return DeltaVersion(
         path=path,
         version=last.version,
