@@ -407,15 +407,15 @@ class TaskRunner:
                 state.work_bytes[tid] = decision.bytes
             self._log_auto(decision)
             return self._lazy(tid, result), None
+        if not eager:  # measured now: the profile keeps the eager work
+            eager_s = self._eager_seconds(tid, fn_run)
         if decision.action == "measure" or (decision.action == "write" and profile is not None):
             # how a write decided before computing the output is made; one measuring it
             # (no profile) is written, or cached and decided from the measurement
             mode, why = write_mode(state.throughput)
             decision = replace(decision, reason=f"{decision.reason}; {why}")
             if mode == "sync":
-                return self._auto_sync(node, tid, result, decision, fn_run, profile, code_fp, tail)
-        if profile is not None or must:  # measured now: the profile keeps the eager work
-            eager_s = self._eager_seconds(tid, fn_run)
+                return self._auto_sync(node, tid, result, decision, eager_s, profile, code_fp, tail)
         measured_from = time.time()
         ref, rows = self._cache(tid, result)
         seconds = ref.materialize_seconds + eager_s
@@ -452,14 +452,15 @@ class TaskRunner:
         tid: str,
         result: Any,
         decision: AutoDecision,
-        fn_run: FnRun,
+        eager_s: float,
         profile: TaskProfile | None,
         code_fp: str,
         tail: RunTail | None,
     ) -> tuple[Ref, CommitRecord]:
         """Write an output by the job that computes it (see :func:`~.autockpt.write_mode`)
         and measure it from that job: its wall time less what the root's cost model gives
-        the write is its compute, with the function's own Spark jobs as in :meth:`_auto`.
+        the write is its compute, plus ``eager_s``, the function's own Spark jobs (see
+        :meth:`_auto`).
 
         ``decision``: from its profile (worth writing), or ``"measure"`` (no profile, Python
         code its plan cannot price): a first run writes it to measure it, the write costing
@@ -469,7 +470,6 @@ class TaskRunner:
         ctx, state = self.ctx, self.state
         if profile is not None:
             self._log_auto(decision)
-        eager_s = self._eager_seconds(tid, fn_run)
         self.committer.warm_up()
         measured_from = time.time()
         start = time.perf_counter()

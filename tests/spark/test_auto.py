@@ -79,28 +79,30 @@ def decisions(storage: str, wf: str) -> dict:
     }
 
 
+def job_labels(spark, wf: str) -> list[str]:
+    """What each Spark job of ``wf`` ran as (its description less ``[wf] ``)."""
+    jobs = spark.sparkContext._jsc.sc().statusStore().jobsList(None)
+    texts = (jobs.apply(i).description() for i in range(jobs.size()))
+    prefix = f"[{wf}] "
+    return [
+        str(d.get())[len(prefix) :]
+        for d in texts
+        if d.isDefined() and str(d.get()).startswith(prefix)
+    ]
+
+
 def materialized(spark, wf: str) -> set[str]:
     """Tasks whose output a job of ``wf`` computed on its own (``materialize <task>``)."""
-    store = spark.sparkContext._jsc.sc().statusStore()
-    jobs = store.jobsList(None)
-    out = set()
-    for i in range(jobs.size()):
-        d = jobs.apply(i).description()
-        text = str(d.get()) if d.isDefined() else ""
-        if text.startswith(f"[{wf}] materialize "):
-            out.add(text.split("materialize ", 1)[1])
-    return out
+    return {
+        label.split("materialize ", 1)[1]
+        for label in job_labels(spark, wf)
+        if label.startswith("materialize ")
+    }
 
 
 def jobs_named(spark, wf: str, name: str) -> int:
     """How many Spark jobs of ``wf`` ran under the description ``name``."""
-    store = spark.sparkContext._jsc.sc().statusStore()
-    jobs = store.jobsList(None)
-    return sum(
-        1
-        for i in range(jobs.size())
-        if (d := jobs.apply(i).description()).isDefined() and str(d.get()) == f"[{wf}] {name}"
-    )
+    return job_labels(spark, wf).count(name)
 
 
 def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
