@@ -119,12 +119,13 @@ class Committer:
     def warm_up(self) -> None:
         """Write a throwaway checkpoint, one row per task slot, unless this process has
         written one in this Spark application (:func:`write_path_warm`): before a write that
-        measures a task (``checkpoint="auto"``). A JVM's first Delta write loads and compiles
-        Delta's and Parquet's write path, on the driver and in the tasks: 5.7 s against 2.1 s
-        warm for the same 1.6 s of Python UDF (local mode, 2026-12-05), which the measurement
-        would count as the task's compute. The run's first checkpoint pays that warm-up
-        anyway: this one adds its own small write once per driver (0.7 s in
-        ``benchmarks/recovery.py``, local disk)."""
+        measures a task with no profile (``checkpoint="auto"``). A JVM's first Delta write
+        loads and compiles Delta's and Parquet's write path, on the driver and in the tasks:
+        5.7 s against 2.1 s warm for the same 1.6 s of Python UDF (local mode, 2026-12-05),
+        which the measurement would count as the task's compute. The run's first checkpoint
+        pays that warm-up anyway: this one adds its own small write once per driver (0.7 s
+        in ``benchmarks/recovery.py``, local disk), which a run deciding from profiles does
+        not pay (see ``TaskRunner._auto_sync``)."""
         spark = self.ctx.spark
         if write_path_warm(spark):
             return

@@ -45,7 +45,7 @@ from ..spark.session import (
     job_metrics,
     plan_operators,
 )
-from ..storage.checkpoints import DeltaSnapshot
+from ..storage.checkpoints import DeltaSnapshot, write_path_warm
 from .autockpt import (
     AutoDecision,
     PlanStats,
@@ -466,11 +466,22 @@ class TaskRunner:
         code its plan cannot price): a first run writes it to measure it, the write costing
         about what computing it into the cache and writing it from there would; whether it
         was worth writing is decided from the measurement and logged, and the next run
-        decides from the profile (``tail``: as in :func:`~.autockpt.decide_measured`)."""
+        decides from the profile (``tail``: as in :func:`~.autockpt.decide_measured`).
+
+        A JVM's first checkpoint write also loads and compiles the write path (seconds). A
+        measurement with no profile is preceded by a throwaway write that warms it up
+        (:meth:`~.committer.Committer.warm_up`); one with a profile is not (its decision is
+        made): measured cold, its compute is an upper bound, and the profile keeps its own
+        unless the measurement is lower."""
         ctx, state = self.ctx, self.state
+        # a JVM's first write also loads and compiles the write path: without a profile the
+        # measurement is the only estimate, so the write path is warmed up first; with one
+        # the decision is made, and a cold measurement only bounds the compute from above
+        cold = profile is not None and not write_path_warm(ctx.spark)
         if profile is not None:
             self._log_auto(decision)
-        self.committer.warm_up()
+        else:
+            self.committer.warm_up()
         measured_from = time.time()
         start = time.perf_counter()
         ref, record = self.committer.write_sync(tid, result)
@@ -482,10 +493,22 @@ class TaskRunner:
         write = write_cost(state.throughput, size)
         compute = max(seconds - write, 0.0) + eager_s
         own_s = self._own_share(node, tid, compute)
-        state.own_cost[tid] = own_s
-        state.work_bytes[tid] = size
         metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
         executor_s = None if metrics is None else metrics["executor_s"]
+        if cold and profile is not None:  # the profile's costs, unless lower now
+            logger.debug(
+                "[%s] %s measured %.2fs by the process's first checkpoint write (the write "
+                "path cold): its profile keeps %.2fs unless higher",
+                ctx.wf,
+                tid,
+                own_s,
+                profile.compute_s,
+            )
+            own_s = min(own_s, profile.compute_s)
+            if executor_s is not None and profile.executor_s is not None:
+                executor_s = min(executor_s, profile.executor_s)
+        state.own_cost[tid] = own_s
+        state.work_bytes[tid] = size
         if profile is None:
             worth = self._decide_measured(node, tid, compute, own_s, size, executor_s, tail)
             self._log_auto(
