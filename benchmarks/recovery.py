@@ -1,7 +1,7 @@
 """Fault-free cost and recovery time of each checkpoint strategy, driver crash at ~80%.
 
     .venv/bin/python benchmarks/recovery.py [--rows 600000] [--reps 1] [--strategies a,b]
-        [--no-executor-loss | --no-driver-crash]
+        [--no-executor-loss | --no-driver-crash] [--checkpoint-format delta|parquet]
 
 An 8-stage pipeline whose stages do real work (a join, four chained Python UDF stages whose
 compute outweighs writing their output, an aggregation) ends in an exactly-once Delta sink.
@@ -76,6 +76,10 @@ STRATEGIES = {
     "auto": {"*": UNDECLARED},
     "auto-profile": {"*": UNDECLARED},
 }
+
+
+#: how the candidates store their checkpoints (``--checkpoint-format``)
+CHECKPOINT_FORMAT = "delta"
 
 
 def job(args: argparse.Namespace) -> int:
@@ -170,6 +174,7 @@ def job(args: argparse.Namespace) -> int:
         if args.strategy in ("selective", "selective-sync", "auto", "auto-profile")
         else "restore",
         checkpoint="auto" if args.strategy.startswith("auto") else "none",
+        checkpoint_format=args.checkpoint_format,
     )
     print(
         "TIMING "
@@ -226,6 +231,8 @@ def driver(
         str(work / f"sink-{wf}"),
         "--master",
         master,
+        "--checkpoint-format",
+        CHECKPOINT_FORMAT,
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if kill_executor_after is not None:
@@ -295,6 +302,12 @@ def main() -> int:
     p.add_argument("--sink")
     p.add_argument("--master", default="local[*]", help=argparse.SUPPRESS)
     p.add_argument(
+        "--checkpoint-format",
+        choices=("delta", "parquet"),
+        default="delta",
+        help="how every candidate stores its checkpoints (xf.run's checkpoint_format)",
+    )
+    p.add_argument(
         "--driver-crash",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -310,6 +323,8 @@ def main() -> int:
     a = p.parse_args()
     if a.job:
         return job(a)
+    global CHECKPOINT_FORMAT
+    CHECKPOINT_FORMAT = a.checkpoint_format
     chosen = ["none"] + [s for s in a.strategies.split(",") if s and s != "none"]
     unknown = sorted(set(chosen) - set(STRATEGIES))
     if unknown:
@@ -476,6 +491,7 @@ def main() -> int:
             "benchmark": "recovery",
             "rows": a.rows,
             "reps": a.reps,
+            "checkpoint_format": a.checkpoint_format,
             "machine": machine(),
             "startup_s": None if boot is None else round(boot, 3),
             "results": rows,
