@@ -474,9 +474,6 @@ class TaskRunner:
         made): measured cold, its compute is an upper bound, and the profile keeps its own
         unless the measurement is lower."""
         ctx, state = self.ctx, self.state
-        # a JVM's first write also loads and compiles the write path: without a profile the
-        # measurement is the only estimate, so the write path is warmed up first; with one
-        # the decision is made, and a cold measurement only bounds the compute from above
         cold = profile is not None and not write_path_warm(ctx.spark)
         if profile is not None:
             self._log_auto(decision)
