@@ -299,7 +299,7 @@ def exoflow_dag(spark: Any, p: Pipeline, modes: dict[str, Any]) -> xf.Node:
 
 
 def run_exoflow(
-    spark: Any, p: Pipeline, policy: str, storage: str, workflow_id: str, fmt: str = "delta"
+    spark: Any, p: Pipeline, policy: str, storage: str, workflow_id: str, fmt: str | None = None
 ) -> Any:
     return xf.run(
         exoflow_dag(spark, p, exoflow_policy(p, policy)),

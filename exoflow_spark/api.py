@@ -40,7 +40,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .spark.session import cache_replicas, resolve_spark
-from .storage.checkpoints import CHECKPOINT_FORMATS, CheckpointFormat
+from .storage.checkpoints import CHECKPOINT_FORMATS, CheckpointFormat, run_formats
 from .storage.store import Heartbeat, WorkflowState, WorkflowStore, list_workflow_ids
 from .surface.progress import ProgressMode, check_progress_mode
 from .surface.progress import watch as watch_progress
@@ -66,7 +66,7 @@ def run(
     max_parallel: int = 4,
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
-    checkpoint_format: CheckpointFormat = "delta",
+    checkpoint_format: CheckpointFormat | None = None,
     replace: bool = False,
     checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
@@ -92,14 +92,17 @@ def run(
             stage) on a terminal's stderr or in a notebook, and nothing elsewhere; ``True``
             forces it on; a callable receives each :class:`~exoflow_spark.progress.
             ProgressSnapshot`. Default False: the library prints nothing.
-        checkpoint_format: how this run stores the checkpoints it writes. ``"delta"``
-            (default): a version of a Delta table per task (``refs/<task>``), which Delta
-            tools can open and time-travel. ``"parquet"``: plain Parquet files in a new
-            folder per write (``refs/<task>/_parquet/<random>``), made a checkpoint by the
-            commit record that lists them: no Delta commit, about half the cost per
-            checkpoint (see the README's figures); the same exactly-once guarantees, since
-            the commit record is what makes any checkpoint count. Restores read each
-            checkpoint in the format it was written, so a workflow may switch between runs.
+        checkpoint_format: how this run stores the checkpoints it writes. ``"delta"``: a
+            version of a Delta table per task (``refs/<task>``), which Delta tools can open
+            and time-travel. ``"parquet"``: plain Parquet files in a new folder per write
+            (``refs/<task>/_parquet/<random>``), made a checkpoint by the commit record that
+            lists them: no Delta commit, about half the fixed cost per checkpoint (see the
+            README's figures); the same exactly-once guarantees, since the commit record is
+            what makes any checkpoint count. ``None`` (default): Delta for the checkpoints
+            tasks declare (``checkpoint=True`` / ``"async"``, or the run's ``"sync"`` /
+            ``"async"`` policy), Parquet for those ``checkpoint="auto"`` decides to write
+            (the engine's own, made for speed). Restores read each checkpoint in the format
+            it was written, so a workflow may switch between runs.
         replace: a workflow id names one DAG: a run whose tasks, edges or output differ from
             the DAG logged under the id is refused (:class:`WorkflowChangedError`) before it
             writes anything. ``replace=True`` makes the id run this DAG from now on: committed
@@ -160,7 +163,7 @@ def resume(
     max_parallel: int = 4,
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
-    checkpoint_format: CheckpointFormat = "delta",
+    checkpoint_format: CheckpointFormat | None = None,
     checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
     """Continue a workflow that already ran (crashed, failed or canceled).
@@ -198,7 +201,7 @@ def _run(
     must_exist: bool,
     recovery: Strategy = "restore",
     progress: ProgressMode = False,
-    checkpoint_format: CheckpointFormat = "delta",
+    checkpoint_format: CheckpointFormat | None = None,
     replace: bool = False,
     checkpoint: str = DEFAULT_CHECKPOINT_POLICY,
 ) -> Any:
@@ -206,10 +209,11 @@ def _run(
     if not isinstance(replace, bool):
         raise InvalidOptionError(f"replace={replace!r} must be True or False")
     policy = checkpoint_policy(checkpoint)  # an unknown policy fails before anything runs
-    if checkpoint_format not in CHECKPOINT_FORMATS:
+    if checkpoint_format is not None and checkpoint_format not in CHECKPOINT_FORMATS:
         raise InvalidOptionError(
             f"checkpoint_format={checkpoint_format!r} is not a format: use 'delta' (a Delta "
-            "table per task, the default) or 'parquet' (plain Parquet files per checkpoint)"
+            "table per task), 'parquet' (plain Parquet files per checkpoint) or None (the "
+            "default: Delta for declared checkpoints, Parquet for checkpoint='auto' writes)"
         )
     graph = Dag(dag, checkpoint_policy=policy)
     if any(graph.mode_of(n) == "auto" for n in graph):
@@ -397,7 +401,8 @@ def explain(
     throughput = load_throughput(store.fs)
     rplan = plan(record, state, done=done, strategy=recovery, throughput=throughput)
     report_missing(rplan, state, logger)
-    rplan.auto = _auto_preview(record, store, throughput)
+    # auto's decisions are previewed as a run naming no checkpoint format makes them
+    rplan.auto = _auto_preview(record, store, load_throughput(store.fs, run_formats(None)[1]))
     return rplan
 
 

@@ -3,7 +3,9 @@
 A task under ``"auto"`` (declared, or given by the run's policy ``xf.run(checkpoint="auto")``)
 runs lazily by default, like ``checkpoint=False``: its output is a plan that fuses into its
 consumers (Catalyst keeps narrow stages in one pipeline). It is written only when recomputing
-it after a crash is expected to cost more than writing it, the cost model of :mod:`.cost`.
+it after a crash is expected to cost more than writing it and reading it back (its consumers
+read the checkpoint instead of fusing it, :func:`checkpoint_cost`), the cost model of
+:mod:`.cost`.
 The inputs of that comparison come from, in order:
 
 1. ``profile``: the task's costs measured by an earlier run, kept under the storage root in
@@ -35,6 +37,13 @@ The inputs of that comparison come from, in order:
    show that work and a replay redoes it.
 
 Nondeterministic outputs and outputs some task waits on are always written (``rule``).
+
+A written output is stored as Parquet files unless the run names a checkpoint format
+(:func:`~exoflow_spark.storage.checkpoints.run_formats`): a checkpoint the engine chose to
+write is its own, and a Delta commit adds about 0.3 s to each write on local disk (in one
+session, four chained Python UDF stages each written and read back cost 1.20x of the fused
+chain as Delta tables, 1.08x as Parquet files, at 150k rows; docs/benchmarks.md). Its
+decisions price writes with the cost model of that format.
 
 How a written output is written (:func:`write_mode`): one decided from its profile before it
 is computed, or measured by its write (above), is written by the job that computes it (as
@@ -335,12 +344,18 @@ def min_replay_s(environ: Any = None) -> float:
 
 
 def _worth(
-    replay: float, write: float, floor: float, share: float | None = None
+    replay: float,
+    write: float,
+    floor: float,
+    share: float | None = None,
+    *,
+    what: str = "write",
 ) -> tuple[bool, str]:
-    """Whether ``replay`` seconds at risk are worth a write of ``write`` seconds, and the
-    comparison in words. ``share``: the share of the run in which a crash lands after the
-    checkpoint commits (known from a profile, see :func:`crash_share`); the recompute it
-    insures is weighted by it. None: unknown, every crash is assumed to land after it."""
+    """Whether ``replay`` seconds at risk are worth a checkpoint costing ``write`` seconds
+    (``what`` it is, in words), and the comparison in words. ``share``: the share of the run
+    in which a crash lands after the checkpoint commits (known from a profile, see
+    :func:`crash_share`); the recompute it insures is weighted by it. None: unknown, every
+    crash is assumed to land after it."""
     insured = replay if share is None else replay * share
     said = (
         f"recompute {replay:.2f}s"
@@ -348,10 +363,10 @@ def _worth(
         else f"recompute {replay:.2f}s x {share:.2f} of the run after its commit = {insured:.2f}s"
     )
     if insured < write:
-        return False, f"{said} < write {write:.2f}s"
+        return False, f"{said} < {what} {write:.2f}s"
     if replay < floor:
-        return False, f"{said} >= write {write:.2f}s, but under the {floor:g}s worth insuring"
-    return True, f"{said} >= write {write:.2f}s"
+        return False, f"{said} >= {what} {write:.2f}s, but under the {floor:g}s worth insuring"
+    return True, f"{said} >= {what} {write:.2f}s"
 
 
 @dataclass(frozen=True)
@@ -421,6 +436,18 @@ def write_cost(tp: Throughput, size: int) -> float:
     return tp.write_fixed_s + size / tp.write_bps
 
 
+#: how :func:`decide_before` names what a checkpoint of an output that would fuse costs
+CHECKPOINT_COST = "write and read back"
+
+
+def checkpoint_cost(tp: Throughput, size: int) -> float:
+    """Seconds a checkpoint of ``size`` bytes adds to a run that would otherwise fuse the
+    output into its consumers' plans: its write, and their reading it back (a fused output
+    is never read). The alternative to writing an output computed into the cache is keeping
+    it there, read either way: that choice is priced by :func:`write_cost` alone."""
+    return write_cost(tp, size) + tp.read_fixed_s + size / tp.read_bps
+
+
 def estimate_compute(stats: PlanStats) -> float:
     """Seconds to recompute a plan of JVM operators from its statistics (a rough bound)."""
     size = stats.work_bytes
@@ -464,10 +491,14 @@ def decide_before(
         replay = profile.compute_s + upstream_replay_s
         # the root's cost model prices the write (the profile's write_s is the wall time of
         # an async write sharing the cluster with the run's jobs: shown, not compared)
-        write = write_cost(throughput, profile.bytes)
-        latency = profile.write_s if profile.write_s is not None else write
+        write = checkpoint_cost(throughput, profile.bytes)
+        latency = (
+            profile.write_s
+            if profile.write_s is not None
+            else write_cost(throughput, profile.bytes)
+        )
         share = crash_share(earliest_tail(RunTail.of(profile), tail), latency)
-        worth, why = _worth(replay, write, min_replay_s, share)
+        worth, why = _worth(replay, write, min_replay_s, share, what=CHECKPOINT_COST)
         return AutoDecision(
             task,
             "write" if worth else "fuse",
@@ -489,8 +520,9 @@ def decide_before(
     compute = estimate_compute(stats)
     replay = compute + eager_s + upstream_replay_s
     size = stats.work_bytes
-    write = write_cost(throughput, size)
-    worth, why = _worth(replay, write, min_replay_s, crash_share(tail, write))
+    write = checkpoint_cost(throughput, size)
+    share = crash_share(tail, write_cost(throughput, size))
+    worth, why = _worth(replay, write, min_replay_s, share, what=CHECKPOINT_COST)
     return AutoDecision(
         task,
         "write" if worth else "fuse",

@@ -95,9 +95,13 @@ class Committer:
         *,
         checkpoint_format: CheckpointFormat,
         checkpoint_writers: int,
+        auto_format: CheckpointFormat | None = None,
     ) -> None:
         self.ctx, self.state = ctx, state
+        #: the format of the checkpoints tasks declare, and of those ``checkpoint="auto"``
+        #: writes (see :func:`~exoflow_spark.storage.checkpoints.run_formats`)
         self.checkpoint_format = checkpoint_format
+        self.auto_format = auto_format or checkpoint_format
         #: the async checkpoint writes (threads start on the first write)
         self.writers = ThreadPoolExecutor(checkpoint_writers, thread_name_prefix="exoflow-ckpt")
         self.writer_threads = checkpoint_writers
@@ -107,11 +111,22 @@ class Committer:
         self.writers.shutdown(wait=True, cancel_futures=True)
 
     # -- checkpoint writes ----------------------------------------------------------------
+    def format_of(self, tid: str) -> CheckpointFormat:
+        """The format ``tid``'s checkpoints are written in: the auto format for a task under
+        ``checkpoint="auto"`` (the engine decides its writes), else the declared one."""
+        ctx = self.ctx
+        return (
+            self.auto_format
+            if ctx.dag.checkpoint_of(ctx.dag.node(tid)) == "auto"
+            else self.checkpoint_format
+        )
+
     def write_sync(self, tid: str, result: Any) -> tuple[Ref, CommitRecord]:
-        """Checkpoint ``result`` now (``checkpoint=True``): its ref and commit record."""
+        """Checkpoint ``result`` now (``checkpoint=True``, or ``"auto"`` deciding to): its
+        ref and commit record."""
         spark, wf = self.ctx.spark, self.ctx.wf
         with job_context(spark, wf, f"checkpoint {tid}"):
-            dv = write_checkpoint(result, self._table(tid), self.checkpoint_format)
+            dv = write_checkpoint(result, self._table(tid), self.format_of(tid))
         crash_point(tid, "during-checkpoint")
         ref = Ref(tid, "delta", df=read_checkpoint(spark, dv), delta=dv)
         return ref, CommitRecord.of_checkpoint(dv, "sync")
@@ -119,13 +134,13 @@ class Committer:
     def warm_up(self) -> None:
         """Write a throwaway checkpoint, one row per task slot, unless this process has
         written one in this Spark application (:func:`write_path_warm`): before a write that
-        measures a task with no profile (``checkpoint="auto"``). A JVM's first Delta write
-        loads and compiles Delta's and Parquet's write path, on the driver and in the tasks:
-        5.7 s against 2.1 s warm for the same 1.6 s of Python UDF (local mode, 2026-12-05),
-        which the measurement would count as the task's compute. The run's first checkpoint
-        pays that warm-up anyway: this one adds its own small write once per driver (0.7 s
-        in ``benchmarks/recovery.py``, local disk), which a run deciding from profiles does
-        not pay (see ``TaskRunner._auto_sync``)."""
+        measures a task with no profile (``checkpoint="auto"``, in its format). A JVM's first
+        Delta write loads and compiles Delta's and Parquet's write path, on the driver and in
+        the tasks: 5.7 s against 2.1 s warm for the same 1.6 s of Python UDF (local mode,
+        2026-12-05), which the measurement would count as the task's compute. The run's
+        first checkpoint pays that warm-up anyway: this one adds its own small write once
+        per driver (0.7 s in ``benchmarks/recovery.py``, local disk, as Delta), which a run
+        deciding from profiles does not pay (see ``TaskRunner._auto_sync``)."""
         spark = self.ctx.spark
         if write_path_warm(spark):
             return
@@ -137,7 +152,7 @@ class Committer:
         start = time.perf_counter()
         try:
             with job_context(spark, self.ctx.wf, "warm up the checkpoint write path"):
-                write_checkpoint(spark.range(0, slots, 1, slots), path, self.checkpoint_format)
+                write_checkpoint(spark.range(0, slots, 1, slots), path, self.auto_format)
         finally:
             delete_tree(spark, path)
         logger.debug(
@@ -170,7 +185,7 @@ class Committer:
             with job_context(
                 self.ctx.spark, self.ctx.wf, f"checkpoint {tid} (async)", CHECKPOINT_POOL
             ):
-                dv = write_checkpoint(ref.get(), self._table(tid), self.checkpoint_format)
+                dv = write_checkpoint(ref.get(), self._table(tid), self.format_of(tid))
             crash_point(tid, "during-checkpoint")
             record = CommitRecord.of_checkpoint(dv, "async")
             stamped = self.ctx.store.commit_task(tid, out.generation, commit_record(record, fields))

@@ -395,7 +395,7 @@ class TaskRunner:
             profile=profile,
             stats=stats,
             upstream_replay_s=upstream,
-            throughput=state.throughput,
+            throughput=state.auto_throughput,
             must_write=must,
             eager_s=eager_s,
             min_replay_s=self.min_replay_s,
@@ -412,7 +412,7 @@ class TaskRunner:
         if decision.action == "measure" or (decision.action == "write" and profile is not None):
             # how a write decided before computing the output is made; one measuring it
             # (no profile) is written, or cached and decided from the measurement
-            mode, why = write_mode(state.throughput)
+            mode, why = write_mode(state.auto_throughput)
             decision = replace(decision, reason=f"{decision.reason}; {why}")
             if mode == "sync":
                 return self._auto_sync(node, tid, result, decision, eager_s, profile, code_fp, tail)
@@ -487,7 +487,7 @@ class TaskRunner:
         # a profile's size is what the run it was measured in priced the write by; measured
         # now, the checkpoint's own size (the root's cost model is calibrated in file bytes)
         size = profile.bytes if profile is not None else ckpt.bytes if ckpt is not None else 0
-        write = write_cost(state.throughput, size)
+        write = write_cost(state.auto_throughput, size)
         compute = max(seconds - write, 0.0) + eager_s
         own_s = self._own_share(node, tid, compute)
         metrics = job_metrics(ctx.spark, ctx.wf, f"checkpoint {tid}", since=measured_from)
@@ -556,7 +556,7 @@ class TaskRunner:
             tid,
             measured_s=seconds,
             size=size,
-            throughput=self.state.throughput,
+            throughput=self.state.auto_throughput,
             executor_s=executor_s,
             replay_s=own_s + self._upstream_replay(node),
             min_replay_s=self.min_replay_s,

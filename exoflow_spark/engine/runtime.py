@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.dag import Dag
 from ..core.status import TaskStatus, WorkflowStatus
-from ..storage.checkpoints import CheckpointFormat
+from ..storage.checkpoints import CheckpointFormat, run_formats
 from ..storage.store import WorkflowState, WorkflowStore
 from .autockpt import ProfileStore
 from .committer import Committer
@@ -50,15 +50,17 @@ class RunOptions:
         recovery: ``"restore"`` reads every committed input from its checkpoint;
             ``"cost"`` may re-derive a committed deterministic output from its inputs when
             that is estimated cheaper (see :mod:`exoflow_spark.recovery`).
-        checkpoint_format: how this run writes checkpoints, ``"delta"`` or ``"parquet"``
-            (see :func:`exoflow_spark.run`); restores read each as it was written.
+        checkpoint_format: how this run writes checkpoints, ``"delta"`` or ``"parquet"``,
+            or None: Delta for the ones tasks declare, Parquet for auto's
+            (:func:`~exoflow_spark.storage.checkpoints.run_formats`, see
+            :func:`exoflow_spark.run`); restores read each as it was written.
     """
 
     max_parallel: int = 4
     checkpoint_writers: int = 2
     retry_backoff: float = 0.5
     recovery: Strategy = "restore"
-    checkpoint_format: CheckpointFormat = "delta"
+    checkpoint_format: CheckpointFormat | None = None
 
 
 class WorkflowRun:
@@ -81,14 +83,16 @@ class WorkflowRun:
         self.options = options
         self.wf = store.workflow_id
         self.ctx = RunContext(dag, store, spark, state, run)
+        declared, auto = run_formats(options.checkpoint_format)
         #: everything that changes while the run executes
         self.run_state: RunState = plan_run(
-            self.ctx, recovery=options.recovery, checkpoint_format=options.checkpoint_format
+            self.ctx, recovery=options.recovery, checkpoint_format=declared, auto_format=auto
         )
         self.committer = Committer(
             self.ctx,
             self.run_state,
-            checkpoint_format=options.checkpoint_format,
+            checkpoint_format=declared,
+            auto_format=auto,
             checkpoint_writers=options.checkpoint_writers,
         )
         self.runner = TaskRunner(

@@ -29,7 +29,7 @@ from ..core.status import TaskStatus
 from ..errors import CheckpointError, DagError, ExoflowError
 from ..storage.checkpoints import CheckpointFormat
 from .committer import Committer
-from .cost import load_throughput, measure_throughput
+from .cost import Throughput, load_throughput, measure_throughput
 from .planner import Strategy, plan
 from .runner import TaskRunner
 from .state import RunContext, RunState
@@ -38,21 +38,33 @@ logger = logging.getLogger(__name__)
 
 
 def plan_run(
-    ctx: RunContext, *, recovery: Strategy, checkpoint_format: CheckpointFormat
+    ctx: RunContext,
+    *,
+    recovery: Strategy,
+    checkpoint_format: CheckpointFormat,
+    auto_format: CheckpointFormat | None = None,
 ) -> RunState:
     """Plan the run: the tasks to execute, in order, and every task's starting status.
 
-    Rolls back (invalidates) committed tasks that observed nondeterministic outputs never
-    made durable, and logs the plan as a ``plan`` event.
+    ``checkpoint_format``: the format of the checkpoints tasks declare; ``auto_format``: of
+    those ``checkpoint="auto"`` writes (default: the same). Rolls back (invalidates)
+    committed tasks that observed nondeterministic outputs never made durable, and logs the
+    plan as a ``plan`` event.
     """
     store, dag, log = ctx.store, ctx.dag, ctx.log
     done = store.done_tasks()
-    throughput = (
-        # once per root and format; the costs of the write path this run uses
-        measure_throughput(ctx.spark, store.fs, fmt=checkpoint_format)
-        if recovery == "cost"
-        else load_throughput(store.fs, checkpoint_format)
-    )
+
+    def cost_model(fmt: CheckpointFormat, measured: bool) -> Throughput:
+        # measured once per root and format (kept a week): the write path this run uses
+        if measured:
+            return measure_throughput(ctx.spark, store.fs, fmt=fmt)
+        return load_throughput(store.fs, fmt)
+
+    throughput = cost_model(checkpoint_format, recovery == "cost")
+    # checkpoint="auto" prices its writes with the model of the format it writes, measured
+    # whatever the recovery strategy: its decisions are made from it
+    auto = any(dag.checkpoint_of(n) == "auto" for n in dag)
+    auto_throughput = cost_model(auto_format or checkpoint_format, True) if auto else throughput
     rplan = plan(dag.to_record(), log, done=done, strategy=recovery, throughput=throughput)
     if rplan.rolled_back:
         logger.warning(
@@ -73,6 +85,7 @@ def plan_run(
         replay_committed=frozenset(rplan.replay_committed),
         recovery_plan=rplan,
         throughput=throughput,
+        auto_throughput=auto_throughput,
         statuses={
             t: TaskStatus.COMMITTED if t in log.commits else TaskStatus.PENDING
             for t in dag.task_ids

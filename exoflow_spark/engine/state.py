@@ -80,8 +80,11 @@ class RunState:
     replay_committed: frozenset[str] = frozenset()
     #: the recovery planner's decision for this run (None until planned)
     recovery_plan: RecoveryPlan | None = None
-    #: the storage root's cost model, for the plan and for pricing ``checkpoint="auto"``
+    #: the storage root's cost model of the checkpoints tasks declare, for the plan
     throughput: Throughput = field(default_factory=Throughput)
+    #: its cost model of the checkpoints ``checkpoint="auto"`` writes (their format may
+    #: differ, see :func:`~exoflow_spark.storage.checkpoints.run_formats`), for its decisions
+    auto_throughput: Throughput = field(default_factory=Throughput)
 
     # -- guarded by ``cond`` ----------------------------------------------------------------
     #: the one lock of the run; waited on by the scheduler, notified on every change below

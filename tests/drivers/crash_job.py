@@ -101,7 +101,8 @@ def run(
     checkpoint_format: str = "delta",
 ) -> dict:
     """Run (or resume) the scenario's workflow on ``spark``: what a driver process does, and
-    what a test does in its own process to resume after killing one."""
+    what a test does in its own process to resume after killing one. ``checkpoint_format``
+    ``"default"``: xf.run's (Delta for declared checkpoints, Parquet for auto's)."""
     ckpt = MODES[mode]
     dag = (
         build(counter_dir, sink, ckpt, rows)
@@ -113,7 +114,7 @@ def run(
         workflow_id=workflow_id,
         storage=storage,
         spark=spark,
-        checkpoint_format=checkpoint_format,
+        checkpoint_format=None if checkpoint_format == "default" else checkpoint_format,
         checkpoint="auto" if mode == "auto" else "none",
     )
 
@@ -140,7 +141,7 @@ def main() -> int:
     p.add_argument("--mode", default="async", choices=sorted(MODES))
     p.add_argument("--rows", type=int, default=20000)
     p.add_argument("--scenario", default="pipeline", choices=["pipeline", "sampling"])
-    p.add_argument("--checkpoint-format", default="delta", choices=["delta", "parquet"])
+    p.add_argument("--checkpoint-format", default="delta", choices=["default", "delta", "parquet"])
     p.add_argument("--master", default="local[2]", help="e.g. local-cluster[2,1,1024]")
     a = p.parse_args()
     out = run(

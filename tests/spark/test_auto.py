@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from typing import IO
 
 import pytest
 from pyspark.sql import functions as F
@@ -100,6 +102,14 @@ def materialized(spark, wf: str) -> set[str]:
     }
 
 
+def cost_model_files(storage: str) -> Iterator[IO[str]]:
+    """The storage root's cost model files, open for writing one after the other: both
+    formats' (a run naming no format writes auto's checkpoints as Parquet, others Delta)."""
+    for name in ("throughput.json", "throughput-parquet.json"):
+        with open(os.path.join(storage, "_exoflow", name), "w") as fh:
+            yield fh
+
+
 def jobs_named(spark, wf: str, name: str) -> int:
     """How many Spark jobs of ``wf`` ran under the description ``name``."""
     return job_labels(spark, wf).count(name)
@@ -109,7 +119,7 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
     spark, storage, caplog, monkeypatch
 ):
     os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
     cheap = {"source", "cheap_a", "cheap_b", "cheap_c"}
 
@@ -156,11 +166,11 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
     # hardly land after its commit, so the recompute it insures is small and it is not
     # written (on a root whose writes cost 1 s: the measurement of 1.6 s of Python runs to
     # 4 s on a loaded machine, and a tenth of it could outweigh a 0.3 s write)
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 1.0, "measured_at": time.time()}, fh)
     assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
     got = decisions(storage, "day-2")
     assert (got["expensive"]["action"], got["expensive"]["source"]) == ("fuse", "profile"), got
@@ -218,7 +228,7 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
     # computed into the cache first and its write hidden behind the consumers
     with open(profile_path, "w") as fh:
         json.dump(measured, fh)
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 1.05, "measured_at": time.time()}, fh)
     assert xf.run(dag_of(expensive_v1, []), workflow_id="day-2c", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
@@ -227,13 +237,13 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
     assert "written async" in got["expensive"]["reason"], got["expensive"]
     assert WorkflowStore(storage, "day-2c").read_state().commits["expensive"].mode == "async"
     assert materialized(spark, "day-2c") == {"expensive"}
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
 
     # the expensive stage's code changed: its old profile is not used, it is measured again.
     # On a root whose writes are latency-bound it is computed into the cache to measure it,
     # then written from there in the background
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 1.05, "measured_at": time.time()}, fh)
     plans = []
     assert xf.run(dag_of(expensive_v2, plans), workflow_id="day-3", storage=storage,
@@ -251,7 +261,7 @@ def test_auto_writes_the_expensive_stage_and_fuses_the_cheap_ones(
     assert top.count("InMemoryTableScan") + top.count("FileScan") == 1, plan
     if cached:  # still the cache (not yet re-pointed at the checkpoint): how it was computed
         assert "BatchEvalPython" in cached and "AS b#" in cached and "AS a#" in cached, plan
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
 
     # a corrupt profile: a warning, measured afresh, the right result
@@ -284,7 +294,7 @@ def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, 
     Python UDF and every cheap stage, nothing is cached or written."""
     monkeypatch.delenv(MIN_REPLAY_ENV)
     os.makedirs(os.path.join(storage, "_exoflow"), exist_ok=True)
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
 
     assert xf.run(dag_of(expensive_v1, []), workflow_id="floor-1", storage=storage,
@@ -295,7 +305,7 @@ def test_a_stage_under_the_floor_is_kept_then_fused_not_written(spark, storage, 
     assert "worth insuring" in first["reason"] and "the next run fuses it" in first["reason"]
     assert WorkflowStore(storage, "floor-1").read_state().commits["expensive"].mode == "sync"
 
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 1.05, "measured_at": time.time()}, fh)
     assert xf.run(dag_of(expensive_v2, []), workflow_id="floor-1b", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
@@ -347,7 +357,7 @@ def test_work_at_risk_counts_each_lost_task_once_and_caches_at_their_size(spark,
     of its sides (peers.py's heavy pipeline priced an aggregation over one at 3390 s)."""
     storage = str(tmp_path / "exo")
     os.makedirs(os.path.join(storage, "_exoflow"))
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         # writes so dear nothing is written: every output stays a plan or a cache
         json.dump({"write_fixed_s": 1000.0, "measured_at": time.time()}, fh)
 
@@ -529,7 +539,7 @@ def test_a_task_that_runs_spark_jobs_itself_is_priced_by_them(spark, tmp_path) -
     # the next run, on a root with cheap writes (its profile without the run's tail: every
     # crash is assumed to land after the commit): written sync from its profile, and
     # measured again with its function's jobs (the written plan is one row: they are its cost)
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
     profile_path = os.path.join(
         storage, layout.profile_file(profile_key("train", code_fingerprint(train.fn)))
@@ -561,7 +571,7 @@ def test_a_join_its_plan_prices_absurdly_leaves_the_stage_over_it_its_measured_c
     UDF stage, "compute 0.00s"), and every stage over it was later priced at 380 s more."""
     storage = str(tmp_path / "exo")
     os.makedirs(os.path.join(storage, "_exoflow"))
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "write_bps": 1e8, "measured_at": time.time()}, fh)
 
     def slow(x: int) -> int:  # 1 s of Python in one partition, the rest free
@@ -614,7 +624,7 @@ def test_a_profiles_tail_comes_from_a_run_of_the_whole_pipeline(spark, tmp_path)
     again there keeps the tail it had; the next whole run replaces it."""
     storage = str(tmp_path / "exo")
     os.makedirs(os.path.join(storage, "_exoflow"))
-    with open(os.path.join(storage, "_exoflow", "throughput.json"), "w") as fh:
+    for fh in cost_model_files(storage):
         json.dump({"write_fixed_s": 0.3, "measured_at": time.time()}, fh)
     fail = {"on": False}
 

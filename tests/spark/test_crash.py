@@ -123,9 +123,10 @@ def fault_matrix() -> list:
                 marks = [] if default else [pytest.mark.matrix]
                 name = f"{mode}-{crash_at}" if fmt == "delta" else f"parquet-{mode}-{crash_at}"
                 cases.append(pytest.param(mode, crash_at, fmt, marks=marks, id=name))
-    # checkpoint="auto" as the run's policy (Delta): enriched, a Python UDF, is measured and
-    # written (the test's cost model makes any write worth it); the resume decides from the
-    # profile the crashed run saved, or measures again when it crashed before saving one
+    # checkpoint="auto" as the run's policy, in the run's default format (auto's writes are
+    # Parquet): enriched, a Python UDF, is measured and written (the test's cost model makes
+    # any write worth it); the resume decides from the profile the crashed run saved, or
+    # measures again when it crashed before saving one
     for crash_at in (
         "enriched:before-run",
         "enriched:after-output",
@@ -135,9 +136,9 @@ def fault_matrix() -> list:
     ):
         default = ("auto", crash_at) in DEFAULT_CASES
         marks = [] if default else [pytest.mark.matrix]
-        cases.append(pytest.param("auto", crash_at, "delta", marks=marks, id=f"auto-{crash_at}"))
+        cases.append(pytest.param("auto", crash_at, "default", marks=marks, id=f"auto-{crash_at}"))
     for mode, crash_at in sorted(DEFAULT_CASES):
-        if not any(c.values == (mode, crash_at, "delta") for c in cases):
+        if not any(c.values[:2] == (mode, crash_at) for c in cases):
             cases.append(pytest.param(mode, crash_at, "delta", id=f"{mode}-{crash_at}"))
     return cases
 
@@ -146,9 +147,10 @@ def fault_matrix() -> list:
 def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str, fmt: str) -> None:
     if mode == "auto":  # writes cost nothing: "auto" writes what it measures
         (tmp_path / "exo" / "_exoflow").mkdir(parents=True)
-        (tmp_path / "exo" / "_exoflow" / "throughput.json").write_text(
-            json.dumps({"write_fixed_s": 0.0, "write_bps": 1e15, "measured_at": time.time()})
-        )
+        for name in ("throughput.json", "throughput-parquet.json"):
+            (tmp_path / "exo" / "_exoflow" / name).write_text(
+                json.dumps({"write_fixed_s": 0.0, "write_bps": 1e15, "measured_at": time.time()})
+            )
     proc = launch(tmp_path, mode, crash_at, checkpoint_format=fmt)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
@@ -160,11 +162,15 @@ def test_crash_point_then_resume(spark, tmp_path: Path, mode: str, crash_at: str
     assert resume_here(spark, tmp_path, mode, checkpoint_format=fmt) == {"rows": 26}
     check_recovered(spark, tmp_path, committed, before)
     formats = {
-        c.checkpoint.format
-        for c in store.read_state().commits.values()
+        t: c.checkpoint.format
+        for t, c in store.read_state().commits.items()
         if c.checkpoint is not None and c.mode != "stream"
     }
-    assert formats == {fmt}, formats  # every checkpoint of both runs in the format asked
+    # every checkpoint of both runs in the format asked; by default, auto's are Parquet and
+    # the declared ones (orders, checkpoint=True) Delta
+    assert formats == {
+        t: fmt if fmt != "default" else "delta" if t == "orders" else "parquet" for t in formats
+    }, formats
     if crash_at.endswith("during-checkpoint") and fmt == "delta":
         # the table the killed run wrote and never committed was deleted, not overwritten:
         # the resumed run created it afresh (version 0) without Delta loading it first

@@ -66,11 +66,14 @@ def test_a_profile_decides_before_running() -> None:
     )
     assert chained.action == "write" and chained.replay_s == pytest.approx(5.1)
     # the wall time of an async write (shared with the run's jobs) is not the write's cost:
-    # the root's cost model prices it
+    # the root's cost model prices it, and the consumers' reading it back (a fused output is
+    # never read: 0.15 s + 1000 bytes at 200 MB/s, the assumed read costs)
     shared = decide_before(
         "t", profile=profile(3.0, write_s=40.0), stats=None, upstream_replay_s=0, throughput=TP
     )
-    assert shared.action == "write" and shared.write_s == pytest.approx(0.5 + 1000 / 100e6)
+    assert shared.action == "write"
+    assert shared.write_s == pytest.approx(0.5 + 1000 / 100e6 + 0.15 + 1000 / 200e6)
+    assert "write and read back 0.65s" in shared.reason
     big = decide_before(
         "t", profile=profile(3.0, size=10**9), stats=None, upstream_replay_s=0, throughput=TP
     )
@@ -96,8 +99,9 @@ def test_a_profile_weighs_the_recompute_by_the_run_left_after_the_commit() -> No
     assert early.action == "write"
     assert "x 0.50 of the run after its commit = 4.00s" in early.reason
     # the last expensive stage before a 2 s tail: 8 s x (2 - 1) / 30 = 0.27 s < 0.5 s write
+    # and 0.15 s reading it back
     last = decide(timed(tail_s=2.0))
-    assert last.action == "fuse" and "= 0.27s < write 0.50s" in last.reason
+    assert last.action == "fuse" and "= 0.27s < write and read back 0.65s" in last.reason
     # a tail shorter than the write: no crash could find the checkpoint committed
     assert decide(timed(tail_s=0.5)).action == "fuse"
     # the write's latency is the cost model's when the profile has no write time
