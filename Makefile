@@ -79,6 +79,7 @@ bench-full: $(VENV)/.bench-installed  ## the full benchmarks behind docs/benchma
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/log_medium.py --records 200
 	$(PY) benchmarks/checkpoint_cost.py
+	$(PY) benchmarks/stage_split.py
 	$(PY) benchmarks/report.py
 
 clean:  ## remove the venv, demo storage and caches

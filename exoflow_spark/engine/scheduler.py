@@ -54,17 +54,17 @@ def plan_run(
     store, dag, log = ctx.store, ctx.dag, ctx.log
     done = store.done_tasks()
 
-    def cost_model(fmt: CheckpointFormat, measured: bool) -> Throughput:
+    def cost_model(fmt: CheckpointFormat) -> Throughput:
         # measured once per root and format (kept a week): the write path this run uses
-        if measured:
+        if recovery == "cost":
             return measure_throughput(ctx.spark, store.fs, fmt=fmt)
         return load_throughput(store.fs, fmt)
 
-    throughput = cost_model(checkpoint_format, recovery == "cost")
-    # checkpoint="auto" prices its writes with the model of the format it writes, measured
-    # whatever the recovery strategy: its decisions are made from it
-    auto = any(dag.checkpoint_of(n) == "auto" for n in dag)
-    auto_throughput = cost_model(auto_format or checkpoint_format, True) if auto else throughput
+    throughput = cost_model(checkpoint_format)
+    # checkpoint="auto" prices its writes with the model of the format it writes
+    auto_format = auto_format or checkpoint_format
+    auto = auto_format != checkpoint_format and any(dag.checkpoint_of(n) == "auto" for n in dag)
+    auto_throughput = cost_model(auto_format) if auto else throughput
     rplan = plan(dag.to_record(), log, done=done, strategy=recovery, throughput=throughput)
     if rplan.rolled_back:
         logger.warning(
