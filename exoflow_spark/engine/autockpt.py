@@ -41,8 +41,9 @@ Nondeterministic outputs and outputs some task waits on are always written (``ru
 A written output is stored as Parquet files unless the run names a checkpoint format
 (:func:`~exoflow_spark.storage.checkpoints.run_formats`): a checkpoint the engine chose to
 write is its own, and a Delta commit adds about 0.3 s to each write on local disk (in one
-session, four chained Python UDF stages each written and read back cost 1.20x of the fused
-chain as Delta tables, 1.08x as Parquet files, at 150k rows; docs/benchmarks.md). Its
+session, four chained Python UDF stages each written and read back cost 1.20x-1.34x of the
+fused chain as Delta tables, 1.06x-1.08x as Parquet files, at 150k rows, two runs of
+``benchmarks/stage_split.py``). Its
 decisions price writes with the cost model of that format.
 
 How a written output is written (:func:`write_mode`): one decided from its profile before it
