@@ -43,25 +43,26 @@ A written output is stored as Parquet files unless the run names a checkpoint fo
 write is its own, and a Delta commit adds about 0.3 s to each write on local disk (in one
 session, four chained Python UDF stages each written and read back cost 1.20x-1.34x of the
 fused chain as Delta tables, 1.06x-1.08x as Parquet files, at 150k rows, two runs of
-``benchmarks/stage_split.py``). Its
-decisions price writes with the cost model of that format.
+``benchmarks/stage_split.py``). Its decisions price writes with the cost model of that
+format.
 
 How a written output is written (:func:`write_mode`): one decided from its profile before it
 is computed, or measured by its write (above), is written by the job that computes it (as
 ``checkpoint=True``) when the storage root's calibrated fixed cost per write is at most
-:data:`INLINE_WRITE_MAX_FIXED_S` (local disk, HDFS): the write's encoding runs in the tasks
-that compute the output, with no cache, no second job reading the cache back, and a commit
-at the stage's end. Its compute is the job's wall time less the cost model's write (a
-driver's first write warms the write path up first: a cold JVM's first Delta write takes
-seconds more, which would count as compute). Otherwise the output is computed into Spark's
-cache and written from there in the background (as ``"async"``). Async costs that second
-pass over the output, and on a cluster the stages keep busy it takes task slots from the
-next stage: in ``benchmarks/recovery.py`` (four Python UDF stages, local disk, 2 cores) its
-four UDF stages written async cost the run 1.15x, 1.19x and 1.27x of no checkpoints against
-1.09x, 1.18x and 1.19x written sync in the same three runs (medians of 3), and the next run
-of ``"auto"`` 1.22x against 1.14x. On a
-root whose writes are latency-bound (an object store: a Delta commit is tens of requests)
-async hides the commit behind the consumers, and stays.
+:data:`INLINE_WRITE_MAX_FIXED_S` (local disk, HDFS; a root with no cost model of the format
+is measured first, once a week, whatever the run's recovery strategy): the write's encoding
+runs in the tasks that compute the output, with no cache, no second job reading the cache
+back, and a commit at the stage's end. Its compute is the job's wall time less the cost
+model's write (a driver's first write warms the write path up first: a cold JVM's first
+Delta write takes seconds more, which would count as compute). Otherwise the output is
+computed into Spark's cache and written from there in the background (as ``"async"``). Async
+costs that second pass over the output, and on a cluster the stages keep busy it takes task
+slots from the next stage: in ``benchmarks/recovery.py`` (four Python UDF stages, local
+disk, 2 cores) its four UDF stages written async cost the run 1.15x, 1.19x and 1.27x of no
+checkpoints against 1.09x, 1.18x and 1.19x written sync in the same three runs (medians of
+3), and the next run of ``"auto"`` 1.22x against 1.14x. On a root whose writes are
+latency-bound (an object store: a Delta commit is tens of requests) async hides the commit
+behind the consumers, and stays.
 
 An output is written only if its recompute also puts at least :data:`MIN_REPLAY_S` seconds
 at risk (its own compute plus that of its inputs a crash would lose). Less is replayed after a
@@ -417,8 +418,9 @@ def write_mode(tp: Throughput) -> tuple[Literal["sync", "async"], str]:
     profile, or to measure it: no profile, Python code), and why: ``"sync"`` (by the job
     that computes it) on a root whose calibrated fixed cost per write is at most
     :data:`INLINE_WRITE_MAX_FIXED_S`, else ``"async"`` (computed into the cache, measured
-    there, written in the background if worth it). A root not calibrated yet (its cost
-    model is assumed, see :mod:`.cost`) is written async."""
+    there, written in the background if worth it). A root not calibrated (its cost model
+    assumed, see :mod:`.cost`) is written async: the task runner measures the root first
+    (``TaskRunner._write_mode``), so that happens only when measuring it failed."""
     if not tp.measured:
         return "async", "written async: the root's write cost is not measured yet"
     if tp.write_fixed_s <= INLINE_WRITE_MAX_FIXED_S:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from ..core.context import TaskContext, task_context
 from ..core.dag import code_fingerprint
@@ -63,6 +64,7 @@ from .autockpt import (
     write_mode,
 )
 from .committer import Committer, TaskOutput
+from .cost import measure_throughput
 from .ref import Ref
 from .restore import restore_or_replay
 from .state import RunContext, RunState
@@ -108,6 +110,9 @@ class TaskRunner:
         #: a task first needs it: a run with no "auto" task ignores the variable)
         self._min_replay_s: float | None = None
         self._cache_replicas: int | None = None
+        #: held while the root's cost model of auto's format is measured (once per run)
+        self._calibrating = threading.Lock()
+        self._calibrated = False
         #: seconds before the first retry; doubles each time (capped at MAX_BACKOFF)
         self.retry_backoff = retry_backoff
 
@@ -412,7 +417,7 @@ class TaskRunner:
         if decision.action == "measure" or (decision.action == "write" and profile is not None):
             # how a write decided before computing the output is made; one measuring it
             # (no profile) is written, or cached and decided from the measurement
-            mode, why = write_mode(state.auto_throughput)
+            mode, why = self._write_mode()
             decision = replace(decision, reason=f"{decision.reason}; {why}")
             if mode == "sync":
                 return self._auto_sync(node, tid, result, decision, eager_s, profile, code_fp, tail)
@@ -425,8 +430,9 @@ class TaskRunner:
         own_s = self._own_share(node, tid, seconds)
         state.own_cost[tid] = own_s
         state.work_bytes[tid] = size
-        if decision.action == "measure":
-            decision = self._decide_measured(node, tid, seconds, own_s, size, executor_s, tail)
+        if decision.action == "measure":  # why it was measured, how, and what that says
+            worth = self._decide_measured(node, tid, seconds, own_s, size, executor_s, tail)
+            decision = replace(worth, reason=f"{decision.reason}; {worth.reason}")
         measured = new_profile(
             key=key,
             task=tid,
@@ -445,6 +451,33 @@ class TaskRunner:
         ref.write_async = decision.checkpoint
         self._log_auto(decision)
         return ref, None
+
+    def _write_mode(self) -> tuple[Literal["sync", "async"], str]:
+        """How ``"auto"`` writes an output decided before it is computed
+        (:func:`~.autockpt.write_mode`), from the root's cost model of the format it writes.
+        A root that has none yet is measured first, as a ``recovery="cost"`` run measures it
+        (once per root and format, kept a week: a one-row and a 64 MB checkpoint written
+        and read back): without it every such output would be written async, whatever the
+        storage, in any run that names no recovery strategy. A measurement that fails is
+        logged and the run goes on with the assumed model (written async)."""
+        state = self.state
+        with self._calibrating:
+            if not state.auto_throughput.measured and not self._calibrated:
+                self._calibrated = True
+                fmt = self.committer.auto_format
+                try:
+                    state.auto_throughput = measure_throughput(
+                        self.ctx.spark, self.ctx.store.fs, fmt=fmt
+                    )
+                except Exception as exc:
+                    logger.warning(
+                        "[%s] measuring the storage root's %s checkpoint cost failed (%s): "
+                        "checkpoint='auto' goes on with the assumed cost model",
+                        self.ctx.wf,
+                        fmt,
+                        exc,
+                    )
+        return write_mode(state.auto_throughput)
 
     def _auto_sync(
         self,

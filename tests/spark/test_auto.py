@@ -682,3 +682,45 @@ def test_a_profiles_tail_comes_from_a_run_of_the_whole_pipeline(spark, tmp_path)
     whole = profile_of_scored()
     assert whole["workflow_id"] == "tail-c" and 4.0 <= whole["tail_s"] < whole["run_s"]
     assert (whole["tail_s"], whole["run_s"]) != (first["tail_s"], first["run_s"]), whole
+
+
+def test_a_root_with_no_cost_model_is_measured_once_by_an_auto_run(
+    spark, tmp_path, monkeypatch, caplog
+) -> None:
+    """A run naming no recovery strategy (``"restore"``) on a root never measured: its first
+    decision that needs the write path's cost (a UDF stage with no profile) measures the
+    root's cost model of auto's format first, so the stage is written sync on this local
+    disk, as under ``recovery="cost"``; the next run finds the model and measures nothing.
+    A measurement that fails is logged and the run goes on with the assumed model (written
+    async), its result right."""
+    storage = str(tmp_path / "fresh")
+    model = os.path.join(storage, "_exoflow", layout.throughput_file("parquet").split("/")[-1])
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="calib-1", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    first = decisions(storage, "calib-1")["expensive"]
+    assert (first["action"], first["source"]) == ("write", "measured"), first
+    assert "written sync" in first["reason"], first
+    assert WorkflowStore(storage, "calib-1").read_state().commits["expensive"].mode == "sync"
+    with open(model) as fh:
+        measured_at = json.load(fh)["measured_at"]
+    # only the format auto writes was measured (the run declares no checkpoint)
+    assert not os.path.exists(os.path.join(storage, "_exoflow", "throughput.json"))
+
+    assert xf.run(dag_of(expensive_v2, []), workflow_id="calib-2", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    with open(model) as fh:
+        assert json.load(fh)["measured_at"] == measured_at  # kept, not measured again
+    assert "written sync" in decisions(storage, "calib-2")["expensive"]["reason"]
+
+    def broken(*args, **kwargs):
+        raise OSError("the calibration directory is not writable")
+
+    monkeypatch.setattr("exoflow_spark.engine.runner.measure_throughput", broken)
+    other = str(tmp_path / "other")
+    with caplog.at_level(logging.WARNING, logger="exoflow_spark.engine.runner"):
+        assert xf.run(dag_of(expensive_v1, []), workflow_id="calib-3", storage=other,
+                      checkpoint="auto") == EXPECTED  # fmt: skip
+    assert "not writable" in caplog.text and "assumed cost model" in caplog.text
+    third = decisions(other, "calib-3")["expensive"]
+    assert "not measured yet" in third["reason"], third
+    assert WorkflowStore(other, "calib-3").read_state().commits["expensive"].mode == "async"
