@@ -20,7 +20,7 @@ Candidates (all in one process, one SparkSession, alternated ABBA after a warm-u
 * ``exoflow async`` / ``exoflow sync``: every stage ``checkpoint="async"`` / ``True``;
 * ``exoflow auto``: no stage annotated, ``xf.run(checkpoint="auto")``, on a fresh storage
   root (no profile) given the cost model its first (warm-up) run measured on this storage
-  (measured once a week per root, not every run): a stage running Python code is measured
+  (a root is measured once, not every run): a stage running Python code is measured
   by the job that writes it (sync: this local disk's writes are cheap), and whether it was
   worth writing is decided from the measurement; the others are priced from their plan and
   keep fusing; ``exoflow auto (profile)``: the same on a root an earlier run (under another
@@ -424,7 +424,7 @@ def candidates_for(
             spark, p, policy, where(f"exo-{policy}", rep), f"{p.name}-{policy}"
         )
     # auto's first run: a fresh root (no profile) holding the cost model of the storage that
-    # the first (warm-up) run measured there: a root is measured once a week, not every run
+    # the first (warm-up) run measured there: a root is measured once, not every run
     cost_model = work.parent / f"{work.name}-auto-cost-model"
 
     def auto_first_run(rep: int) -> list[int]:

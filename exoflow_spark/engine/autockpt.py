@@ -50,7 +50,7 @@ How a written output is written (:func:`write_mode`): one decided from its profi
 is computed, or measured by its write (above), is written by the job that computes it (as
 ``checkpoint=True``) when the storage root's calibrated fixed cost per write is at most
 :data:`INLINE_WRITE_MAX_FIXED_S` (local disk, HDFS; a root with no cost model of the format
-is measured first, once a week, whatever the run's recovery strategy): the write's encoding
+is measured first, once, whatever the run's recovery strategy): the write's encoding
 runs in the tasks that compute the output, with no cache, no second job reading the cache
 back, and a commit at the stage's end. Its compute is the job's wall time less the cost
 model's write (a driver's first write warms the write path up first: a cold JVM's first

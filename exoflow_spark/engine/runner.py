@@ -456,10 +456,11 @@ class TaskRunner:
         """How ``"auto"`` writes an output decided before it is computed
         (:func:`~.autockpt.write_mode`), from the root's cost model of the format it writes.
         A root that has none yet is measured first, as a ``recovery="cost"`` run measures it
-        (once per root and format, kept a week: a one-row and a 64 MB checkpoint written
-        and read back): without it every such output would be written async, whatever the
-        storage, in any run that names no recovery strategy. A measurement that fails is
-        logged and the run goes on with the assumed model (written async)."""
+        (once per root and format: a one-row and a 64 MB checkpoint written and read back;
+        ``recovery="cost"`` runs measure it again when a week old): without it every such
+        output would be written async, whatever the storage, in any run that names no
+        recovery strategy. A measurement that fails is logged and the run goes on with the
+        assumed model (written async)."""
         state = self.state
         with self._calibrating:
             if not state.auto_throughput.measured and not self._calibrated:
