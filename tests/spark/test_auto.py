@@ -694,7 +694,7 @@ def test_a_root_with_no_cost_model_is_measured_once_by_an_auto_run(
     A measurement that fails is logged and the run goes on with the assumed model (written
     async), its result right."""
     storage = str(tmp_path / "fresh")
-    model = os.path.join(storage, "_exoflow", layout.throughput_file("parquet").split("/")[-1])
+    model = os.path.join(storage, layout.throughput_file("parquet"))
     assert xf.run(dag_of(expensive_v1, []), workflow_id="calib-1", storage=storage,
                   checkpoint="auto") == EXPECTED  # fmt: skip
     first = decisions(storage, "calib-1")["expensive"]
