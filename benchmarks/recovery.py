@@ -1,7 +1,8 @@
 """Fault-free cost and recovery time of each checkpoint strategy, driver crash at ~80%.
 
     .venv/bin/python benchmarks/recovery.py [--rows 600000] [--reps 1] [--strategies a,b]
-        [--no-executor-loss | --no-driver-crash] [--checkpoint-format default|delta|parquet]
+        [--no-executor-loss | --no-driver-crash | --fault-free-only]
+        [--checkpoint-format default|delta|parquet]
 
 An 8-stage pipeline whose stages do real work (a join, four chained Python UDF stages whose
 compute outweighs writing their output, an aggregation) ends in an exactly-once Delta sink.
@@ -33,7 +34,10 @@ the next day, after a first run that finished; those profiles are put back befor
 its runs, so neither auto's crashed and resumed run nor auto-profile's own runs replace
 them). Prints, per
 candidate, the fault-free time as a ratio to `none`, and the recovery time as a ratio to a
-full re-run.
+full re-run. ``--fault-free-only`` runs only the fault-free runs (each repetition's back to
+back, rotated; about a minute per candidate and repetition, a quarter of a crash
+repetition's time): the repetitions a fault-free ratio on a noisy machine needs, with each
+repetition's ratio to that repetition's none.
 
 The source has 4 partitions per core (Spark's tuning guide suggests 2-4): short tasks let
 a background checkpoint write take a task slot between them (exoflow's FAIR pool).
@@ -322,17 +326,27 @@ def main() -> int:
         default=True,
         help="also kill one executor JVM of a local-cluster[2,1,1024] at 80%% of each run",
     )
+    p.add_argument(
+        "--fault-free-only",
+        action="store_true",
+        help="measure only each candidate's fault-free run (no crash, no executor loss)",
+    )
     a = p.parse_args()
     if a.job:
         return job(a)
+    if a.fault_free_only:
+        a.driver_crash = a.executor_loss = False
     global CHECKPOINT_FORMAT
     CHECKPOINT_FORMAT = a.checkpoint_format
     chosen = ["none"] + [s for s in a.strategies.split(",") if s and s != "none"]
     unknown = sorted(set(chosen) - set(STRATEGIES))
     if unknown:
         p.error(f"unknown strategies {unknown}: choose from {', '.join(STRATEGIES)}")
-    if not (a.driver_crash or a.executor_loss):
-        p.error("--no-driver-crash and --no-executor-loss leave nothing to measure")
+    if not (a.driver_crash or a.executor_loss or a.fault_free_only):
+        p.error(
+            "--no-driver-crash and --no-executor-loss leave nothing to measure (for the "
+            "fault-free runs alone: --fault-free-only)"
+        )
     work = Path(tempfile.mkdtemp(prefix="exoflow-bench-recovery-"))
     results: dict[str, dict[str, list[float]]] = {s: {"clean": [], "recover": []} for s in chosen}
     startups = []
@@ -403,6 +417,16 @@ def main() -> int:
                 f"  rep {rep + 1} {strategy:14s} fault-free {run_s:6.2f} s, after "
                 f"crash {resumed['run_s']:6.2f} s"
             )
+    for rep in range(a.reps if a.fault_free_only else 0):
+        line = []
+        for strategy in rotated(chosen, rep):
+            before(strategy)
+            run = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
+            after_fault_free(strategy)
+            results[strategy]["clean"].append(run["run_s"])
+            startups.append(run["startup_s"])
+            line.append(f"{strategy} {run['run_s']:.2f} s")
+        print(f"  rep {rep + 1}: " + ", ".join(line), flush=True)
     loss: dict[str, dict[str, list[float]]] = {s: {"clean": [], "lost": []} for s in chosen}
     if a.executor_loss:
         cluster = "local-cluster[2,1,1024]"
@@ -469,6 +493,24 @@ def main() -> int:
                 f"({_span(r['recover'])}) | {rec / clean:.2f} | "
                 f"{(boot + rec) / (boot + clean):.2f} |"
             )
+    if a.fault_free_only:
+        base = statistics.median(results["none"]["clean"])
+        print(f"\nSpark session start-up (not counted): median {boot:.1f} s")
+        print("| strategy | fault-free s (min-max) | vs none | each repetition vs its none |")
+        print("|---|---:|---:|---|")
+        for row, (s, r) in zip(rows, results.items(), strict=True):
+            clean = statistics.median(r["clean"])
+            each = [x / n for x, n in zip(r["clean"], results["none"]["clean"], strict=True)]
+            row.update(
+                fault_free_s=round(clean, 3),
+                fault_free_vs_none=round(clean / base, 3),
+                fault_free_vs_none_each=[round(x, 3) for x in each],
+            )
+            print(
+                f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {clean / base:.2f}x | "
+                + ", ".join(f"{x:.2f}x" for x in each)
+                + " |"
+            )
     if a.executor_loss:
         print(
             "\n| strategy | local-cluster fault-free s (min-max) | executor killed at 80%: run s "
@@ -488,9 +530,13 @@ def main() -> int:
                 f"| {s} | {clean:.2f} ({_span(r['clean'])}) | {lost:.2f} ({_span(r['lost'])}) "
                 f"| {after:.2f} |"
             )
-    # an executor-loss-only run does not replace the full run's file
+    # an executor-loss-only or fault-free-only run does not replace the full run's file
     save(
-        "recovery" if a.driver_crash else "recovery_executor_loss",
+        "recovery"
+        if a.driver_crash
+        else "recovery_fault_free"
+        if a.fault_free_only
+        else "recovery_executor_loss",
         {
             "benchmark": "recovery",
             "rows": a.rows,
@@ -503,6 +549,8 @@ def main() -> int:
             "raw_executor_loss": loss,
         },
     )
+    # its checkpoints, sinks and logs (a failed run leaves them for a look)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
