@@ -1,15 +1,23 @@
 """Executor-loss job for tests/spark/test_executor_loss.py, run on local-cluster (real executor
 JVMs).
 
+One driver runs the workflow once per ``--run`` (``true``, ``false`` or ``async``, with
+``:<replicas>`` to set ``$EXOFLOW_CACHE_REPLICAS`` for that run), one after the other in one
+SparkSession: the test compares a run with its control without paying for a second driver and
+cluster. Each run's signals live in ``<signal-dir>/<run>/``.
+
 `prepared` reads a source whose rows bump an accumulator each time they are computed. Its
 output feeds `enriched` (checkpoint=False, read by two consumers, so cached). `first` fills
-the cache, then the job writes `<signal-dir>/ready` (with its application id) and waits for
-`<signal-dir>/go`: meanwhile the test kills one executor JVM, losing cached blocks. `second`
-then needs those blocks again. The job prints how often source rows were computed.
+the cache, then the job writes `<run signals>/ready` (with its application id) and waits for
+`<run signals>/go`: meanwhile the test kills one executor JVM, losing cached blocks. `second`
+then needs those blocks again. The job prints how often source rows were computed, as
+``RESULT <run> {...}``. Before each run it waits until the cluster has two executors again
+(the standalone master replaces the one the test killed).
 
-With ``--checkpoint async`` `prepared` counts its rows deterministically (a Python UDF, so
-the engine computes it into the cache in ``$EXOFLOW_CACHE_REPLICAS`` copies before `enriched`
-reads it) and is written in the background; the test holds that write until after the kill.
+With ``async`` `prepared` counts its rows deterministically (a Python UDF, so the engine
+computes it into the cache in ``$EXOFLOW_CACHE_REPLICAS`` copies before `enriched` reads it)
+and is written in the background; with ``--hold-write`` that write waits at its hold point
+(``<run signals>/prepared.before-async-write.held``) until the test says go.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import functions as F
 
@@ -26,16 +36,30 @@ import exoflow_spark as xf
 from drivers import driver_session
 
 ROWS = 200_000
+EXECUTORS = 2
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--storage", required=True)
-    p.add_argument("--signal-dir", required=True)
-    p.add_argument("--checkpoint", choices=["true", "false", "async"], required=True)
-    a = p.parse_args()
-    spark = driver_session("local-cluster[2,1,1024]", "exoflow-executor-loss", shuffle_partitions=4)
+def executor_ids(spark: Any) -> set[str]:
+    """The executors the driver's scheduler has registered now."""
+    ids = spark.sparkContext._jsc.sc().getExecutorIds()
+    return {ids.apply(i) for i in range(ids.size())}
 
+
+def wait_for_executors(spark: Any, previous: set[str], timeout: float = 120.0) -> set[str]:
+    """Block until :data:`EXECUTORS` executors are registered, none of them one the test
+    killed in the previous run (``previous`` are that run's executors: one of them must have
+    been replaced), and return them."""
+    deadline = time.time() + timeout
+    while True:
+        ids = executor_ids(spark)
+        if len(ids) == EXECUTORS and (not previous or ids != previous):
+            return ids
+        if time.time() > deadline:
+            raise TimeoutError(f"no {EXECUTORS} fresh executors (have {ids}, had {previous})")
+        time.sleep(0.2)
+
+
+def run_once(spark: Any, storage: str, signals: Path, checkpoint: str) -> dict[str, Any]:
     acc = spark.sparkContext.accumulator(0)
 
     def bump(x):
@@ -43,10 +67,10 @@ def main() -> int:
         return x
 
     touch = F.udf(bump, "long")
-    if a.checkpoint != "async":  # computed once per use, never cached as a Python stage
+    if checkpoint != "async":  # computed once per use, never cached as a Python stage
         touch = touch.asNondeterministic()
 
-    @xf.task(checkpoint="async" if a.checkpoint == "async" else a.checkpoint == "true")
+    @xf.task(checkpoint="async" if checkpoint == "async" else checkpoint == "true")
     def prepared():
         return spark.range(0, ROWS, 1, 8).select(touch("id").alias("id"))
 
@@ -58,12 +82,12 @@ def main() -> int:
     def first(df):
         total = df.agg(F.sum("v")).first()[0]
         # written whole, then renamed: the test polls for the file and reads it at once
-        ready = os.path.join(a.signal_dir, "ready")
-        with open(ready + ".tmp", "w") as fh:
-            json.dump({"app_id": spark.sparkContext.applicationId}, fh)
-        os.replace(ready + ".tmp", ready)
+        ready = signals / "ready"
+        tmp = signals / "ready.tmp"
+        tmp.write_text(json.dumps({"app_id": spark.sparkContext.applicationId}))
+        os.replace(tmp, ready)
         deadline = time.time() + 120
-        while not os.path.exists(os.path.join(a.signal_dir, "go")):
+        while not (signals / "go").exists():
             if time.time() > deadline:
                 raise TimeoutError("the test never said go")
             time.sleep(0.1)
@@ -76,9 +100,39 @@ def main() -> int:
 
     e = enriched.bind(prepared.bind())
     out = xf.run(
-        second.bind(e, first.bind(e)), workflow_id="executor-loss", storage=a.storage, spark=spark
+        second.bind(e, first.bind(e)),
+        workflow_id=f"executor-loss-{signals.name}",
+        storage=storage,
+        spark=spark,
     )
-    print("RESULT " + json.dumps({**out, "source_rows_computed": acc.value}), flush=True)
+    return {**out, "source_rows_computed": acc.value}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--storage", required=True)
+    p.add_argument("--signal-dir", required=True)
+    p.add_argument("--run", action="append", required=True, help="true|false|async[:replicas]")
+    p.add_argument("--hold-write", action="store_true", help="hold prepared's async write")
+    a = p.parse_args()
+    spark = driver_session("local-cluster[2,1,1024]", "exoflow-executor-loss", shuffle_partitions=4)
+    executors: set[str] = set()
+    for run in a.run:
+        checkpoint, _, replicas = run.partition(":")
+        if checkpoint not in ("true", "false", "async"):
+            raise SystemExit(f"--run {run!r}: expected true, false or async[:replicas]")
+        signals = Path(a.signal_dir) / run.replace(":", "-")
+        signals.mkdir(parents=True)
+        os.environ.pop("EXOFLOW_CACHE_REPLICAS", None)
+        if replicas:
+            os.environ["EXOFLOW_CACHE_REPLICAS"] = replicas
+        if a.hold_write:
+            os.environ.update(
+                EXOFLOW_HOLD_AT="prepared:before-async-write", EXOFLOW_HOLD_DIR=str(signals)
+            )
+        executors = wait_for_executors(spark, executors)
+        result = run_once(spark, a.storage, signals, checkpoint)
+        print(f"RESULT {signals.name} " + json.dumps(result), flush=True)
     spark.stop()
     return 0
 

@@ -34,58 +34,56 @@ def executor_pids(app_id: str) -> list[int]:
     return [int(p) for p in out]
 
 
-def run_with_executor_kill(
-    tmp: Path, checkpoint: str, *, replicas: int | None = None, hold_write: bool = False
-) -> dict:
-    name = checkpoint if replicas is None else f"{checkpoint}-{replicas}"
-    signals = tmp / f"signals-{name}"
-    signals.mkdir()
-    env = {} if replicas is None else {"EXOFLOW_CACHE_REPLICAS": str(replicas)}
-    if hold_write:  # prepared's async write waits until after the kill
-        env.update(EXOFLOW_HOLD_AT="prepared:before-async-write", EXOFLOW_HOLD_DIR=str(signals))
-    proc = start_driver(
-        "executor_job.py",
-        "--storage",
-        tmp / f"exo-{name}",
-        "--signal-dir",
-        signals,
-        "--checkpoint",
-        checkpoint,
-        env=env,
-    )
+def run_with_executor_kills(tmp: Path, *runs: str, hold_write: bool = False) -> dict[str, dict]:
+    """Run the job once per ``runs`` entry (``true``, ``false``, ``async[:replicas]``) in one
+    driver on local-cluster, SIGKILL one executor JVM in each run once its cache is full (and,
+    with ``hold_write``, its async write is held), and return each run's result by run."""
+    signals = tmp / "signals"
+    args: list[object] = ["--storage", tmp / "exo", "--signal-dir", signals]
+    for run in runs:
+        args += ["--run", run]
+    proc = start_driver("executor_job.py", *args, *(["--hold-write"] if hold_write else []))
     try:
-        deadline = time.time() + 240
-        while not (signals / "ready").exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.time() < deadline, "the job never filled its cache"
-            time.sleep(0.1)
-        app_id = json.loads((signals / "ready").read_text())["app_id"]
-        pids = executor_pids(app_id)
-        assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
-        while hold_write and not (signals / "prepared.before-async-write.held").exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.time() < deadline, "prepared's async write never started"
-            time.sleep(0.1)
-        os.kill(pids[0], signal.SIGKILL)
-        (signals / "go").write_text("")
-        if hold_write:
-            (signals / "prepared.before-async-write.go").write_text("")
+        deadline = time.time() + 240 * len(runs)
+        for run in runs:
+            run_signals = signals / run.replace(":", "-")
+            while not (run_signals / "ready").exists():
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.time() < deadline, f"run {run} never filled its cache"
+                time.sleep(0.1)
+            app_id = json.loads((run_signals / "ready").read_text())["app_id"]
+            pids = executor_pids(app_id)
+            assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
+            held = run_signals / "prepared.before-async-write.held"
+            while hold_write and not held.exists():
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.time() < deadline, f"prepared's async write never started in {run}"
+                time.sleep(0.1)
+            os.kill(pids[0], signal.SIGKILL)
+            (run_signals / "go").write_text("")
+            if hold_write:
+                (run_signals / "prepared.before-async-write.go").write_text("")
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-3000:]
-    [line] = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-    return json.loads(line[len("RESULT ") :])
+    results = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            name, _, payload = line[len("RESULT ") :].partition(" ")
+            results[name] = json.loads(payload)
+    assert sorted(results) == sorted(r.replace(":", "-") for r in runs), out[-3000:]
+    return results
 
 
 def test_executor_loss_rebuilds_from_the_checkpoint_not_the_source(tmp_path: Path) -> None:
-    with_ckpt = run_with_executor_kill(tmp_path, "true")
+    runs = run_with_executor_kills(tmp_path, "true", "false")
+    with_ckpt, control = runs["true"], runs["false"]
     assert with_ckpt["first"] == with_ckpt["second"] == EXPECTED
     assert with_ckpt["groups"] == 10
     assert with_ckpt["source_rows_computed"] == ROWS  # once, for the checkpoint
 
-    control = run_with_executor_kill(tmp_path, "false")
     assert control["first"] == control["second"] == EXPECTED
     assert control["source_rows_computed"] > ROWS  # lost blocks came from the source again
 
@@ -96,12 +94,12 @@ def test_a_costly_cached_output_survives_executor_loss_in_its_second_copy(tmp_pa
     JVM dies, the blocks it held are read from the other copy, and nothing above the cache
     (here the source) is computed again, neither for the consumers nor for the checkpoint
     write (held until after the kill). With one copy (``EXOFLOW_CACHE_REPLICAS=1``, the
-    control) the lost blocks are rebuilt from the source."""
-    two = run_with_executor_kill(tmp_path, "async", replicas=2, hold_write=True)
+    control, run next by the same driver) the lost blocks are rebuilt from the source."""
+    runs = run_with_executor_kills(tmp_path, "async:2", "async:1", hold_write=True)
+    two, one = runs["async-2"], runs["async-1"]
     assert two["first"] == two["second"] == EXPECTED and two["groups"] == 10
     assert two["source_rows_computed"] == ROWS  # once, into the cache
 
-    one = run_with_executor_kill(tmp_path, "async", replicas=1, hold_write=True)
     assert one["first"] == one["second"] == EXPECTED
     assert one["source_rows_computed"] > ROWS  # lost blocks came from the source again
 
