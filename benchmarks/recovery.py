@@ -375,19 +375,22 @@ def main() -> int:
             shutil.rmtree(profiles, ignore_errors=True)
             shutil.copytree(first_run, profiles)
 
-    def after_fault_free(strategy: str) -> None:
+    def fault_free(strategy: str, tag: str, master: str = "local[*]") -> dict:
+        """A fault-free run of ``strategy`` from the profiles :func:`before` gives it; auto's
+        profiles are kept for the same repetition's auto-profile."""
+        before(strategy)
+        run = driver(strategy, work, f"{strategy}-{tag}", a.rows, master=master)
         if strategy == "auto":
             shutil.rmtree(first_run, ignore_errors=True)
             shutil.copytree(profiles, first_run)
+        return run
 
     for rep in range(a.reps if a.driver_crash else 0):
         # the fault-free runs back to back, then the crashes: the runs a ratio compares are
         # minutes apart, not a quarter of an hour (the load drifts)
         clean: dict[str, dict] = {}
         for strategy in rotated(chosen, rep):
-            before(strategy)
-            clean[strategy] = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
-            after_fault_free(strategy)
+            clean[strategy] = fault_free(strategy, f"clean-{rep}")
         for strategy in rotated(chosen, rep):
             before(strategy)
             run_s = clean[strategy]["run_s"]
@@ -420,9 +423,7 @@ def main() -> int:
     for rep in range(a.reps if a.fault_free_only else 0):
         line = []
         for strategy in rotated(chosen, rep):
-            before(strategy)
-            run = driver(strategy, work, f"{strategy}-clean-{rep}", a.rows)
-            after_fault_free(strategy)
+            run = fault_free(strategy, f"clean-{rep}")
             results[strategy]["clean"].append(run["run_s"])
             startups.append(run["startup_s"])
             line.append(f"{strategy} {run['run_s']:.2f} s")
@@ -435,9 +436,7 @@ def main() -> int:
         def lose_executor(strategy: str, tag: str) -> tuple[dict, dict | None]:
             """A fault-free run on the cluster, then one with an executor killed at 80% of
             it (None when that run finished first)."""
-            before(strategy)
-            clean = driver(strategy, work, f"{strategy}-lc-{tag}", a.rows, master=cluster)
-            after_fault_free(strategy)
+            clean = fault_free(strategy, f"lc-{tag}", master=cluster)
             before(strategy)
             hit = driver(
                 strategy,
