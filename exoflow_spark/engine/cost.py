@@ -41,6 +41,15 @@ class Throughput:
     def measured(self) -> bool:
         return self.measured_at is not None
 
+    @property
+    def fresh(self) -> bool:
+        """Measured less than :data:`THROUGHPUT_MAX_AGE_SECONDS` ago (a storage's costs
+        drift: a model older than that is measured again by the next run that needs it)."""
+        return (
+            self.measured_at is not None
+            and time.time() - self.measured_at < THROUGHPUT_MAX_AGE_SECONDS
+        )
+
 
 def _throughput_rel(fmt: CheckpointFormat) -> str:
     """Where a storage root caches the cost model of one checkpoint format."""
@@ -82,11 +91,7 @@ def measure_throughput(
     difference gives bytes per second.
     """
     current = load_throughput(fs, fmt)
-    if (
-        current.measured
-        and not force
-        and time.time() - float(current.measured_at or 0) < THROUGHPUT_MAX_AGE_SECONDS
-    ):
+    if current.fresh and not force:
         return current
     from pyspark.sql import functions as F
 

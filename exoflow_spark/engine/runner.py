@@ -455,15 +455,15 @@ class TaskRunner:
     def _write_mode(self) -> tuple[Literal["sync", "async"], str]:
         """How ``"auto"`` writes an output decided before it is computed
         (:func:`~.autockpt.write_mode`), from the root's cost model of the format it writes.
-        A root that has none yet is measured first, as a ``recovery="cost"`` run measures it
-        (once per root and format: a one-row and a 64 MB checkpoint written and read back;
-        ``recovery="cost"`` runs measure it again when a week old): without it every such
-        output would be written async, whatever the storage, in any run that names no
-        recovery strategy. A measurement that fails is logged and the run goes on with the
-        assumed model (written async)."""
+        A root that has none yet, or one measured over a week ago, is measured first, as a
+        ``recovery="cost"`` run measures it (once per root and format and week: a one-row
+        and a 64 MB checkpoint written and read back): without it every such output would
+        be written async, whatever the storage, in any run that names no recovery strategy.
+        A measurement that fails is logged and the run goes on with the model it had (the
+        assumed one writes async)."""
         state = self.state
         with self._calibrating:
-            if not state.auto_throughput.measured and not self._calibrated:
+            if not state.auto_throughput.fresh and not self._calibrated:
                 self._calibrated = True
                 fmt = self.committer.auto_format
                 try:
@@ -473,10 +473,11 @@ class TaskRunner:
                 except Exception as exc:
                     logger.warning(
                         "[%s] measuring the storage root's %s checkpoint cost failed (%s): "
-                        "checkpoint='auto' goes on with the assumed cost model",
+                        "checkpoint='auto' goes on with the %s cost model",
                         self.ctx.wf,
                         fmt,
                         exc,
+                        "stale (over a week old)" if state.auto_throughput.measured else "assumed",
                     )
         return write_mode(state.auto_throughput)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from typing import IO
@@ -19,6 +20,7 @@ from pyspark.sql.types import LongType
 import exoflow_spark as xf
 from exoflow_spark.core.dag import code_fingerprint
 from exoflow_spark.engine.autockpt import MIN_REPLAY_ENV, MIN_REPLAY_S, profile_key
+from exoflow_spark.engine.cost import THROUGHPUT_MAX_AGE_SECONDS
 from exoflow_spark.storage import checkpoints, layout
 from exoflow_spark.storage.store import WorkflowStore
 
@@ -690,9 +692,10 @@ def test_a_root_with_no_cost_model_is_measured_once_by_an_auto_run(
     """A run naming no recovery strategy (``"restore"``) on a root never measured: its first
     decision that needs the write path's cost (a UDF stage with no profile) measures the
     root's cost model of auto's format first, so the stage is written sync on this local
-    disk, as under ``recovery="cost"``; the next run finds the model and measures nothing.
-    A measurement that fails is logged and the run goes on with the assumed model (written
-    async), its result right."""
+    disk, as under ``recovery="cost"``; the next run finds the model and measures nothing,
+    and the first that needs it once it is a week old measures it again. A measurement that
+    fails is logged and the run goes on with the assumed model (written async), its result
+    right."""
     storage = str(tmp_path / "fresh")
     model = os.path.join(storage, layout.throughput_file("parquet"))
     assert xf.run(dag_of(expensive_v1, []), workflow_id="calib-1", storage=storage,
@@ -711,6 +714,20 @@ def test_a_root_with_no_cost_model_is_measured_once_by_an_auto_run(
     with open(model) as fh:
         assert json.load(fh)["measured_at"] == measured_at  # kept, not measured again
     assert "written sync" in decisions(storage, "calib-2")["expensive"]["reason"]
+
+    # a week later the storage's costs may have drifted: the next decision that needs the
+    # model (here a stage whose profile is gone) measures it again
+    week_old = measured_at - THROUGHPUT_MAX_AGE_SECONDS - 60
+    with open(model) as fh:
+        doc = json.load(fh)
+    with open(model, "w") as fh:
+        json.dump({**doc, "measured_at": week_old}, fh)
+    shutil.rmtree(os.path.join(storage, "_exoflow", "profiles"))
+    assert xf.run(dag_of(expensive_v1, []), workflow_id="calib-2b", storage=storage,
+                  checkpoint="auto") == EXPECTED  # fmt: skip
+    with open(model) as fh:
+        assert json.load(fh)["measured_at"] > measured_at  # measured again
+    assert "written sync" in decisions(storage, "calib-2b")["expensive"]["reason"]
 
     def broken(*args, **kwargs):
         raise OSError("the calibration directory is not writable")

@@ -22,7 +22,7 @@ from exoflow_spark.engine.autockpt import (
     new_profile,
     profile_key,
 )
-from exoflow_spark.engine.cost import Throughput
+from exoflow_spark.engine.cost import THROUGHPUT_MAX_AGE_SECONDS, Throughput
 from exoflow_spark.storage import layout
 from exoflow_spark.storage.logfs import LocalLogFS
 
@@ -481,3 +481,11 @@ def test_cli_and_job_flags_name_the_policies(capsys) -> None:
 def test_a_profiled_write_is_sync_only_where_the_root_writes_cheaply(tp, mode, said) -> None:
     got, why = autockpt.write_mode(tp)
     assert got == mode and said in why, why
+
+
+def test_a_cost_model_is_fresh_for_a_week() -> None:
+    now = time.time()
+    assert not Throughput().fresh  # assumed, never measured
+    assert Throughput(measured_at=now - 60).fresh
+    assert Throughput(measured_at=now - THROUGHPUT_MAX_AGE_SECONDS + 60).fresh
+    assert not Throughput(measured_at=now - THROUGHPUT_MAX_AGE_SECONDS - 60).fresh
