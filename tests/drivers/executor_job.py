@@ -8,8 +8,9 @@ cluster. Each run's signals live in ``<signal-dir>/<run>/``.
 
 `prepared` reads a source whose rows bump an accumulator each time they are computed. Its
 output feeds `enriched` (checkpoint=False, read by two consumers, so cached). `first` fills
-the cache, then the job writes `<run signals>/ready` (with its application id) and waits for
-`<run signals>/go`: meanwhile the test kills one executor JVM, losing cached blocks. `second`
+the cache, then the job writes `<run signals>/ready` (its application id, and the executor
+holding the most blocks this run cached) and waits for `<run signals>/go`: meanwhile the test
+kills that executor's JVM, losing cached blocks. `second`
 then needs those blocks again. The job prints how often source rows were computed, as
 ``RESULT <run> {...}``. Before each run it waits until the cluster has two executors again
 (the standalone master replaces the one the test killed).
@@ -59,8 +60,25 @@ def wait_for_executors(spark: Any, previous: set[str], timeout: float = 120.0) -
         time.sleep(0.2)
 
 
+def cached_blocks(spark: Any, since: int) -> dict[str, int]:
+    """How many cached blocks of RDDs numbered ``since`` or later each executor holds, as the
+    block manager master knows it (an executor reports a block before its task ends)."""
+    sc = spark.sparkContext._jsc.sc()
+    convert = spark._jvm.scala.jdk.javaapi.CollectionConverters
+    counts = {}
+    for status in sc.env().blockManager().master().getStorageStatus():
+        executor = status.blockManagerId().executorId()
+        if executor != "driver":
+            blocks = convert.asJava(status.rddBlocks().keySet())
+            counts[executor] = sum(1 for b in blocks if b.rddId() >= since)
+    return counts
+
+
 def run_once(spark: Any, storage: str, signals: Path, checkpoint: str) -> dict[str, Any]:
     acc = spark.sparkContext.accumulator(0)
+    # RDDs this run creates are numbered from here: blocks of an earlier run's cache (its
+    # unpersist does not block) are not counted when choosing the executor to kill
+    first_rdd = spark.sparkContext._jsc.sc().newRddId()
 
     def bump(x):
         acc.add(1)
@@ -81,11 +99,15 @@ def run_once(spark: Any, storage: str, signals: Path, checkpoint: str) -> dict[s
     @xf.task
     def first(df):
         total = df.agg(F.sum("v")).first()[0]
+        # the victim is chosen by the blocks it holds, not by its pid: a replaced executor
+        # holds few, and pids wrap around
+        blocks = cached_blocks(spark, first_rdd)
+        victim = max(blocks, key=lambda executor: blocks[executor])
+        ready = {"app_id": spark.sparkContext.applicationId, "victim": victim, "blocks": blocks}
         # written whole, then renamed: the test polls for the file and reads it at once
-        ready = signals / "ready"
         tmp = signals / "ready.tmp"
-        tmp.write_text(json.dumps({"app_id": spark.sparkContext.applicationId}))
-        os.replace(tmp, ready)
+        tmp.write_text(json.dumps(ready))
+        os.replace(tmp, signals / "ready")
         deadline = time.time() + 120
         while not (signals / "go").exists():
             if time.time() > deadline:

@@ -28,16 +28,26 @@ pytestmark = pytest.mark.subprocess
 
 
 def executor_pids(app_id: str) -> list[int]:
-    out = subprocess.run(
-        ["pgrep", "-f", f"CoarseGrainedExecutorBackend.*{app_id}"], capture_output=True, text=True
-    ).stdout.split()
-    return [int(p) for p in out]
+    return executor_pids_matching(f"CoarseGrainedExecutorBackend.*{app_id}")
+
+
+def executor_pid(app_id: str, executor_id: str) -> int:
+    """The pid of executor ``executor_id``'s JVM in application ``app_id``."""
+    pattern = f"CoarseGrainedExecutorBackend.* --executor-id {executor_id} .*--app-id {app_id}"
+    [pid] = executor_pids_matching(pattern)
+    return pid
+
+
+def executor_pids_matching(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
 
 
 def run_with_executor_kills(tmp: Path, *runs: str, hold_write: bool = False) -> dict[str, dict]:
     """Run the job once per ``runs`` entry (``true``, ``false``, ``async[:replicas]``) in one
-    driver on local-cluster, SIGKILL one executor JVM in each run once its cache is full (and,
-    with ``hold_write``, its async write is held), and return each run's result by run."""
+    driver on local-cluster, SIGKILL in each run the executor JVM holding the most blocks that
+    run cached, once its cache is full (and, with ``hold_write``, its async write is held), and
+    return each run's result by run."""
     signals = tmp / "signals"
     args: list[object] = ["--storage", tmp / "exo", "--signal-dir", signals]
     for run in runs:
@@ -51,15 +61,17 @@ def run_with_executor_kills(tmp: Path, *runs: str, hold_write: bool = False) -> 
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
                 assert time.time() < deadline, f"run {run} never filled its cache"
                 time.sleep(0.1)
-            app_id = json.loads((run_signals / "ready").read_text())["app_id"]
+            ready = json.loads((run_signals / "ready").read_text())
+            app_id, victim = ready["app_id"], ready["victim"]
             pids = executor_pids(app_id)
             assert len(pids) == 2, f"expected 2 executor JVMs of {app_id}, found {pids}"
+            assert ready["blocks"][victim] > 0, f"no executor holds cached blocks: {ready}"
             held = run_signals / "prepared.before-async-write.held"
             while hold_write and not held.exists():
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
                 assert time.time() < deadline, f"prepared's async write never started in {run}"
                 time.sleep(0.1)
-            os.kill(pids[0], signal.SIGKILL)
+            os.kill(executor_pid(app_id, victim), signal.SIGKILL)
             (run_signals / "go").write_text("")
             if hold_write:
                 (run_signals / "prepared.before-async-write.go").write_text("")
