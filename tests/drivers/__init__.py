@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,28 @@ def driver_session(master: str, app_name: str, shuffle_partitions: int = 2) -> A
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def executor_ids(spark: Any) -> set[str]:
+    """The executors the driver's scheduler has registered now."""
+    ids = spark.sparkContext._jsc.sc().getExecutorIds()
+    return {ids.apply(i) for i in range(ids.size())}
+
+
+def wait_for_executors(
+    spark: Any, count: int, replaced: Collection[str] = (), timeout: float = 120.0
+) -> set[str]:
+    """Block until ``count`` executors are registered (on a standalone master or
+    local-cluster the first job does not wait for them), and, if ``replaced`` is given, not
+    exactly those (one of them was killed and must have been replaced); return them."""
+    deadline = time.time() + timeout
+    while True:
+        ids = executor_ids(spark)
+        if len(ids) == count and (not replaced or ids != set(replaced)):
+            return ids
+        if time.time() > deadline:
+            raise TimeoutError(f"no {count} fresh executors (have {ids}, had {replaced})")
+        time.sleep(0.2)
 
 
 def driver_env(

@@ -34,30 +34,10 @@ from typing import Any
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from drivers import driver_session
+from drivers import driver_session, wait_for_executors
 
 ROWS = 200_000
 EXECUTORS = 2
-
-
-def executor_ids(spark: Any) -> set[str]:
-    """The executors the driver's scheduler has registered now."""
-    ids = spark.sparkContext._jsc.sc().getExecutorIds()
-    return {ids.apply(i) for i in range(ids.size())}
-
-
-def wait_for_executors(spark: Any, previous: set[str], timeout: float = 120.0) -> set[str]:
-    """Block until :data:`EXECUTORS` executors are registered, none of them one the test
-    killed in the previous run (``previous`` are that run's executors: one of them must have
-    been replaced), and return them."""
-    deadline = time.time() + timeout
-    while True:
-        ids = executor_ids(spark)
-        if len(ids) == EXECUTORS and (not previous or ids != previous):
-            return ids
-        if time.time() > deadline:
-            raise TimeoutError(f"no {EXECUTORS} fresh executors (have {ids}, had {previous})")
-        time.sleep(0.2)
 
 
 def cached_blocks(spark: Any, since: int) -> dict[str, int]:
@@ -152,7 +132,7 @@ def main() -> int:
             os.environ.update(
                 EXOFLOW_HOLD_AT="prepared:before-async-write", EXOFLOW_HOLD_DIR=str(signals)
             )
-        executors = wait_for_executors(spark, executors)
+        executors = wait_for_executors(spark, EXECUTORS, replaced=executors)
         result = run_once(spark, a.storage, signals, checkpoint)
         print(f"RESULT {signals.name} " + json.dumps(result), flush=True)
     spark.stop()

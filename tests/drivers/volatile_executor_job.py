@@ -23,7 +23,7 @@ import sys
 from pyspark.sql import functions as F
 
 import exoflow_spark as xf
-from drivers import driver_session
+from drivers import driver_session, wait_for_executors
 
 ROWS = 20_000
 
@@ -35,6 +35,9 @@ def main() -> int:
     p.add_argument("--signal-dir", required=True)
     a = p.parse_args()
     spark = driver_session("local-cluster[2,1,1024]", "exoflow-volatile-loss", shuffle_partitions=4)
+    # both executors up before the first job: each then computes (and caches) a partition of
+    # sample, so whichever one the test kills held cached blocks
+    wait_for_executors(spark, 2)
     with open(os.path.join(a.signal_dir, "app"), "w") as fh:
         json.dump({"app_id": spark.sparkContext.applicationId}, fh)
     acc = spark.sparkContext.accumulator(0)
