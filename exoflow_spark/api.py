@@ -408,7 +408,9 @@ def explain(
 
 def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> list[dict[str, Any]]:
     """For each ``checkpoint="auto"`` task: the decision a run would make before running it
-    (from its profile; without one it is decided as it runs), and the last run's decision."""
+    (from its profile; without one it is decided as it runs), and the last run's decision.
+    How a write is made (sync or async) is said only when ``throughput`` is fresh: a run
+    measures the root first otherwise."""
     profiles = ProfileStore(store.fs)
     last: dict[str, str] = {}
     for e in store.events(EventKind.AUTO_CHECKPOINT):
@@ -427,6 +429,9 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
         return sum(own[u] for u in walk_up(tid, lambda t: inputs.get(t, ()), fused))
 
     floor = min_replay_s()
+    # a run measures a root whose cost model is missing or old before its first write decided
+    # ahead of computing (TaskRunner._write_mode): the preview cannot say how it will write
+    stale = "measured over a week ago" if throughput.measured else "not measured yet"
     tails: dict[str, RunTail | None] = {}  # as the run passes them on (see RunTail)
     for t in record.tasks:
         if t.checkpoint != "auto" or t.id == record.output:
@@ -438,17 +443,21 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
         tails[t.id] = earliest_tail(RunTail.of(profile, after_write=True), tail)
         upstream = lost_upstream(t.id)
         if profile is None:
+            if not throughput.fresh:
+                how = (
+                    "by the job that writes it or as it is computed into the cache, as the "
+                    f"root's write cost says (the run measures it first: {stale})"
+                )
+            elif write_mode(throughput)[0] == "sync":
+                how = "by the job that writes it (the root's writes are cheap)"
+            else:
+                how = "as it is computed into the cache"
             entry = {
                 "task": t.id,
                 "action": "at run",
                 "source": "no profile",
-                "reason": "decided as it runs: if its plan runs Python code, measured "
-                + (
-                    "by the job that writes it (the root's writes are cheap)"
-                    if write_mode(throughput)[0] == "sync"
-                    else "as it is computed into the cache"
-                )
-                + ", else from the plan's statistics",
+                "reason": f"decided as it runs: if its plan runs Python code, measured {how}, "
+                "else from the plan's statistics",
             }
         else:
             d = decide_before(
@@ -463,8 +472,13 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
             reason = d.reason
             if d.action == "fuse":
                 own[t.id] = profile.compute_s
-            else:
+            elif throughput.fresh:
                 reason += f"; {write_mode(throughput)[1]}"
+            else:
+                reason += (
+                    "; written sync or async as the root's write cost says (the run measures "
+                    f"it first: {stale})"
+                )
             entry = {"task": t.id, "action": d.action, "source": d.source, "reason": reason}
         entry["last"] = last.get(t.id) or "-"
         out.append(entry)

@@ -489,3 +489,67 @@ def test_a_cost_model_is_fresh_for_a_week() -> None:
     assert Throughput(measured_at=now - 60).fresh
     assert Throughput(measured_at=now - THROUGHPUT_MAX_AGE_SECONDS + 60).fresh
     assert not Throughput(measured_at=now - THROUGHPUT_MAX_AGE_SECONDS - 60).fresh
+
+
+@pytest.mark.parametrize(
+    ("measured_at", "said"),
+    [
+        (None, "the run measures it first: not measured yet"),
+        (time.time() - THROUGHPUT_MAX_AGE_SECONDS - 60, "first: measured over a week ago"),
+        (time.time(), "written sync by the job that computes it: the root's fixed cost"),
+    ],
+)
+def test_explain_says_how_a_write_is_made_only_from_a_fresh_cost_model(
+    tmp_path, monkeypatch, measured_at, said
+) -> None:
+    """A run measures a root whose cost model is missing or over a week old before its first
+    write (sync on cheap storage, async on latency-bound): ``explain`` says which only when
+    the model it has is the one the run will use."""
+    monkeypatch.setenv(MIN_REPLAY_ENV, "0")
+
+    @xf.task(checkpoint="auto")
+    def heavy():
+        return 0
+
+    @xf.task(checkpoint="auto")
+    def new():
+        return 0
+
+    @xf.task
+    def out(x, y):
+        return x
+
+    dag = out.bind(heavy.bind(), new.bind())
+    [fp] = [t["code_fingerprint"] for t in Dag(dag).to_record()["tasks"] if t["id"] == "heavy"]
+    root = tmp_path / "root"
+    fs = LocalLogFS(str(root))
+    ProfileStore(fs).save(  # far dearer to recompute than to write: written
+        new_profile(
+            key=profile_key("heavy", fp),
+            task="heavy",
+            code_fingerprint=fp,
+            own_s=60.0,
+            executor_s=None,
+            rows=1,
+            size=1000,
+            workflow_id="day-1",
+        )
+    )
+    if measured_at is not None:  # this format's model: auto writes Parquet
+        (root / layout.throughput_file("parquet")).write_text(
+            json.dumps({"write_fixed_s": 0.3, "write_bps": 2e8, "measured_at": measured_at})
+        )
+    preview = {e["task"]: e for e in xf.explain(dag, workflow_id="w", storage=str(root)).auto}
+    assert preview["heavy"]["action"] == "write", preview
+    assert said in preview["heavy"]["reason"], preview["heavy"]
+    if measured_at is None or "week" in said:
+        assert "written async" not in preview["heavy"]["reason"]
+        assert (
+            "measured by the job that writes it or as it is computed into the cache"
+            in (preview["new"]["reason"])
+        )
+    else:
+        assert (
+            "measured by the job that writes it (the root's writes are cheap)"
+            in (preview["new"]["reason"])
+        )
