@@ -10,10 +10,10 @@ cluster. Each run's signals live in ``<signal-dir>/<run>/``.
 output feeds `enriched` (checkpoint=False, read by two consumers, so cached). `first` fills
 the cache, then the job writes `<run signals>/ready` (its application id, and the executor
 holding the most blocks this run cached) and waits for `<run signals>/go`: meanwhile the test
-kills that executor's JVM, losing cached blocks. `second`
-then needs those blocks again. The job prints how often source rows were computed, as
-``RESULT <run> {...}``. Before each run it waits until the cluster has two executors again
-(the standalone master replaces the one the test killed).
+kills that executor's JVM, losing cached blocks. `second` then needs those blocks again. The
+job prints how often source rows were computed, as ``RESULT <run> {...}``. Before each run
+it waits until the cluster has two executors again (the standalone master replaces the one
+the test killed).
 
 With ``async`` `prepared` counts its rows deterministically (a Python UDF, so the engine
 computes it into the cache in ``$EXOFLOW_CACHE_REPLICAS`` copies before `enriched` reads it)
