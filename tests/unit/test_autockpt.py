@@ -492,15 +492,16 @@ def test_a_cost_model_is_fresh_for_a_week() -> None:
 
 
 @pytest.mark.parametrize(
-    ("measured_at", "said"),
+    ("age_s", "said"),
     [
         (None, "the run measures it first: not measured yet"),
-        (time.time() - THROUGHPUT_MAX_AGE_SECONDS - 60, "first: measured over a week ago"),
-        (time.time(), "written sync by the job that computes it: the root's fixed cost"),
+        (THROUGHPUT_MAX_AGE_SECONDS + 60, "first: measured over a week ago"),
+        (60, "written sync by the job that computes it: the root's fixed cost"),
     ],
+    ids=["never-measured", "week-old", "fresh"],  # the same on every xdist worker
 )
 def test_explain_says_how_a_write_is_made_only_from_a_fresh_cost_model(
-    tmp_path, monkeypatch, measured_at, said
+    tmp_path, monkeypatch, age_s, said
 ) -> None:
     """A run measures a root whose cost model is missing or over a week old before its first
     write (sync on cheap storage, async on latency-bound): ``explain`` says which only when
@@ -535,14 +536,15 @@ def test_explain_says_how_a_write_is_made_only_from_a_fresh_cost_model(
             workflow_id="day-1",
         )
     )
-    if measured_at is not None:  # this format's model: auto writes Parquet
+    if age_s is not None:  # this format's model: auto writes Parquet
+        measured_at = time.time() - age_s
         (root / layout.throughput_file("parquet")).write_text(
             json.dumps({"write_fixed_s": 0.3, "write_bps": 2e8, "measured_at": measured_at})
         )
     preview = {e["task"]: e for e in xf.explain(dag, workflow_id="w", storage=str(root)).auto}
     assert preview["heavy"]["action"] == "write", preview
     assert said in preview["heavy"]["reason"], preview["heavy"]
-    if measured_at is None or "week" in said:
+    if age_s is None or "week" in said:
         assert "written async" not in preview["heavy"]["reason"]
         assert (
             "measured by the job that writes it or as it is computed into the cache"
