@@ -432,6 +432,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
     # a run measures a root whose cost model is missing or old before its first write decided
     # ahead of computing (TaskRunner._write_mode): the preview cannot say how it will write
     stale = "measured over a week ago" if throughput.measured else "not measured yet"
+    measured_first = f"as the root's write cost says (the run measures it first: {stale})"
     tails: dict[str, RunTail | None] = {}  # as the run passes them on (see RunTail)
     for t in record.tasks:
         if t.checkpoint != "auto" or t.id == record.output:
@@ -444,10 +445,8 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
         upstream = lost_upstream(t.id)
         if profile is None:
             if not throughput.fresh:
-                how = (
-                    "by the job that writes it or as it is computed into the cache, as the "
-                    f"root's write cost says (the run measures it first: {stale})"
-                )
+                how = "by the job that writes it or as it is computed into the cache, "
+                how += measured_first
             elif write_mode(throughput)[0] == "sync":
                 how = "by the job that writes it (the root's writes are cheap)"
             else:
@@ -475,10 +474,7 @@ def _auto_preview(record: DagRecord, store: WorkflowStore, throughput: Any) -> l
             elif throughput.fresh:
                 reason += f"; {write_mode(throughput)[1]}"
             else:
-                reason += (
-                    "; written sync or async as the root's write cost says (the run measures "
-                    f"it first: {stale})"
-                )
+                reason += f"; written sync or async {measured_first}"
             entry = {"task": t.id, "action": d.action, "source": d.source, "reason": reason}
         entry["last"] = last.get(t.id) or "-"
         out.append(entry)
